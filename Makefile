@@ -1,0 +1,44 @@
+# driftloop: two commands do everything on a fresh machine with Python 3.11+.
+#   make demo   install, start the embedded broker, run the loop, show what happened
+#   make test   install, run the whole suite (unit, integration over the real broker)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Extra pip arguments, e.g. a CPU-only index for torch on machines that need one.
+PIP_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-unit test-integration lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+	@echo "installed driftloop into $(VENV)"
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m services.demo.run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration and not chaos" $(PYTEST_ARGS)
+
+test-integration: install
+	$(BIN)/python -m pytest -m "integration or chaos" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .driftloop .pytest_cache feature_repo/data

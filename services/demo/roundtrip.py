@@ -1,0 +1,152 @@
+"""A round trip of every event type through the broker: what the foundation promises.
+
+Produces one valid event of each contract to its topic plus one malformed message,
+consumes them back with the same loop the services use, and checks that each event
+returns equal with its ``event_id`` and ``traceparent`` headers and that the bad one
+landed in the dead-letter topic with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer
+from opentelemetry import trace
+
+from streams.consumer import ConsumerLoop, Inbound
+from streams.contracts import (
+    DriftReport,
+    Event,
+    FeatureDrift,
+    FeatureEvent,
+    LabelEvent,
+    ModelCandidate,
+    ModelPromotion,
+    PairedTest,
+    PartitionRange,
+    RetrainRequest,
+    ShadowVerdict,
+    WindowBounds,
+    new_event_id,
+)
+from streams.deadletter import REASON_HEADER
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.tracing import header_value
+
+
+def sample_events(model: str = "fraud") -> dict[str, Event]:
+    """One valid event per topic, keyed by logical topic name."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    feature_id = new_event_id()
+    report_id = new_event_id()
+    request_id = new_event_id()
+    return {
+        "features": FeatureEvent(
+            event_id=feature_id, model=model, entity_id="card-42", event_time=now,
+            features={"amount": 12.5, "channel": "online", "merchant_risk_score": None},
+        ),
+        "labels": LabelEvent(event_id=feature_id, model=model, label=1.0, event_time=now),
+        "drift.reports": DriftReport(
+            event_id=report_id, model=model,
+            window=WindowBounds(
+                start_time=now - timedelta(seconds=60), end_time=now, n_events=5000,
+                offsets=[PartitionRange(topic="features", partition=0, first_offset=0,
+                                        last_offset=4999)],
+            ),
+            reference_snapshot_id="0" * 16, champion_version=1,
+            features=[FeatureDrift(name="amount", kind="numeric", psi=0.31, ks_statistic=0.12,
+                                   ks_pvalue=1e-9, missing_share=0.0, drifted=True)],
+            drifted_share=1.0, drifted=True, created_at=now,
+        ),
+        "retrain.requests": RetrainRequest(
+            event_id=new_event_id(), request_id=request_id, model=model, reason="covariate",
+            base_version=1, window_start=now - timedelta(seconds=60), window_end=now,
+            drift_report_ids=[report_id], requested_at=now,
+        ),
+        "models.candidates": ModelCandidate(
+            event_id=new_event_id(), model=model, version=2, parent_version=1,
+            request_id=request_id, registry_uri="file:///registry/fraud/versions/2",
+            sha256="ab" * 32,
+        ),
+        "models.verdicts": ShadowVerdict(
+            event_id=new_event_id(), model=model, candidate=2, champion=1, samples=2000,
+            metric="log_loss", candidate_metric=0.31, champion_metric=0.35,
+            test=PairedTest(method="paired_t", statistic=4.2, p_value=1e-5,
+                            mean_difference=0.04, relative_improvement=0.114),
+            decision="promote", reason="better by 11.4%", decided_at=now,
+        ),
+        "models.promotions": ModelPromotion(
+            event_id=new_event_id(), model=model, new_champion=2, previous_champion=1,
+            cause="shadow", promoted_at=now,
+        ),
+    }
+
+
+@dataclass
+class RoundTripResult:
+    """What came back for each topic."""
+
+    sent: dict[str, Event]
+    received: dict[str, Event]
+    traced: dict[str, bool]
+    dead_letter_reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return (
+            all(self.received.get(t) == e for t, e in self.sent.items())
+            and all(self.traced.values())
+            and self.dead_letter_reason == "not_json"
+        )
+
+
+def run_round_trip(settings: Settings, *, timeout_s: float = 60.0) -> RoundTripResult:
+    """Send every event type plus one malformed message and read them all back."""
+    events = sample_events()
+    tracer = trace.get_tracer("driftloop.demo")
+    with EventProducer(settings, "roundtrip") as producer:
+        with tracer.start_as_current_span("roundtrip"):
+            for name, event in events.items():
+                producer.send(settings.topic(name), event, key=event.event_id)
+        producer.send_raw(settings.topic("labels"), b"{not json", b"bad", [])
+    topic_types: dict[str, type[Event]] = {settings.topic(n): type(e) for n, e in events.items()}
+    received: dict[str, Event] = {}
+    traced: dict[str, bool] = {}
+    by_topic = {settings.topic(n): n for n in events}
+
+    def handle(batch: list[Inbound[Any]]) -> None:
+        for inbound in batch:
+            name = by_topic[inbound.topic]
+            received[name] = inbound.event
+            traced[name] = (
+                header_value(inbound.headers, "event_id") == inbound.event.event_id
+                and header_value(inbound.headers, "traceparent") is not None
+            )
+        return None
+
+    loop = ConsumerLoop(
+        settings, group_id=f"roundtrip-{new_event_id()[:8]}", topics=topic_types,
+        handle_batch=handle, service_name="roundtrip",
+    )
+    loop.run(until=lambda: len(received) == len(events), idle_timeout_s=timeout_s)
+    return RoundTripResult(events, received, traced, _dead_letter_reason(settings, timeout_s))
+
+
+def _dead_letter_reason(settings: Settings, timeout_s: float) -> str | None:
+    """Dead letters are raw bytes, not events: read them with a plain consumer."""
+    reasons: list[str] = []
+    consumer = Consumer(settings.kafka.consumer_config(f"roundtrip-dlq-{new_event_id()[:8]}"))
+    consumer.subscribe([settings.topic("deadletter")])
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not reasons and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=100, timeout=0.5):
+                if msg.error() is None and msg.value() == b"{not json":
+                    reasons.append(header_value(msg.headers(), REASON_HEADER) or "")
+    finally:
+        consumer.close()
+    return reasons[0] if reasons else None

@@ -1,0 +1,315 @@
+"""Batched, at-least-once consumer loop with dead-letter routing and graceful stop.
+
+One iteration: ``consume(num_messages=batch_size)``, decode each message strictly by
+its topic's event type (failures go to the dead-letter topic), hand the good ones to
+``handle_batch``, make the dead letters durable, then commit. ``handle_batch`` says
+what is durable: ``None`` means the whole batch; a :data:`CommitPlan` names the next
+offset to commit per partition (a windowed service holds back its open window).
+Nothing is committed before the handler returns, so a crash re-reads the batch.
+
+SIGTERM/SIGINT finish the current batch, commit, and close the consumer (leaving
+the group at once instead of after a session timeout).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+from streams.codec import DecodeFailure, decode
+from streams.contracts import Event
+from streams.deadletter import DeadLetterRouter
+from streams.producer import EventProducer
+from streams.settings import Settings
+from streams.tracing import extract_trace_context
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+PartitionKey = tuple[str, int]
+CommitPlan = dict[PartitionKey, int]
+"""Next offset to commit, per (topic, partition)."""
+
+MAX_SPAN_LINKS = 64
+
+
+@dataclass(slots=True)
+class Inbound(Generic[E]):
+    """A decoded message together with where it came from."""
+
+    event: E
+    message: Message
+
+    @property
+    def topic(self) -> str:
+        return self.message.topic()  # type: ignore[return-value]
+
+    @property
+    def partition(self) -> int:
+        return self.message.partition()  # type: ignore[return-value]
+
+    @property
+    def offset(self) -> int:
+        return self.message.offset()  # type: ignore[return-value]
+
+    @property
+    def key(self) -> bytes | None:
+        return self.message.key()  # type: ignore[return-value]
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value()  # type: ignore[return-value]
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self.message.headers() or []
+
+    def trace_context(self) -> Context:
+        """The producer's trace context carried in the headers."""
+        return extract_trace_context(self.message.headers())
+
+
+BatchHandler = Callable[[list[Inbound[Any]]], CommitPlan | None]
+PartitionHook = Callable[[list[PartitionKey]], CommitPlan | None]
+
+
+@dataclass
+class LoopStats:
+    """Counters a loop keeps about itself."""
+
+    batches: int = 0
+    consumed: int = 0
+    handled: int = 0
+    dead_lettered: int = 0
+    commits: int = 0
+    commit_failures: int = 0
+
+
+class ConsumerLoop:
+    """Consumes ``topics`` in batches and commits only what ``handle_batch`` made durable."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group_id: str,
+        topics: Mapping[str, type[Event]],
+        handle_batch: BatchHandler,
+        service_name: str,
+        producer: EventProducer | None = None,
+        batch_size: int = 10_000,
+        poll_timeout_s: float = 0.2,
+        tracer: trace.Tracer | None = None,
+        on_assign: PartitionHook | None = None,
+        on_revoke: PartitionHook | None = None,
+        on_dead_letter: Callable[[str, str], None] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        config = settings.kafka.consumer_config(group_id)
+        config["client.id"] = f"{settings.kafka.client_id}-{service_name}"
+        config.update(consumer_config or {})
+        self.group_id = group_id
+        self.service_name = service_name
+        self._topics = dict(topics)
+        self._handle_batch = handle_batch
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        self._tracer = tracer or trace.get_tracer("driftloop.streams")
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self.producer = producer or EventProducer(settings, service_name)
+        self.dead_letters = DeadLetterRouter(
+            self.producer, settings.topic("deadletter"), service_name,
+            on_dead_letter=on_dead_letter,
+        )
+        self._consumer = Consumer(config)
+        self._stop = threading.Event()
+        self.assignment: set[PartitionKey] = set()
+        self.stats = LoopStats()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch, commit and close."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+
+    def run(
+        self,
+        *,
+        max_batches: int | None = None,
+        idle_timeout_s: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> LoopStats:
+        """Consume until stopped (or a bound is reached), then commit and close."""
+        self._consumer.subscribe(
+            list(self._topics), on_assign=self._assigned, on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+        last_message = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                got = self.poll_once()
+                now = time.monotonic()
+                if got:
+                    last_message = now
+                if max_batches is not None and self.stats.batches >= max_batches:
+                    break
+                if until is not None and until():
+                    break
+                if idle_timeout_s is not None and now - last_message > idle_timeout_s:
+                    break
+        finally:
+            self._close()
+        return self.stats
+
+    def _close(self) -> None:
+        try:
+            self.producer.flush()
+        finally:
+            self._consumer.close()
+            log.info(
+                "%s closed: %d consumed, %d dead-lettered, %d commits",
+                self.service_name, self.stats.consumed, self.stats.dead_lettered,
+                self.stats.commits,
+            )
+
+    # -- one iteration ---------------------------------------------------------------
+
+    def poll_once(self) -> int:
+        """Consume, decode, handle and commit one batch; returns messages consumed."""
+        messages = self._consumer.consume(
+            num_messages=self._batch_size, timeout=self._poll_timeout_s
+        )
+        good: list[Inbound[Any]] = []
+        consumed = 0
+        positions: CommitPlan = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                self._on_error(err)
+                continue
+            consumed += 1
+            topic = msg.topic()
+            positions[(topic, msg.partition())] = msg.offset() + 1
+            try:
+                event = decode(msg.value(), self._topics[topic])
+            except DecodeFailure as failure:
+                self.dead_letter(msg, failure.reason.value, failure.detail)
+                continue
+            good.append(Inbound(event, msg))
+        if consumed:
+            self.stats.batches += 1
+            self.stats.consumed += consumed
+            self.stats.handled += len(good)
+        plan = self._handle(good)
+        if consumed or plan:
+            # Dead letters and the handler's output must be durable before the commit.
+            self.producer.flush()
+            self._commit(positions if plan is None else plan)
+        return consumed
+
+    def _handle(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        if not batch:
+            return self._handle_batch(batch)
+        links = []
+        for inbound in batch:
+            if len(links) >= MAX_SPAN_LINKS:
+                break
+            span_context = trace.get_current_span(inbound.trace_context()).get_span_context()
+            if span_context.is_valid:
+                links.append(trace.Link(span_context))
+        topics = sorted({inbound.topic for inbound in batch})
+        partitions = sorted({inbound.partition for inbound in batch})
+        attributes: dict[str, Any] = {
+            "messaging.system": "kafka",
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topics[0] if len(topics) == 1 else ",".join(topics),
+            "messaging.consumer.group.name": self.group_id,
+            "messaging.batch.message_count": len(batch),
+        }
+        if len(partitions) == 1:
+            attributes["messaging.destination.partition.id"] = str(partitions[0])
+        with self._tracer.start_as_current_span(
+            f"process {attributes['messaging.destination.name']}",
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes=attributes,
+        ):
+            return self._handle_batch(batch)
+
+    def dead_letter(self, msg: Message, reason: str, detail: str) -> None:
+        """Route one message to the dead-letter topic (also for handler-side rejects)."""
+        self.dead_letters.route(
+            value=msg.value(), key=msg.key(), headers=msg.headers(),
+            source_topic=msg.topic() or "?", partition=msg.partition() or 0,
+            offset=msg.offset() or 0, reason=reason, detail=detail,
+        )
+        self.stats.dead_lettered += 1
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("%s consumer error: %s", self.service_name, err)
+
+    # -- commits and rebalances ------------------------------------------------------
+
+    def _commit(self, plan: Mapping[PartitionKey, int]) -> None:
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in plan.items()
+            if (topic, partition) in self.assignment
+        ]
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+            self.stats.commits += 1
+        except KafkaException as exc:
+            # The partitions moved on; their records are re-read by the new owner.
+            self.stats.commit_failures += 1
+            log.warning("%s commit failed (will be redelivered): %s", self.service_name, exc)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self.assignment.update(keys)
+        log.info("%s assigned %s", self.service_name, keys)
+        if self._on_assign is not None:
+            self._on_assign(keys)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.info("%s revoked %s", self.service_name, keys)
+        if self._on_revoke is not None:
+            plan = self._on_revoke(keys)
+            if plan:
+                self.producer.flush()
+                self._commit({k: v for k, v in plan.items() if k in keys})
+        self.assignment.difference_update(keys)
+
+    def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning("%s lost %s", self.service_name, keys)
+        if self._on_revoke is not None:
+            self._on_revoke(keys)
+        self.assignment.difference_update(keys)

@@ -1,0 +1,180 @@
+"""Typed, versioned event contracts for every driftloop topic.
+
+Each event is a frozen msgspec struct tagged by its ``schema`` field
+(``"<name>/<version>"``), so a decoder knows exactly which version it reads and
+rejects any other. Unknown fields are tolerated (forward compatible within a
+version); missing fields, wrong types and unknown schema versions are not.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Version = Annotated[int, msgspec.Meta(ge=1)]
+FeatureValue = float | str | None
+Reason = Literal["covariate", "concept", "manual"]
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def new_event_id() -> str:
+    """A fresh random event id (UUID4 hex)."""
+    return uuid.uuid4().hex
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="schema"):
+    """Base of every event: carries the ``schema`` tag and an ``event_id``."""
+
+    event_id: NonEmptyStr
+
+
+class FeatureEvent(Event, tag="feature_event/1", kw_only=True):
+    """One scoring request's features, keyed by entity id on ``features``."""
+
+    model: ModelName
+    entity_id: NonEmptyStr
+    event_time: Timestamp
+    features: dict[str, FeatureValue]
+
+
+class LabelEvent(Event, tag="label_event/1", kw_only=True):
+    """The observed outcome of the feature event with the same ``event_id``."""
+
+    model: ModelName
+    label: float
+    event_time: Timestamp
+
+
+class PartitionRange(msgspec.Struct, frozen=True, kw_only=True):
+    """Offsets covered by a window on one partition (inclusive)."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+class WindowBounds(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a drift window starts and ends, in event time and in offsets."""
+
+    start_time: Timestamp
+    end_time: Timestamp
+    n_events: int
+    offsets: list[PartitionRange] = []
+
+
+class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """Drift statistics of one feature in one window."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    psi: float
+    ks_statistic: float | None = None
+    ks_pvalue: float | None = None
+    missing_share: float
+    drifted: bool
+    critical: bool = False
+
+
+class DriftReport(Event, tag="drift_report/1", kw_only=True):
+    """One closed window compared with the champion's training snapshot."""
+
+    model: ModelName
+    window: WindowBounds
+    reference_snapshot_id: NonEmptyStr
+    champion_version: Version | None = None
+    features: list[FeatureDrift]
+    drifted_share: float
+    drifted: bool
+    created_at: Timestamp
+
+
+class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
+    """Ask the training workers for a new candidate; ``request_id`` is idempotent."""
+
+    request_id: NonEmptyStr
+    model: ModelName
+    reason: Reason
+    base_version: Version | None
+    window_start: Timestamp
+    window_end: Timestamp
+    drift_report_ids: list[str] = []
+    requested_at: Timestamp
+
+
+class ModelCandidate(Event, tag="model_candidate/1", kw_only=True):
+    """A registered version waiting for shadow evaluation."""
+
+    model: ModelName
+    version: Version
+    parent_version: Version | None
+    request_id: str | None
+    registry_uri: NonEmptyStr
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PairedTest(msgspec.Struct, frozen=True, kw_only=True):
+    """Result of the one-sided paired test on per-event loss differences."""
+
+    method: str
+    statistic: float
+    p_value: float
+    mean_difference: float
+    relative_improvement: float
+
+
+class ShadowVerdict(Event, tag="shadow_verdict/1", kw_only=True):
+    """The shadow evaluator's decision on one candidate."""
+
+    model: ModelName
+    candidate: Version
+    champion: Version
+    samples: int
+    metric: str
+    candidate_metric: float
+    champion_metric: float
+    test: PairedTest
+    decision: Literal["promote", "reject"]
+    reason: str
+    decided_at: Timestamp
+
+
+class ModelPromotion(Event, tag="model_promotion/1", kw_only=True):
+    """The champion alias of ``model`` moved from ``previous_champion`` to ``new_champion``."""
+
+    model: ModelName
+    new_champion: Version
+    previous_champion: Version | None
+    cause: Literal["shadow", "rollback", "manual"]
+    promoted_at: Timestamp
+
+
+ANY_EVENT = (
+    FeatureEvent
+    | LabelEvent
+    | DriftReport
+    | RetrainRequest
+    | ModelCandidate
+    | ShadowVerdict
+    | ModelPromotion
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    FeatureEvent,
+    LabelEvent,
+    DriftReport,
+    RetrainRequest,
+    ModelCandidate,
+    ShadowVerdict,
+    ModelPromotion,
+)
+
+
+def schema_of(event_type: type[Event]) -> str:
+    """The ``schema`` tag (``name/version``) of an event type."""
+    return event_type.__struct_config__.tag  # type: ignore[return-value]

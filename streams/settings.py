@@ -1,0 +1,227 @@
+"""One typed configuration for every driftloop process.
+
+Sources, highest priority first: explicit arguments, ``DRIFTLOOP_*`` environment
+variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the YAML
+file named by ``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
+
+Kafka client keys are librdkafka's own: the common ones are typed fields, anything
+else goes through ``kafka.extra`` unchanged (``socket.keepalive.enable``,
+``ssl.endpoint.identification.algorithm``, ...). Secrets are ``SecretStr`` and are
+only revealed when the client configuration is built, never in ``repr`` or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+TOPIC_NAMES: tuple[str, ...] = (
+    "features",
+    "labels",
+    "drift.reports",
+    "retrain.requests",
+    "models.candidates",
+    "models.verdicts",
+    "models.promotions",
+    "deadletter",
+)
+
+_SECRET_MARKERS = ("password", "secret", "token", "private.key")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a librdkafka key holds a credential (so it must never be printed)."""
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+class KafkaSettings(BaseModel):
+    """Client settings shared by every producer and consumer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "driftloop"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: SecretStr | None = None
+    # Group timing: fine for Apache Kafka and quick on the embedded broker, whose
+    # group joins wait session.timeout.ms / 2.
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1000
+    # librdkafka pauses fetching for this long when its local queue is full; the
+    # 1,000 ms default stalls batched consumers (DESIGN.md, throughput notes).
+    fetch_queue_backoff_ms: int = 10
+    extra: dict[str, str | int | float | bool | SecretStr] = Field(default_factory=dict)
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _wrap_secret_extras(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: SecretStr(v) if is_secret_key(k) and isinstance(v, str) else v
+                for k, v in value.items()
+            }
+        return value
+
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        """The librdkafka configuration common to producers and consumers, secrets revealed."""
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+            "log.connection.close": False,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        for key, value in optional.items():
+            if value is not None:
+                config[key] = _reveal(value)
+        for key, value in self.extra.items():
+            config[key] = _reveal(value)
+        return config
+
+    def consumer_config(self, group_id: str) -> dict[str, str | int | float | bool]:
+        """Consumer configuration: manual commits, earliest reset, group timing."""
+        config = {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+            "fetch.queue.backoff.ms": self.fetch_queue_backoff_ms,
+            "enable.partition.eof": False,
+        }
+        config.update(self.client_config())
+        return config
+
+    def producer_config(self) -> dict[str, str | int | float | bool]:
+        """Producer configuration: idempotent, acks from all in-sync replicas."""
+        config: dict[str, str | int | float | bool] = {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": 30_000,
+        }
+        config.update(self.client_config())
+        return config
+
+    def redacted(self) -> dict[str, Any]:
+        """Client configuration safe to log: every secret replaced by ``**********``."""
+        return {
+            k: "**********" if is_secret_key(k) else v for k, v in self.client_config().items()
+        }
+
+
+def _reveal(value: str | int | float | bool | SecretStr) -> str | int | float | bool:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+class TopicSettings(BaseModel):
+    """Topic naming and creation defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prefix: str = ""
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class BrokerSettings(BaseModel):
+    """The embedded broker used for local runs and tests."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=19092, ge=1, le=65535)
+    storage_engine: str = "memory://tansu/"
+
+
+class Settings(BaseSettings):
+    """Everything a driftloop process needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLOOP_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+    _yaml_path: ClassVar[Path | None] = None
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    state_dir: Path = Path(".driftloop")
+    registry_uri: str = ".driftloop/registry"
+    feature_repo: Path = Path("feature_repo")
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    def topic(self, name: str) -> str:
+        """The full (prefixed) name of one of :data:`TOPIC_NAMES`."""
+        if name not in TOPIC_NAMES:
+            raise KeyError(f"unknown topic {name!r}; known: {', '.join(TOPIC_NAMES)}")
+        return f"{self.topics.prefix}{name}"
+
+    def all_topics(self) -> list[str]:
+        """Every topic driftloop uses, prefixed."""
+        return [self.topic(name) for name in TOPIC_NAMES]
+
+    def model_options(self, model: str) -> dict[str, Any]:
+        """Per-model overrides (drift policy, training, shadow...) from the ``models`` section."""
+        return dict(self.models.get(model, {}))
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (or ``$DRIFTLOOP_CONFIG``), the environment and overrides.
+
+    A path that is given but missing is an error: a typo must not silently fall back
+    to defaults.
+    """
+    chosen = path if path is not None else os.environ.get("DRIFTLOOP_CONFIG")
+    yaml_path: Path | None = None
+    if chosen:
+        yaml_path = Path(chosen)
+        if not yaml_path.is_file():
+            raise FileNotFoundError(f"configuration file not found: {yaml_path}")
+    Settings._yaml_path = yaml_path
+    try:
+        return Settings(**overrides)
+    finally:
+        Settings._yaml_path = None

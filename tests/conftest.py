@@ -1,0 +1,71 @@
+"""Shared fixtures: one embedded broker per test session, isolated topics per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+from streams.settings import Settings, load_settings
+
+REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A real Kafka-protocol broker (tansu, in memory) on a free loopback port."""
+    embedded = EmbeddedBroker(tmp_path_factory.mktemp("broker"), port=free_port())
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings pointing at the session broker, with topics of this test's own prefix."""
+    from streams.admin import create_topics
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    s = load_settings(
+        kafka={"bootstrap_servers": broker.address},
+        topics={"prefix": prefix, "partitions": 3},
+        state_dir=tmp_path / "state",
+        registry_uri=str(tmp_path / "registry"),
+    )
+    create_topics(s)
+    return s
+
+
+def _reachable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip visibly when a local service is missing, or fail when CI requires it."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}, and DRIFTLOOP_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(f"{message} (set DRIFTLOOP_REQUIRE_SERVICES=1 to make this a failure)")
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    """The local PostgreSQL (trust auth, database ``test``)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis."""
+    require_service("Redis", "127.0.0.1", 6379)
+    return "127.0.0.1:6379"

@@ -1,0 +1,74 @@
+"""Settings: YAML, environment overrides, pass-through client keys, secrets kept secret."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from streams.settings import TOPIC_NAMES, load_settings
+
+
+def test_defaults_suit_the_embedded_broker() -> None:
+    s = load_settings()
+    config = s.kafka.consumer_config("g")
+    assert config["session.timeout.ms"] == 6000
+    assert config["heartbeat.interval.ms"] == 1000
+    assert config["enable.auto.commit"] is False
+    assert s.kafka.producer_config()["acks"] == "all"
+    assert s.kafka.producer_config()["enable.idempotence"] is True
+
+
+def test_yaml_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "driftloop.yaml"
+    path.write_text(
+        "kafka:\n  bootstrap_servers: kafka-a:9092\n  extra:\n    socket.keepalive.enable: true\n"
+        "topics:\n  prefix: prod.\n  partitions: 12\n"
+    )
+    s = load_settings(path)
+    assert s.kafka.bootstrap_servers == "kafka-a:9092"
+    assert s.topic("features") == "prod.features"
+    assert s.kafka.client_config()["socket.keepalive.enable"] is True
+    monkeypatch.setenv("DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS", "kafka-b:9093")
+    monkeypatch.setenv("DRIFTLOOP_TOPICS__PARTITIONS", "6")
+    s = load_settings(path)
+    assert s.kafka.bootstrap_servers == "kafka-b:9093"
+    assert s.topics.partitions == 6
+    assert s.topics.prefix == "prod."
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_security_settings_pass_through_and_secrets_stay_hidden(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = load_settings(kafka={
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "svc", "sasl_password": "hunter2-secret",
+        "ssl_ca_location": "/etc/ca.pem",
+        "extra": {
+            "sasl.oauthbearer.client.secret": "oauth-s3cret",
+            "ssl.endpoint.identification.algorithm": "https",
+        },
+    })
+    config = s.kafka.client_config()
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.password"] == "hunter2-secret"
+    assert config["sasl.oauthbearer.client.secret"] == "oauth-s3cret"
+    assert config["ssl.endpoint.identification.algorithm"] == "https"
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("t").info("settings %s %s", s, s.kafka.redacted())
+    for text in (repr(s), str(s.model_dump()), caplog.text, str(s.kafka.redacted())):
+        assert "hunter2" not in text
+        assert "oauth-s3cret" not in text
+
+
+def test_topic_names_are_prefixed_and_checked() -> None:
+    s = load_settings(topics={"prefix": "x."})
+    assert s.all_topics() == [f"x.{n}" for n in TOPIC_NAMES]
+    with pytest.raises(KeyError, match="unknown topic"):
+        s.topic("nope")
