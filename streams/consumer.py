@@ -112,6 +112,7 @@ class ConsumerLoop:
         on_assign: PartitionHook | None = None,
         on_revoke: PartitionHook | None = None,
         on_dead_letter: Callable[[str, str], None] | None = None,
+        on_batch: Callable[[dict[str, int], float], None] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
     ) -> None:
         config = settings.kafka.consumer_config(group_id)
@@ -126,6 +127,7 @@ class ConsumerLoop:
         self._tracer = tracer or trace.get_tracer("driftloop.streams")
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_batch = on_batch
         self.producer = producer or EventProducer(settings, service_name)
         self.dead_letters = DeadLetterRouter(
             self.producer, settings.topic("deadletter"), service_name,
@@ -200,8 +202,10 @@ class ConsumerLoop:
         messages = self._consumer.consume(
             num_messages=self._batch_size, timeout=self._poll_timeout_s
         )
+        started = time.perf_counter()
         good: list[Inbound[Any]] = []
         consumed = 0
+        per_topic: dict[str, int] = {}
         positions: CommitPlan = {}
         for msg in messages:
             err = msg.error()
@@ -210,6 +214,7 @@ class ConsumerLoop:
                 continue
             consumed += 1
             topic = msg.topic()
+            per_topic[topic] = per_topic.get(topic, 0) + 1
             positions[(topic, msg.partition())] = msg.offset() + 1
             try:
                 event = decode(msg.value(), self._topics[topic])
@@ -226,6 +231,8 @@ class ConsumerLoop:
             # Dead letters and the handler's output must be durable before the commit.
             self.producer.flush()
             self._commit(positions if plan is None else plan)
+        if consumed and self._on_batch is not None:
+            self._on_batch(per_topic, time.perf_counter() - started)
         return consumed
 
     def _handle(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
