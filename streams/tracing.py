@@ -24,13 +24,20 @@ class _HeaderSetter(Setter[Headers]):
         carrier.append((key, value.encode("ascii")))
 
 
-class _HeaderGetter(Getter[Sequence[tuple[str, bytes | None]]]):
-    def get(self, carrier: Sequence[tuple[str, bytes | None]], key: str) -> list[str] | None:
-        values = [v.decode("ascii", "replace") for k, v in carrier if k == key and v is not None]
+class _HeaderGetter(Getter[Sequence[tuple[str, bytes | str | None]]]):
+    """Reads W3C fields from a header list; keys case-insensitive, values bytes or str."""
+
+    def get(self, carrier: Sequence[tuple[str, bytes | str | None]], key: str) -> list[str] | None:
+        wanted = key.lower()
+        values = []
+        for name, value in carrier or ():
+            if name.lower() != wanted or value is None:
+                continue
+            values.append(value.decode("latin-1") if isinstance(value, bytes) else value)
         return values or None
 
-    def keys(self, carrier: Sequence[tuple[str, bytes | None]]) -> list[str]:
-        return [k for k, _ in carrier]
+    def keys(self, carrier: Sequence[tuple[str, bytes | str | None]]) -> list[str]:
+        return [k for k, _ in carrier or ()]
 
 
 _setter = _HeaderSetter()
@@ -43,9 +50,13 @@ def inject_trace_headers(headers: Headers, context: Context | None = None) -> He
     return headers
 
 
-def extract_trace_context(headers: Sequence[tuple[str, bytes | None]] | None) -> Context:
-    """The trace context carried by a message's headers (empty when none)."""
-    return _propagator.extract(headers or [], getter=_getter)
+def extract_trace_context(headers: Sequence[tuple[str, bytes | str | None]] | None) -> Context:
+    """The remote span context carried by a message's headers (an empty context if none).
+
+    Extracted into a fresh context, never the caller's, so a message without trace
+    headers does not appear to come from the span that happens to be current.
+    """
+    return _propagator.extract(headers or [], context=Context(), getter=_getter)
 
 
 def header_value(headers: Sequence[tuple[str, bytes | None]] | None, key: str) -> str | None:

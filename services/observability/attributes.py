@@ -1,0 +1,35 @@
+"""Attribute names used on driftloop spans and metrics, in one place.
+
+Standard names come from the OpenTelemetry semantic conventions (messaging, error);
+``driftloop.*`` names are ours. Metric attributes are kept low-cardinality: model,
+feature, topic, group, reason, outcome; never an event id or an entity id.
+"""
+
+from __future__ import annotations
+
+# messaging semantic conventions
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
+MESSAGING_OPERATION_TYPE = "messaging.operation.type"
+MESSAGING_DESTINATION_NAME = "messaging.destination.name"
+MESSAGING_DESTINATION_PARTITION_ID = "messaging.destination.partition.id"
+MESSAGING_CONSUMER_GROUP_NAME = "messaging.consumer.group.name"
+MESSAGING_BATCH_MESSAGE_COUNT = "messaging.batch.message_count"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
+MESSAGING_KAFKA_MESSAGE_KEY = "messaging.kafka.message.key"
+MESSAGING_KAFKA_OFFSET = "messaging.kafka.offset"
+ERROR_TYPE = "error.type"
+
+# driftloop
+MODEL = "driftloop.model"
+FEATURE = "driftloop.feature"
+DRIFTED = "driftloop.drifted"
+REPORT_ID = "driftloop.report_id"
+REQUEST_ID = "driftloop.request_id"
+RETRAIN_REASON = "driftloop.retrain.reason"
+MODEL_VERSION = "driftloop.model.version"
+TRAINING_RUN_ID = "driftloop.training.run_id"
+TRAINING_OUTCOME = "driftloop.training.outcome"
+SHADOW_DECISION = "driftloop.shadow.decision"
+DELTA_SIGN = "driftloop.shadow.delta_sign"
+PROMOTION_CAUSE = "driftloop.promotion.cause"
