@@ -79,6 +79,11 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     missing_share: float
     drifted: bool
     critical: bool = False
+    # Histogram for dashboards and reports: bin labels (numeric ranges or categories,
+    # with "missing" and "other"), and the reference and window shares per bin.
+    bins: list[str] = []
+    reference_shares: list[float] = []
+    window_shares: list[float] = []
 
 
 class DriftReport(Event, tag="drift_report/1", kw_only=True):
