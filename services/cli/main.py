@@ -16,6 +16,8 @@ from rich.table import Table
 
 from services.cli.logs import configure_logging
 from services.cli.services import SERVICE_NAMES, run_services
+from services.registry.cli import models_app
+from services.training.cli import train_command
 from streams.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -33,6 +35,8 @@ demo_app = typer.Typer(help="Demonstrations that run against the configured brok
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(demo_app, name="demo")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
 
 console = Console(stderr=True)
 ConfigOption = Annotated[

@@ -1,0 +1,170 @@
+"""Fine-tuning after a covariate shift vs training from scratch, and loop throughput.
+
+1. A parent model is trained on the old distribution. The inputs then shift (numeric
+   means move and widen, category shares tilt towards categories never seen before;
+   the labelling rule stays the same). On the new training set (fresh window + replay
+   of the old data, time-split, as the trainer builds it) we train once from scratch
+   and once fine-tuning from the parent, same config, same validation set.
+   Target: fine-tuning reaches the scratch run's final (best) validation loss within
+   30% of the scratch run's optimizer steps.
+2. Training-loop steps/s (MLP 64-64, batch 256, 20 numeric features) with 1 and 2
+   torch threads.
+
+Writes benchmarks/results/finetune.json. ``--quick`` shrinks everything for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from services.training.config import load_config
+from services.training.data import build_training_frames
+from services.training.loop import train
+from services.training.progress import NullProgress
+from services.training.synthetic import synthetic_frame, synthetic_spec
+
+RESULTS = Path(__file__).parent / "results" / "finetune.json"
+TARGET_RATIO = 0.30
+
+
+class Timer(NullProgress):
+    """Wall time between the first and the last optimizer step."""
+
+    def __init__(self) -> None:
+        self.first: tuple[int, float] | None = None
+        self.last: tuple[int, float] | None = None
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
+        self.last = (step, now)
+
+    @property
+    def steps_per_s(self) -> float:
+        assert self.first and self.last
+        return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
+
+
+def finetune_vs_scratch(quick: bool, work: Path) -> dict:
+    spec = synthetic_spec(n_numeric=20, n_categorical=2)
+    n_old, n_new = (6_000, 3_000) if quick else (40_000, 12_000)
+    base = {
+        "batch_size": 256,
+        "max_steps": 1_500 if quick else 6_000,
+        "epochs": None,
+        "eval_every_steps": 25,
+        "early_stopping": {"patience": 8, "min_delta": 1e-4},
+        "checkpoint": {"every_steps": 100_000},
+        "architecture": {"hidden_sizes": [64, 64], "dropout": 0.1},
+    }
+    config = load_config(overrides=base)
+    old = synthetic_frame(n_old, spec, seed=1, start="2026-01-01")
+    p_train, p_val = build_training_frames(
+        spec, old, None, replay_ratio=0.0, validation_share=0.2,
+        time_column="event_timestamp", seed=0,
+    )  # fmt: skip
+    parent = train(work / "parent", spec, p_train, p_val, config, progress=None)
+
+    fresh = synthetic_frame(n_new, spec, seed=2, shift=1.5, start="2026-02-01")
+    train_df, val_df = build_training_frames(
+        spec, fresh, old, replay_ratio=config.data.replay_ratio, validation_share=0.2,
+        time_column="event_timestamp", seed=0,
+    )  # fmt: skip
+    parent_on_new = train(
+        work / "parent-eval", spec, train_df, val_df,
+        config.with_overrides({"max_steps": 1, "optimizer": {"lr": 1e-12}}),
+        init_from=parent, progress=None,
+    )  # fmt: skip
+    scratch = train(work / "scratch", spec, train_df, val_df, config, progress=None)
+    tuned = train(work / "tuned", spec, train_df, val_df, config, init_from=parent, progress=None)
+    target = scratch.best_val_loss
+    reached = next((h["step"] for h in tuned.history if h["val_loss"] <= target), None)
+    ratio = None if reached is None else reached / scratch.step
+    return {
+        "rows": {"old": n_old, "fresh": n_new, "train": len(train_df), "val": len(val_df)},
+        "parent": {"steps": parent.step, "val_loss_old": parent.best_val_loss},
+        "parent_on_shifted_val_loss": parent_on_new.history[0]["val_loss"],
+        "scratch": {
+            "steps": scratch.step,
+            "status": scratch.status,
+            "best_val_loss": scratch.best_val_loss,
+            "val_auc": scratch.metrics["val_auc"],
+        },
+        "finetune": {
+            "steps": tuned.step,
+            "status": tuned.status,
+            "best_val_loss": tuned.best_val_loss,
+            "val_auc": tuned.metrics["val_auc"],
+            "steps_to_scratch_loss": reached,
+            "curve": [(int(h["step"]), round(h["val_loss"], 5)) for h in tuned.history[:12]],
+        },
+        "ratio_steps": ratio,
+        "target_ratio": TARGET_RATIO,
+        "passed": ratio is not None and ratio <= TARGET_RATIO,
+    }
+
+
+def throughput(quick: bool, work: Path) -> dict:
+    spec = synthetic_spec(n_numeric=20, n_categorical=0)
+    frame = synthetic_frame(20_000, spec, seed=5)
+    cut = 16_000
+    steps = 300 if quick else 1_500
+    out = {}
+    for threads in (1, 2):
+        config = load_config(
+            overrides={
+                "batch_size": 256,
+                "max_steps": steps,
+                "epochs": None,
+                "eval_every_steps": 100_000,
+                "num_threads": threads,
+                "checkpoint": {"every_steps": 100_000},
+                "architecture": {"hidden_sizes": [64, 64], "dropout": 0.0},
+            }
+        )
+        rates = []
+        for rep in range(3):
+            timer = Timer()
+            train(work / f"tp-{threads}-{rep}", spec, frame.iloc[:cut], frame.iloc[cut:], config,
+                  progress=timer)  # fmt: skip
+            rates.append(timer.steps_per_s)
+        out[f"threads_{threads}"] = {"steps_per_s_best": max(rates), "runs": rates}
+    out["speedup_1_over_2"] = (
+        out["threads_1"]["steps_per_s_best"] / out["threads_2"]["steps_per_s_best"]
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        result = {
+            "quick": args.quick,
+            "machine": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cpu_threads_default": torch.get_num_threads(),
+            },
+            "finetune": finetune_vs_scratch(args.quick, work),
+            "throughput": throughput(args.quick, work),
+        }
+    result["duration_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

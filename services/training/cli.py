@@ -1,0 +1,103 @@
+"""``driftloop train --model M --snapshot S``: train version 1 from a snapshot.
+
+The first version of a model is trained from scratch on a Feast snapshot, registered,
+and made ``champion`` (compare-and-set from "no champion"). Later versions come from
+retrain requests (fine-tuning), not from this command. The lead mounts it with
+``app.command("train")(train_command)``.
+
+Re-running the same command is harmless: the run is keyed by ``initial:<model>:<snapshot>``,
+so a killed run resumes from its checkpoint and a finished one returns its version.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def train_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model (its FeatureService).")],
+    snapshot: Annotated[str, typer.Option("--snapshot", "-s", help="Training snapshot id.")],
+    registry: Annotated[
+        str | None, typer.Option(help="Registry root (default: settings registry_uri).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint root (default: <state_dir>/runs).")
+    ] = None,
+    training_config: Annotated[
+        Path | None, typer.Option(help="Training YAML (default: the built-in defaults).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override max_steps.")] = None,
+) -> None:
+    """Train a model's first version from a snapshot and make it champion."""
+    from services.features.feast_repo import load_model_spec, open_store
+    from services.features.snapshot import load_snapshot_frame
+    from services.registry.store import AliasConflictError, ModelRegistry
+    from services.training.config import load_config
+    from services.training.runner import TrainingJob, run_job
+
+    try:
+        from services.cli.main import settings as cli_settings
+
+        s = cli_settings()
+    except ImportError:  # pragma: no cover - used without the main app
+        from streams.settings import load_settings
+
+        s = load_settings()
+    reg = ModelRegistry(registry or s.registry_uri)
+    if reg.get_alias(model, "champion") is not None:
+        console.print(
+            f"[red]error:[/] {model} already has a champion; retrain requests fine-tune it"
+        )
+        raise typer.Exit(2)
+    overrides = dict(s.model_options(model).get("training", {}))
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    config = load_config(training_config, overrides)
+
+    store = open_store(repo_path=s.feature_repo) if Path(s.feature_repo).exists() else open_store()
+    spec = load_model_spec(store, model)
+    frame = load_snapshot_frame(store, snapshot)
+    times = frame[config.data.time_column]
+    job = TrainingJob(
+        model=model,
+        request_id=f"initial:{model}:{snapshot}",
+        reason="manual",
+        training_snapshot_id=snapshot,
+        fresh=frame,
+        window_start=times.min().to_pydatetime(warn=False) if len(frame) else None,
+        window_end=times.max().to_pydatetime(warn=False) if len(frame) else None,
+    )
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        outcome = run_job(
+            job, spec, reg, runs_dir or Path(s.state_dir) / "runs", config, stop_event=stop
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if outcome.status == "interrupted":
+        console.print("[yellow]interrupted[/]: checkpoint written; run the command again to resume")
+        raise typer.Exit(3)
+    assert outcome.version is not None
+    version = outcome.version.version
+    try:
+        reg.set_alias(model, "champion", version, expected=None)
+    except AliasConflictError as exc:
+        if exc.actual != version:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    metrics = outcome.version.manifest.get("metrics", {})
+    console.print(
+        f"{model} v{version} is champion ({outcome.status}); "
+        f"val_loss {metrics.get('val_loss', float('nan')):.4f}, "
+        f"val_auc {metrics.get('val_auc', float('nan')):.4f}"
+    )

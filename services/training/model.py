@@ -1,0 +1,114 @@
+"""The tabular model: numerics + per-categorical embeddings -> MLP -> one logit.
+
+Its shape is described by a small JSON-able ``model_meta`` dict (input widths,
+vocabulary sizes, embedding widths, hidden sizes, dropout), so a stored state dict can
+be rebuilt without the training config: ``TabularModel.from_meta(meta)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from services.training.config import ArchitectureConfig
+from services.training.preprocessing import UNKNOWN_INDEX, Preprocessor
+
+META_FORMAT = 1
+
+
+class TabularModel(nn.Module):
+    """Binary classifier over standardised numerics and categorical ids (0 = unknown)."""
+
+    def __init__(
+        self,
+        n_numeric: int,
+        cardinalities: tuple[int, ...] | list[int],
+        embedding_dims: tuple[int, ...] | list[int],
+        hidden_sizes: tuple[int, ...] | list[int],
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        if len(cardinalities) != len(embedding_dims):
+            raise ValueError("one embedding width per categorical feature")
+        self.n_numeric = int(n_numeric)
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(int(c), int(d)) for c, d in zip(cardinalities, embedding_dims, strict=True)
+        )
+        layers: list[nn.Module] = []
+        width = self.n_numeric + sum(int(d) for d in embedding_dims)
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, int(size)), nn.ReLU(), nn.Dropout(float(dropout))]
+            width = int(size)
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+        self._meta = {
+            "format": META_FORMAT,
+            "n_numeric": self.n_numeric,
+            "cardinalities": [int(c) for c in cardinalities],
+            "embedding_dims": [int(d) for d in embedding_dims],
+            "hidden_sizes": [int(h) for h in hidden_sizes],
+            "dropout": float(dropout),
+        }
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``[batch]``."""
+        parts = [numeric]
+        parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
+        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description sufficient to rebuild this module."""
+        return dict(self._meta)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> TabularModel:
+        """Rebuild an (untrained) module from ``meta``."""
+        if meta.get("format") != META_FORMAT:
+            raise ValueError(f"unsupported model meta format {meta.get('format')!r}")
+        return cls(
+            meta["n_numeric"],
+            meta["cardinalities"],
+            meta["embedding_dims"],
+            meta["hidden_sizes"],
+            meta["dropout"],
+        )
+
+
+def build_model(arch: ArchitectureConfig, preprocessor: Preprocessor) -> TabularModel:
+    """A fresh model sized for ``preprocessor``'s inputs."""
+    cards = preprocessor.cardinalities
+    return TabularModel(
+        preprocessor.n_numeric_inputs,
+        cards,
+        tuple(arch.embedding_dim(c) for c in cards),
+        arch.hidden_sizes,
+        arch.dropout,
+    )
+
+
+def grow_embeddings(
+    state_dict: dict[str, torch.Tensor], meta: dict[str, Any], cardinalities: tuple[int, ...]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Enlarge embedding tables to ``cardinalities``; new rows copy the unknown row.
+
+    A category the parent never saw was scored through the unknown bucket, so starting
+    its own row there keeps the parent's predictions unchanged until training moves it.
+    """
+    old = meta["cardinalities"]
+    if len(old) != len(cardinalities) or any(
+        n < o for n, o in zip(cardinalities, old, strict=True)
+    ):
+        raise ValueError(f"cannot shrink embeddings {old} -> {list(cardinalities)}")
+    state = dict(state_dict)
+    for j, (o, n) in enumerate(zip(old, cardinalities, strict=True)):
+        if n == o:
+            continue
+        key = f"embeddings.{j}.weight"
+        weight = state[key]
+        extra = weight[UNKNOWN_INDEX : UNKNOWN_INDEX + 1].expand(n - o, -1).clone()
+        state[key] = torch.cat([weight, extra], dim=0)
+    new_meta = dict(meta, cardinalities=[int(c) for c in cardinalities])
+    return state, new_meta

@@ -1,0 +1,121 @@
+"""One retrain job end to end, without Kafka: frames -> train (resumable) -> register.
+
+The training worker's Kafka loop and ``driftloop train`` both call ``run_job``:
+
+- a request id already registered returns that version (``duplicate``): redelivery is
+  harmless;
+- the run directory is keyed by the request id, so a redelivered request whose run was
+  killed resumes from its last checkpoint;
+- an interrupted run (``stop_event`` set) registers nothing and reports
+  ``interrupted``: the caller must not commit the request's offset.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from services.featurespec import ModelSpec
+from services.registry.manifest import Lineage
+from services.registry.store import LoadedModel, ModelRegistry, RegisteredVersion
+from services.training.checkpoint import run_dir_for
+from services.training.config import TrainingConfig
+from services.training.data import build_training_frames
+from services.training.loop import TrainResult, train
+from services.training.progress import ProgressReporter
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What to train: the fresh window, the parent to start from, and the lineage ids."""
+
+    model: str
+    request_id: str
+    reason: str
+    training_snapshot_id: str
+    fresh: pd.DataFrame
+    parent: LoadedModel | None = None
+    replay: pd.DataFrame | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """``registered`` (new version), ``duplicate`` (earlier version) or ``interrupted``."""
+
+    status: Literal["registered", "duplicate", "interrupted"]
+    version: RegisteredVersion | None
+    result: TrainResult | None
+
+
+def run_job(
+    job: TrainingJob,
+    spec: ModelSpec,
+    registry: ModelRegistry,
+    runs_root: str | Path,
+    config: TrainingConfig,
+    *,
+    stop_event: threading.Event | None = None,
+    progress: ProgressReporter | Literal["auto"] | None = "auto",
+) -> JobOutcome:
+    """Train (or resume, or skip) the job and register its version."""
+    existing = registry.find_by_request_id(job.model, job.request_id)
+    if existing is not None:
+        return JobOutcome("duplicate", registry.get(job.model, existing), None)
+    train_df, val_df = build_training_frames(
+        spec,
+        job.fresh,
+        job.replay if job.parent is not None else None,
+        replay_ratio=config.data.replay_ratio,
+        validation_share=config.data.validation_share,
+        time_column=config.data.time_column,
+        seed=config.seed,
+    )
+    result = train(
+        run_dir_for(runs_root, job.request_id),
+        spec,
+        train_df,
+        val_df,
+        config,
+        init_from=job.parent,
+        stop_event=stop_event,
+        progress=progress,
+        run_id=job.request_id,
+    )
+    if result.status == "interrupted":
+        return JobOutcome("interrupted", None, result)
+    parent = job.parent
+    lineage = Lineage(
+        training_snapshot_id=job.training_snapshot_id,
+        parent_version=parent.version if parent else None,
+        parent_snapshot_id=parent.training_snapshot_id if parent else None,
+        request_id=job.request_id,
+        reason=job.reason,
+        window_start=job.window_start,
+        window_end=job.window_end,
+        run_id=result.run_id,
+    )
+    metrics = {
+        **result.metrics,
+        "best_val_loss": result.best_val_loss,
+        "replay_rows": float((train_df.get("_source") == "replay").sum()),
+    }
+    registered = registry.register(
+        job.model,
+        state_dict=result.state_dict,
+        preprocessing=result.preprocessing,
+        model_meta=result.model_meta,
+        lineage=lineage,
+        hyperparameters=result.config.model_dump(mode="json"),
+        metrics=metrics,
+        seeds={"seed": result.config.seed},
+        extra={"status": result.status, "fine_tuned": result.fine_tuned, "steps": result.step},
+    )
+    status = "registered" if registered.created else "duplicate"
+    return JobOutcome(status, registered, result)
