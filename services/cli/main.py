@@ -16,6 +16,7 @@ from rich.table import Table
 
 from services.cli.logs import configure_logging
 from services.cli.services import SERVICE_NAMES, run_services
+from services.features.cli import data_app, snapshot_app
 from services.registry.cli import models_app
 from services.training.cli import train_command
 from streams.settings import Settings, load_settings
@@ -36,6 +37,8 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(demo_app, name="demo")
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+app.add_typer(snapshot_app, name="snapshot")
 app.command("train")(train_command)
 
 console = Console(stderr=True)

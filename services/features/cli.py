@@ -1,0 +1,217 @@
+"""``driftloop data ...`` and ``driftloop snapshot ...``: synthetic data and training snapshots.
+
+The lead registers these apps in the main CLI (``app.add_typer(data_app, name="data")``,
+``app.add_typer(snapshot_app, name="snapshot")``). Feast is imported inside commands.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from services.features.generate import MODEL, DriftSpec, Generator, GeneratorConfig, now_utc
+
+data_app = typer.Typer(
+    help="Generate synthetic fraud data: history for Feast, live events for Kafka."
+)
+snapshot_app = typer.Typer(help="Point-in-time-correct training snapshots (Feast saved datasets).")
+console = Console(stderr=True)
+
+
+@data_app.callback()
+def _data() -> None:
+    """Synthetic data for the fraud model."""
+
+
+@snapshot_app.callback()
+def _snapshot() -> None:
+    """Training snapshots."""
+
+
+VariantOption = Annotated[
+    str | None,
+    typer.Option(help="Feast store variant: embedded or real (default $DRIFTLOOP_FEAST_VARIANT)."),
+]
+RepoOption = Annotated[
+    Path | None, typer.Option(help="Feast repo directory (default: feature_repo/).")
+]
+
+
+def _settings() -> Any:
+    try:
+        from services.cli.main import settings
+
+        return settings()
+    except ImportError:  # pragma: no cover - the main CLI is always there in the package
+        from streams.settings import load_settings
+
+        return load_settings()
+
+
+def _time(value: str | None, default: datetime) -> datetime:
+    if not value:
+        return default
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _store(variant: str | None, repo: Path | None) -> Any:
+    from services.features.feast_repo import apply_repo, open_store
+
+    store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+    apply_repo(store)
+    return store
+
+
+@data_app.command("generate")
+def generate(
+    model: Annotated[str, typer.Option(help="Model whose data to generate.")] = MODEL,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    history_rows: Annotated[int, typer.Option(help="Labelled history rows for Feast.")] = 100_000,
+    live_events: Annotated[int, typer.Option(help="Live events to replay into Kafka.")] = 0,
+    rate: Annotated[
+        float, typer.Option(help="Replay rate, events/s (0 = as fast as possible).")
+    ] = 0.0,
+    event_rate: Annotated[float, typer.Option(help="Event-time events per second.")] = 100.0,
+    history_end: Annotated[
+        str | None, typer.Option(help="ISO time history ends, live starts (default now).")
+    ] = None,
+    label_delay: Annotated[
+        float, typer.Option(help="Mean label delay, seconds of event time.")
+    ] = 30.0,
+    missing_rate: Annotated[float, typer.Option(help="Share of numeric values left null.")] = 0.0,
+    covariate_features: Annotated[
+        str, typer.Option(help="Comma-separated features to shift.")
+    ] = "",
+    covariate_at: Annotated[
+        float | None, typer.Option(help="Covariate shift start, s after live start.")
+    ] = None,
+    covariate_ramp: Annotated[
+        float, typer.Option(help="Seconds to reach full shift (0 = abrupt).")
+    ] = 0.0,
+    mean_shift: Annotated[
+        float, typer.Option(help="Numeric mean shift, in base standard deviations.")
+    ] = 0.0,
+    scale: Annotated[float, typer.Option(help="Numeric spread multiplier.")] = 1.0,
+    mix: Annotated[
+        str | None, typer.Option(help="Categorical mix after shift, e.g. online=0.8,pos=0.2.")
+    ] = None,
+    concept_at: Annotated[
+        float | None, typer.Option(help="Concept shift start, s after live start.")
+    ] = None,
+    concept_ramp: Annotated[
+        float, typer.Option(help="Seconds to reach the full concept shift.")
+    ] = 0.0,
+    concept_strength: Annotated[
+        float, typer.Option(help="0..1, how far the labelling function moves.")
+    ] = 1.0,
+    append: Annotated[bool, typer.Option(help="Append history instead of replacing it.")] = False,
+    variant: VariantOption = None,
+    repo: RepoOption = None,
+) -> None:
+    """Write seeded history to the offline store and optionally replay live events to Kafka."""
+    if model != MODEL:
+        console.print(f"[red]error:[/] the generator knows model {MODEL!r} only, not {model!r}")
+        raise typer.Exit(2)
+    live_start = _time(history_end, now_utc())
+    try:
+        drift = DriftSpec.from_options(
+            live_start=live_start,
+            covariate_features=[f for f in covariate_features.split(",") if f],
+            covariate_at=covariate_at,
+            covariate_ramp=covariate_ramp,
+            mean_shift=mean_shift,
+            scale=scale,
+            mix=mix,
+            concept_at=concept_at,
+            concept_ramp=concept_ramp,
+            concept_strength=concept_strength,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    gen = Generator(
+        GeneratorConfig(
+            seed=seed,
+            events_per_second=event_rate,
+            label_delay_s=label_delay,
+            missing_rate=missing_rate,
+            drift=drift,
+        )
+    )
+    if history_rows > 0:
+        from services.features.history import write_history
+
+        store = _store(variant, repo)
+        frame = gen.history(live_start, history_rows)
+        written = write_history(store, frame, model=model, mode="append" if append else "overwrite")
+        console.print(
+            f"history: {history_rows} events {frame['event_timestamp'].min()} .. "
+            f"{frame['event_timestamp'].max()}, fraud rate {frame['is_fraud'].mean():.3f}, "
+            f"rows per view {written}"
+        )
+    if live_events > 0:
+        _replay(gen, live_start, live_events, rate, model)
+
+
+def _replay(gen: Generator, start: datetime, events: int, rate: float, model: str) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from services.features.replay import replay
+    from streams.producer import EventProducer
+
+    settings = _settings()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("replaying", total=events)
+        producer = EventProducer(settings, "datagen")
+        stats = replay(
+            producer,
+            settings,
+            gen.live(start, events, model),
+            rate=rate,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"live: {stats.features} feature and {stats.labels} label events to "
+        f"{settings.topic('features')}/{settings.topic('labels')} in {stats.seconds:.1f} s"
+    )
+
+
+@snapshot_app.command("create")
+def create(
+    model: Annotated[str, typer.Option(help="Model (its FeatureService).")],
+    start: Annotated[str, typer.Option(help="Window start, ISO time (inclusive, feature time).")],
+    end: Annotated[str, typer.Option(help="Window end, ISO time (exclusive).")],
+    profile: Annotated[bool, typer.Option(help="Also build and cache the drift profile.")] = True,
+    variant: VariantOption = None,
+    repo: RepoOption = None,
+) -> None:
+    """Build a snapshot of labelled events in [start, end) and print its id."""
+    from services.features.feast_repo import load_model_spec, open_store
+    from services.features.snapshot import create_snapshot
+
+    store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+    spec = load_model_spec(store, model)
+    now = now_utc()
+    try:
+        snap = create_snapshot(
+            store, spec, _time(start, now), _time(end, now), with_profile=profile
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    state = "created" if snap.created else "already there"
+    console.print(
+        f"{snap.snapshot_id}: {snap.rows} rows ({snap.dropped} dropped), {state}, {snap.path}"
+    )
+    typer.echo(snap.snapshot_id)

@@ -1,0 +1,314 @@
+"""Pure core of the ingest service: validate events, join labels, batch rows per view.
+
+No Kafka and no Feast here (the layout is a plain description read once from the
+FeatureService). The loop in ``ingest_service`` feeds events in, pushes the frames
+``take()`` returns, and commits only offsets whose rows are durable
+(``OffsetTracker``).
+
+Labels are stored stamped with their *feature event's* time and entity id, so a
+training snapshot joins each label to the features as they were at prediction time.
+A label whose features have not been seen yet waits in a bounded buffer; one that
+waits too long (or is pushed out by newer ones) is rejected as ``label_unmatched``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from services.features.feast_repo import (
+    CREATED_COLUMN,
+    LABEL_TIME_COLUMN,
+    TIMESTAMP_COLUMN,
+    ModelLayout,
+    ViewLayout,
+)
+from streams.contracts import FeatureEvent, LabelEvent
+
+RejectReason = Literal[
+    "unknown_model",
+    "unknown_feature",
+    "missing_feature",
+    "wrong_type",
+    "non_finite",
+    "label_unmatched",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why an event cannot be ingested (becomes the dead-letter ``reason``)."""
+
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushBatch:
+    """Rows for one push source: every batch-source column, ``created`` included.
+
+    ``frame`` goes to the offline store. ``online`` (online views only) holds the
+    newest row per entity key of ``frame``: the online store keeps one row per key,
+    so the older rows of a batch would only be overwritten, at Feast's per-row cost.
+    """
+
+    push_source: str
+    view: str
+    frame: pd.DataFrame
+    online: pd.DataFrame | None = None
+
+
+class _Model:
+    """Per-model lookup tables built once from the layout, and its buffered rows."""
+
+    def __init__(self, layout: ModelLayout) -> None:
+        self.layout = layout
+        self.kinds = {f.name: f.kind for f in layout.spec.features}
+        self.names = frozenset(self.kinds)
+        self.numeric = tuple(f.name for f in layout.spec.numeric)
+        self.categorical = tuple(f.name for f in layout.spec.categorical)
+        self.events: list[FeatureEvent] = []
+        self.labels: list[tuple[LabelEvent, str, datetime]] = []
+
+
+def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | None:
+    if features.keys() != model.names:
+        unknown = features.keys() - model.names
+        if unknown:
+            return Reject("unknown_feature", f"not in {model.layout.spec.model}: {sorted(unknown)}")
+        missing = sorted(model.names - features.keys())
+        return Reject("missing_feature", f"absent (send null for missing): {missing}")
+    for name in model.numeric:
+        value = features[name]
+        if type(value) is float:
+            if value - value != 0.0:  # NaN or infinite
+                return Reject("non_finite", f"{name} is {value}")
+        elif value is not None and (type(value) is not int):
+            return Reject("wrong_type", f"{name} must be a number, got {type(value).__name__}")
+    for name in model.categorical:
+        value = features[name]
+        if value is not None and type(value) is not str:
+            return Reject("wrong_type", f"{name} must be a string, got {type(value).__name__}")
+    return None
+
+
+def validate_feature_event(
+    event: FeatureEvent, layouts: Mapping[str, ModelLayout]
+) -> Reject | None:
+    """``None`` when the event fits its model's FeatureService, else the reason."""
+    layout = layouts.get(event.model)
+    if layout is None:
+        return Reject("unknown_model", f"no feature service for model {event.model!r}")
+    return _check_features(_Model(layout), event.features)
+
+
+class IngestBuffer:
+    """Accumulates valid events as columns per view; joins labels to their features.
+
+    ``max_index`` bounds how many recent feature events are remembered for label
+    joins (about 300 bytes each); ``max_pending`` bounds labels waiting for features,
+    and ``label_wait`` (in event time, against the newest feature event seen) how long
+    they wait. The index lives in memory: after a restart, labels of events consumed
+    before it find no features and are dead-lettered as ``label_unmatched``.
+    """
+
+    def __init__(
+        self,
+        layouts: Mapping[str, ModelLayout],
+        *,
+        max_index: int = 500_000,
+        max_pending: int = 100_000,
+        label_wait: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._models = {name: _Model(layout) for name, layout in layouts.items()}
+        self._index: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
+        self._pending: OrderedDict[str, LabelEvent] = OrderedDict()
+        self._evicted: list[tuple[LabelEvent, Reject]] = []
+        self._joined: list[str] = []
+        self._max_index = max_index
+        self._max_pending = max_pending
+        self._label_wait = label_wait
+        self._newest: datetime | None = None
+
+    # -- input ---------------------------------------------------------------------
+
+    def add_features(self, event: FeatureEvent) -> Reject | None:
+        """Validate and buffer one feature event; releases a label waiting for it."""
+        model = self._models.get(event.model)
+        if model is None:
+            return Reject("unknown_model", f"no feature service for model {event.model!r}")
+        reject = _check_features(model, event.features)
+        if reject is not None:
+            return reject
+        model.events.append(event)
+        self._remember(event)
+        label = self._pending.pop(event.event_id, None)
+        if label is not None:
+            self._add_label_row(label)
+            self._joined.append(label.event_id)
+        return None
+
+    def add_label(self, event: LabelEvent) -> Reject | Literal["pending"] | None:
+        """Buffer one label: ``None`` when joined, ``"pending"`` while its features are unseen."""
+        if event.model not in self._models:
+            return Reject("unknown_model", f"no feature service for model {event.model!r}")
+        if not math.isfinite(event.label):
+            return Reject("non_finite", f"label is {event.label}")
+        if event.event_id in self._index:
+            self._add_label_row(event)
+            return None
+        self._pending[event.event_id] = event
+        self._pending.move_to_end(event.event_id)
+        while len(self._pending) > self._max_pending:
+            _, old = self._pending.popitem(last=False)
+            self._evicted.append(
+                (old, Reject("label_unmatched", "pushed out of the pending-label buffer"))
+            )
+        return "pending"
+
+    def _remember(self, event: FeatureEvent) -> None:
+        self._index[event.event_id] = (event.entity_id, event.event_time)
+        if len(self._index) > self._max_index:
+            self._index.popitem(last=False)
+        if self._newest is None or event.event_time > self._newest:
+            self._newest = event.event_time
+
+    def _add_label_row(self, label: LabelEvent) -> None:
+        entity_id, event_time = self._index[label.event_id]
+        self._models[label.model].labels.append((label, entity_id, event_time))
+
+    # -- output --------------------------------------------------------------------
+
+    def expired(self) -> list[tuple[LabelEvent, Reject]]:
+        """Labels given up on: pushed out, or older than ``label_wait`` behind the newest event."""
+        out, self._evicted = self._evicted, []
+        if self._newest is not None:
+            cutoff = self._newest - self._label_wait
+            while self._pending:
+                event_id, label = next(iter(self._pending.items()))
+                if label.event_time >= cutoff:
+                    break
+                del self._pending[event_id]
+                out.append((label, Reject("label_unmatched", "no feature event within the wait")))
+        return out
+
+    def drain_joined(self) -> list[str]:
+        """Event ids of pending labels that found their features since the last call."""
+        out, self._joined = self._joined, []
+        return out
+
+    @property
+    def rows(self) -> int:
+        """Buffered rows over all views (what the next ``take`` pushes)."""
+        return sum(
+            len(m.events) * len(m.layout.views) + len(m.labels) for m in self._models.values()
+        )
+
+    @property
+    def pending_labels(self) -> int:
+        """Labels waiting for their feature events."""
+        return len(self._pending)
+
+    def is_pending(self, event_id: str) -> bool:
+        """Whether the label of ``event_id`` still waits for its features."""
+        return event_id in self._pending
+
+    def take(self, created: datetime | None = None) -> list[PushBatch]:
+        """Everything buffered, as one frame per push source (sorted by event time)."""
+        created = created or datetime.now(UTC)
+        out: list[PushBatch] = []
+        for model in self._models.values():
+            events, model.events = model.events, []
+            labels, model.labels = model.labels, []
+            layout = model.layout
+            if events:
+                keys = {
+                    layout.event_key: [e.event_id for e in events],
+                    layout.spec.entity: [e.entity_id for e in events],
+                }
+                times = [e.event_time for e in events]
+                for view in layout.views:
+                    columns: dict[str, list[Any]] = {k: keys[k] for k in view.join_keys}
+                    for name in view.features:
+                        columns[name] = [e.features[name] for e in events]
+                    columns[TIMESTAMP_COLUMN] = times
+                    out.append(_batch(view, columns, created))
+            if labels:
+                columns = {
+                    layout.event_key: [lbl.event_id for lbl, _, _ in labels],
+                    layout.spec.entity: [entity for _, entity, _ in labels],
+                    LABEL_TIME_COLUMN: [lbl.event_time for lbl, _, _ in labels],
+                    layout.spec.label: [lbl.label for lbl, _, _ in labels],
+                    TIMESTAMP_COLUMN: [t for _, _, t in labels],
+                }
+                out.append(_batch(layout.labels, columns, created))
+        return out
+
+
+def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -> PushBatch:
+    n = len(columns[TIMESTAMP_COLUMN])
+    kinds = dict(zip(view.features, view.kinds, strict=True))
+    frame: dict[str, object] = {}
+    for name in view.columns:
+        if name == CREATED_COLUMN:
+            frame[name] = pd.DatetimeIndex([created] * n).tz_convert(UTC).as_unit("us")
+        elif name in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
+            frame[name] = pd.DatetimeIndex(columns[name]).tz_convert(UTC).as_unit("us")
+        elif kinds.get(name) == "numeric":
+            frame[name] = np.array(columns[name], dtype=np.float64)  # None -> NaN
+        else:
+            frame[name] = np.array(columns[name], dtype=object)
+    df = pd.DataFrame(frame).sort_values(TIMESTAMP_COLUMN, kind="stable", ignore_index=True)
+    online = None
+    if view.online:
+        online = df.drop_duplicates(list(view.join_keys), keep="last", ignore_index=True)
+    return PushBatch(push_source=view.push_source, view=view.name, frame=df, online=online)
+
+
+PartitionKey = tuple[str, int]
+
+
+class OffsetTracker:
+    """Which offsets are durable: commit up to (not including) the oldest held one.
+
+    ``seen`` every consumed offset, ``hold`` those whose rows are not durable yet,
+    ``release`` them once pushed (or dead-lettered). ``plan()`` gives the next offset
+    to commit per partition, in the shape ``ConsumerLoop`` takes.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[PartitionKey, int] = {}
+        self._held: dict[PartitionKey, list[int]] = {}
+        self._released: dict[PartitionKey, set[int]] = {}
+
+    def seen(self, key: PartitionKey, offset: int) -> None:
+        """Record a consumed offset."""
+        if offset + 1 > self._next.get(key, 0):
+            self._next[key] = offset + 1
+
+    def hold(self, key: PartitionKey, offset: int) -> None:
+        """Keep ``offset`` (and everything after it) from being committed."""
+        heapq.heappush(self._held.setdefault(key, []), offset)
+
+    def release(self, key: PartitionKey, offsets: Iterable[int]) -> None:
+        """The rows of these offsets are durable now."""
+        self._released.setdefault(key, set()).update(offsets)
+
+    def plan(self) -> dict[PartitionKey, int]:
+        """Next offset to commit per partition."""
+        out: dict[PartitionKey, int] = {}
+        for key, nxt in self._next.items():
+            heap = self._held.get(key)
+            done = self._released.get(key, set())
+            while heap and heap[0] in done:
+                done.discard(heapq.heappop(heap))
+            out[key] = heap[0] if heap else nxt
+        return out

@@ -1,0 +1,139 @@
+"""``driftloop run ingest``: features and labels from Kafka into Feast.
+
+One consumer group reads the ``features`` and ``labels`` topics. Valid events are
+buffered by the pure :class:`~services.features.ingest.IngestBuffer`; invalid ones go
+to the dead-letter topic with a typed reason. The buffer is pushed to Feast (online
+and offline; labels offline only) when it holds ``flush_rows`` rows or is
+``flush_interval_s`` old, and only then are the offsets of its events committed.
+Labels still waiting for their features hold their offsets back, so a crash
+re-reads them. Run one ingest consumer per offline file set: an offline push
+rewrites the parquet file, and two writers at once would lose rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from services.features.feast_repo import ensure_offline_file, load_layout, open_store
+from services.features.ingest import IngestBuffer, OffsetTracker, Reject
+from services.features.sink import SinkStats, push_batches
+from services.runtime import StreamService
+from streams.consumer import CommitPlan, Inbound, PartitionKey
+from streams.contracts import FeatureEvent, LabelEvent
+from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+
+class IngestService(StreamService):
+    """Kafka loop around the ingest core and the Feast sink."""
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: FeatureStore | None = None,
+        models: Sequence[str] | None = None,
+        flush_rows: int = 50_000,
+        flush_interval_s: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        self.store = store or open_store(repo_path=_repo_path(settings))
+        names = models or [s.name for s in self.store.list_feature_services()]
+        self.layouts = {m: load_layout(self.store, m) for m in names}
+        for layout in self.layouts.values():
+            for view in (*layout.views, layout.labels):
+                ensure_offline_file(self.store, self.store.get_feature_view(view.name))
+        self.buffer = IngestBuffer(self.layouts)
+        self.offsets = OffsetTracker()
+        self.sink = SinkStats()
+        self.flush_rows = flush_rows
+        self.flush_interval_s = flush_interval_s
+        self._buffered: dict[PartitionKey, list[int]] = {}
+        self._pending: dict[str, Inbound[Any]] = {}
+        self._last_flush = time.monotonic()
+        super().__init__(
+            settings,
+            group_id=f"{settings.topics.prefix}driftloop-ingest",
+            topics={settings.topic("features"): FeatureEvent, settings.topic("labels"): LabelEvent},
+            **kwargs,
+        )
+
+    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        """Buffer the batch, dead-letter rejects, flush when due; commit what is pushed."""
+        for inbound in batch:
+            key = (inbound.topic, inbound.partition)
+            self.offsets.seen(key, inbound.offset)
+            event = inbound.event
+            if isinstance(event, FeatureEvent):
+                outcome = self.buffer.add_features(event)
+            else:
+                outcome = self.buffer.add_label(event)
+            if isinstance(outcome, Reject):
+                self.loop.dead_letter(inbound.message, outcome.reason, outcome.detail)
+                continue
+            self.offsets.hold(key, inbound.offset)
+            if outcome == "pending":
+                self._pending[event.event_id] = inbound
+            else:
+                self._buffered.setdefault(key, []).append(inbound.offset)
+        for event_id in self.buffer.drain_joined():
+            joined = self._pending.pop(event_id, None)
+            if joined is not None:
+                key = (joined.topic, joined.partition)
+                self._buffered.setdefault(key, []).append(joined.offset)
+        for label, reject in self.buffer.expired():
+            given_up = self._pending.pop(label.event_id, None)
+            if given_up is not None:
+                self.loop.dead_letter(given_up.message, reject.reason, reject.detail)
+                self.offsets.release((given_up.topic, given_up.partition), [given_up.offset])
+        due = time.monotonic() - self._last_flush >= self.flush_interval_s
+        if self.buffer.rows >= self.flush_rows or (due and self.buffer.rows):
+            self.flush()
+        return self.offsets.plan()
+
+    def flush(self) -> int:
+        """Push everything buffered to Feast and mark its offsets durable."""
+        self._last_flush = time.monotonic()
+        batches = self.buffer.take(created=datetime.now(UTC))
+        rows = push_batches(self.store, batches, self.sink) if batches else 0
+        for key, offsets in self._buffered.items():
+            self.offsets.release(key, offsets)
+        self._buffered.clear()
+        if rows:
+            log.info("pushed %d rows in %d batches", rows, len(batches))
+        return rows
+
+    def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
+        """Push what is buffered so the partitions leave with their work committed."""
+        self.flush()
+        return self.offsets.plan()
+
+    def health_status(self) -> tuple[str, dict[str, Any]]:
+        """Counters for ``/healthz``."""
+        return "ok", {
+            "consumed": self.loop.stats.consumed,
+            "dead_lettered": self.loop.stats.dead_lettered,
+            "pushed_rows": self.sink.rows,
+            "pending_labels": self.buffer.pending_labels,
+        }
+
+
+def _repo_path(settings: Settings) -> Path | None:
+    repo = Path(settings.feature_repo)
+    return repo if (repo / "feature_store.yaml").exists() else None
+
+
+def build(settings: Settings) -> IngestService:
+    """Factory for ``driftloop run ingest``."""
+    return IngestService(settings)

@@ -1,0 +1,127 @@
+"""``data generate`` and ``snapshot create`` through the CLI, on the real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import typer
+from confluent_kafka import Consumer
+from typer.testing import CliRunner
+
+from services.features.cli import data_app, snapshot_app
+from services.features.feast_repo import (
+    ENV_PROJECT,
+    ENV_REDIS,
+    ENV_REGISTRY_URL,
+    copy_repo,
+    drop_project,
+    open_store,
+)
+from streams.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.add_typer(data_app, name="data")
+    app.add_typer(snapshot_app, name="snapshot")
+    return app
+
+
+def _count(settings: Settings, topic: str, expected: int, timeout: float = 30) -> int:
+    consumer = Consumer(settings.kafka.consumer_config(f"count-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            seen += sum(1 for m in consumer.consume(500, timeout=0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    return seen
+
+
+@pytest.mark.parametrize("variant", ["embedded", pytest.param("real", marks=pytest.mark.services)])
+def test_generate_then_snapshot(
+    variant: str,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    if variant == "real":
+        dsn = request.getfixturevalue("postgres_dsn")
+        monkeypatch.setenv(ENV_REGISTRY_URL, f"{dsn}?sslmode=disable")
+        monkeypatch.setenv(ENV_REDIS, request.getfixturevalue("redis_url"))
+    project = f"t_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv(ENV_PROJECT, project)
+    monkeypatch.setenv("DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS", settings.kafka.bootstrap_servers)
+    monkeypatch.setenv("DRIFTLOOP_TOPICS__PREFIX", settings.topics.prefix)
+    repo = copy_repo(tmp_path / "repo")
+    runner = CliRunner()
+    common = ["--repo", str(repo), "--variant", variant]
+    store: Any = None
+    try:
+        result = runner.invoke(
+            _app(),
+            [
+                "data",
+                "generate",
+                "--seed",
+                "3",
+                "--history-rows",
+                "3000",
+                "--live-events",
+                "200",
+                "--history-end",
+                "2026-06-01T00:00:00",
+                "--covariate-features",
+                "amount",
+                "--covariate-at",
+                "1",
+                "--mean-shift",
+                "1.5",
+                *common,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+        labels = pd.read_parquet(repo / "data" / "fraud_labels.parquet")
+        assert len(labels) == 3000
+        assert _count(settings, settings.topic("features"), 200) == 200
+        assert _count(settings, settings.topic("labels"), 200) == 200
+
+        args = [
+            "snapshot",
+            "create",
+            "--model",
+            "fraud",
+            "--start",
+            "2026-05-31T00:00:00",
+            "--end",
+            "2026-06-01T00:00:00",
+            "--no-profile",
+            *common,
+        ]
+        first = runner.invoke(_app(), args)
+        assert first.exit_code == 0, first.output
+        snapshot_id = first.stdout.strip().splitlines()[-1]
+        assert snapshot_id.startswith("fraud-")
+        again = runner.invoke(_app(), args)
+        assert again.stdout.strip().splitlines()[-1] == snapshot_id
+        assert "already there" in again.output
+
+        bad = runner.invoke(
+            _app(),
+            ["data", "generate", "--covariate-features", "nope", "--covariate-at", "0", *common],
+        )
+        assert bad.exit_code == 2 and "unknown feature" in bad.output
+    finally:
+        if store is not None:
+            drop_project(store)
