@@ -99,7 +99,10 @@ class StreamService:
         finally:
             if self.health is not None:
                 self.health.stop()
-            self.telemetry.force_flush()
+            try:
+                self.producer.close()
+            finally:
+                self.telemetry.force_flush()
 
     def _until(self, until: Callable[[], bool] | None) -> Callable[[], bool]:
         def check() -> bool:

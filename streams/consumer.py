@@ -128,6 +128,7 @@ class ConsumerLoop:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._on_batch = on_batch
+        self._owns_producer = producer is None
         self.producer = producer or EventProducer(settings, service_name)
         self.dead_letters = DeadLetterRouter(
             self.producer, settings.topic("deadletter"), service_name,
@@ -186,7 +187,10 @@ class ConsumerLoop:
 
     def _close(self) -> None:
         try:
-            self.producer.flush()
+            if self._owns_producer:
+                self.producer.close()
+            else:
+                self.producer.flush()
         finally:
             self._consumer.close()
             log.info(

@@ -69,6 +69,7 @@ class EventProducer:
         self._failures: list[FailedDelivery] = []
         self.sent = 0
         self.acknowledged = 0
+        self._closed = False
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -144,8 +145,13 @@ class EventProducer:
             raise DeliveryError(failures, pending)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush what is queued; raise if anything was lost."""
-        self.flush(timeout)
+        """Flush what is queued (raise if anything was lost), then release the client."""
+        try:
+            self.flush(timeout)
+        finally:
+            if not self._closed:
+                self._closed = True
+                self._producer.close()
 
     def __enter__(self) -> EventProducer:
         return self

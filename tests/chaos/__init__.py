@@ -1,0 +1,1 @@
+"""Fault-injection tests (marker ``chaos``) and the reliability ledger they feed."""

@@ -1,0 +1,92 @@
+"""Chaos fixtures: a durable broker on a loopback S3 server, and the reliability ledger.
+
+``s3_storage`` (one per session) is a ``weed mini`` S3 server; ``durable_broker`` is a
+fresh embedded broker per test whose log lives in that bucket, so a test may
+``kill -9`` it and start it again on the same port. ``ledger`` records what a test
+injected; at session end ``docs/RELIABILITY.md`` is updated, but only when some
+chaos test recorded something (a run without chaos tests leaves it alone).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaos.ledger import FaultRecorder, Ledger, update_document
+from streams.broker import EmbeddedBroker, free_port
+from streams.durable import SeaweedS3, StorageError, weed_binary
+from streams.durable import durable_broker as make_durable_broker
+from streams.settings import Settings, load_settings
+
+LEDGER_KEY = pytest.StashKey[Ledger]()
+DOC_ENV = "DRIFTLOOP_RELIABILITY_DOC"
+
+
+def reliability_doc(config: pytest.Config) -> Path:
+    """Where the ledger is written (``DRIFTLOOP_RELIABILITY_DOC`` overrides, for tests)."""
+    override = os.environ.get(DOC_ENV)
+    return Path(override) if override else config.rootpath / "docs" / "RELIABILITY.md"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[LEDGER_KEY] = Ledger()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    ledger = session.config.stash.get(LEDGER_KEY, None)
+    if ledger is None or not ledger.records:
+        return
+    path = reliability_doc(session.config)
+    update_document(path, ledger.records)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"reliability ledger: {len(ledger.records)} record(s) -> {path}")
+
+
+@pytest.fixture
+def ledger(request: pytest.FixtureRequest) -> FaultRecorder:
+    """Records faults for this test: ``ledger.fault(kind, injected=, survived=, lost=)``."""
+    return request.config.stash[LEDGER_KEY].recorder(request.node.nodeid)
+
+
+@pytest.fixture(scope="session")
+def s3_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A loopback S3 server with the broker's bucket, for the whole session."""
+    try:
+        weed_binary()
+    except StorageError as exc:
+        if os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{exc}, and DRIFTLOOP_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(f"{exc} (set DRIFTLOOP_REQUIRE_SERVICES=1 to make this a failure)")
+    storage = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    storage.start()
+    yield storage
+    storage.stop()
+
+
+@pytest.fixture
+def durable_broker(s3_storage: SeaweedS3, tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A started broker on a free port whose records live in ``s3_storage``."""
+    broker = make_durable_broker(tmp_path / "broker", free_port(), s3_storage)
+    broker.start()
+    yield broker
+    broker.stop(kill=True)  # durable storage: nothing to flush, and SIGTERM waits on clients
+
+
+@pytest.fixture
+def durable_settings(durable_broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    """Settings for the durable broker with this test's own topics (labels, dead letters)."""
+    from streams.admin import create_topics
+
+    settings = load_settings(
+        kafka={"bootstrap_servers": durable_broker.address},
+        topics={"prefix": f"c{uuid.uuid4().hex[:10]}.", "partitions": 3},
+        state_dir=tmp_path / "state",
+        registry_uri=str(tmp_path / "registry"),
+    )
+    create_topics(settings, topics=[settings.topic("labels"), settings.topic("deadletter")])
+    return settings
