@@ -1,0 +1,132 @@
+"""The drift decision for one window: which features drifted, and the dataset verdict.
+
+A feature has drifted when ``PSI >= psi_threshold``, or when its test is significant
+at ``ks_alpha / n_tested`` (Bonferroni over the tested features) *and* its effect is at
+least ``ks_min_statistic`` (an effect-size floor, so large windows do not alarm on
+shifts too small to matter). The test of a numeric feature is KS (effect: the KS
+statistic); of a categorical feature, with ``categorical_test`` on (the default), a
+chi-square homogeneity test (effect: the total variation distance, the categorical
+analogue of the KS statistic). Without it, categorical features drift by PSI only
+and the Bonferroni count is the numeric features alone. A window has
+drifted when at least ``drifted_share`` of the features drifted, or any critical
+feature did (critical: marked in the spec or named in the policy).
+
+Whether a drifted window leads to a retrain request is a separate question
+(consecutive windows, cooldown, one request in flight), answered by
+:class:`services.drift.trigger.RetrainTrigger` with the trigger numbers kept here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.drift.stats import FeatureStats
+from services.featurespec import FeatureKind, ModelSpec
+
+
+class DriftPolicy(BaseModel):
+    """Every number of the drift decision, configurable per model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    psi_threshold: float = Field(0.2, gt=0)
+    ks_alpha: float = Field(0.01, gt=0, lt=1)
+    bonferroni: bool = True
+    ks_min_statistic: float = Field(0.1, ge=0, le=1)
+    categorical_test: bool = True
+    drifted_share: float = Field(0.3, gt=0, le=1)
+    critical_features: frozenset[str] = frozenset()
+    consecutive_windows: int = Field(2, ge=1)
+    cooldown: timedelta = timedelta(minutes=15)
+    in_flight_timeout: timedelta = timedelta(hours=2)
+
+    def ks_level(self, n_tested: int) -> float:
+        """The per-feature significance level (Bonferroni over ``n_tested``)."""
+        return self.ks_alpha / max(n_tested, 1) if self.bonferroni else self.ks_alpha
+
+    def n_tested(self, spec: ModelSpec) -> int:
+        """How many features get a significance test (the Bonferroni count)."""
+        return len(spec.features) if self.categorical_test else len(spec.numeric)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVerdict:
+    """One feature's statistics and whether it drifted (and why)."""
+
+    stats: FeatureStats
+    drifted: bool
+    critical: bool
+    by_psi: bool
+    by_ks: bool  # by the significance test plus effect floor (KS, or chi-square/TVD)
+
+    @property
+    def name(self) -> str:
+        """Feature name."""
+        return self.stats.name
+
+    @property
+    def kind(self) -> FeatureKind:
+        """``numeric`` or ``categorical``."""
+        return self.stats.kind
+
+
+@dataclass(frozen=True, slots=True)
+class WindowVerdict:
+    """The decision for one window."""
+
+    features: tuple[FeatureVerdict, ...]
+    drifted_share: float
+    drifted: bool
+    critical_drifted: tuple[str, ...]
+    ks_level: float
+
+    @property
+    def drifted_features(self) -> tuple[str, ...]:
+        """Names of the features that drifted."""
+        return tuple(f.name for f in self.features if f.drifted)
+
+
+def evaluate_window(
+    stats: Sequence[FeatureStats], spec: ModelSpec, policy: DriftPolicy
+) -> WindowVerdict:
+    """Apply ``policy`` to one window's statistics."""
+    critical_names = {f.name for f in spec.features if f.critical} | set(policy.critical_features)
+    level = policy.ks_level(policy.n_tested(spec))
+    verdicts = []
+    for s in stats:
+        by_psi = s.psi >= policy.psi_threshold
+        if s.kind == "numeric":
+            p_value, effect = s.ks_pvalue, s.ks_statistic
+        elif policy.categorical_test:
+            p_value, effect = s.chi2_pvalue, s.tvd
+        else:
+            p_value = effect = None
+        by_ks = (
+            p_value is not None
+            and effect is not None
+            and p_value < level
+            and effect >= policy.ks_min_statistic
+        )
+        verdicts.append(
+            FeatureVerdict(
+                stats=s,
+                drifted=by_psi or by_ks,
+                critical=s.name in critical_names,
+                by_psi=by_psi,
+                by_ks=by_ks,
+            )
+        )
+    n = len(verdicts)
+    share = sum(v.drifted for v in verdicts) / n if n else 0.0
+    critical_drifted = tuple(v.name for v in verdicts if v.drifted and v.critical)
+    return WindowVerdict(
+        features=tuple(verdicts),
+        drifted_share=share,
+        drifted=bool(n) and (share >= policy.drifted_share or bool(critical_drifted)),
+        critical_drifted=critical_drifted,
+        ks_level=level,
+    )

@@ -1,0 +1,87 @@
+"""Outbound drift events: the per-window report and the deterministic request id.
+
+Ids are derived from the model, the reference snapshot and the window (its offsets per
+partition, or its event-time range when it has none), so a window that is redelivered
+and recomputed after a restart yields the same report id and the same retrain request
+id: consumers deduplicate on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from services.drift.policy import WindowVerdict
+from streams.contracts import DriftReport, FeatureDrift, WindowBounds
+
+ID_HEX_CHARS = 32
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\x1f")
+    return h.hexdigest()[:ID_HEX_CHARS]
+
+
+def window_key(bounds: WindowBounds) -> str:
+    """A stable text key of a window: offsets per partition, else its time range."""
+    if bounds.offsets:
+        return ";".join(
+            f"{r.topic}:{r.partition}:{r.first_offset}-{r.last_offset}"
+            for r in sorted(bounds.offsets, key=lambda r: (r.topic, r.partition))
+        )
+    return f"{bounds.start_time.isoformat()}/{bounds.end_time.isoformat()}/{bounds.n_events}"
+
+
+def retrain_request_id(model: str, reference_snapshot_id: str, window_key: str) -> str:
+    """Idempotency key of a retrain request (sha256 hex prefix, 32 characters)."""
+    return _digest("retrain", model, reference_snapshot_id, window_key)
+
+
+def drift_report_id(model: str, reference_snapshot_id: str, window_key: str) -> str:
+    """Deterministic ``event_id`` of a window's drift report."""
+    return _digest("drift-report", model, reference_snapshot_id, window_key)
+
+
+def build_drift_report(
+    model: str,
+    bounds: WindowBounds,
+    verdict: WindowVerdict,
+    reference_snapshot_id: str,
+    *,
+    champion_version: int | None = None,
+    created_at: datetime | None = None,
+    event_id: str | None = None,
+    histograms: bool = True,
+) -> DriftReport:
+    """The ``drift.reports`` event of one window (with each feature's PSI histogram
+    unless ``histograms`` is false)."""
+    features = [
+        FeatureDrift(
+            name=f.name,
+            kind=f.kind,
+            psi=f.stats.psi,
+            ks_statistic=f.stats.ks_statistic,
+            ks_pvalue=f.stats.ks_pvalue,
+            missing_share=f.stats.missing_share,
+            drifted=f.drifted,
+            critical=f.critical,
+            bins=list(f.stats.bins) if histograms else [],
+            reference_shares=list(f.stats.reference_shares) if histograms else [],
+            window_shares=list(f.stats.window_shares) if histograms else [],
+        )
+        for f in verdict.features
+    ]
+    return DriftReport(
+        event_id=event_id or drift_report_id(model, reference_snapshot_id, window_key(bounds)),
+        model=model,
+        window=bounds,
+        reference_snapshot_id=reference_snapshot_id,
+        champion_version=champion_version,
+        features=features,
+        drifted_share=verdict.drifted_share,
+        drifted=verdict.drifted,
+        created_at=created_at or datetime.now(UTC),
+    )

@@ -1,0 +1,236 @@
+"""The shadow evaluator's bookkeeping, without I/O: who is champion, which candidates run,
+their paired statistics, and the rollback watch after a promotion.
+
+The service feeds it candidates, paired losses and champion changes, and acts on what it
+returns (verdicts to publish, an alias to move). Everything here is plain data with a
+JSON form (:meth:`ShadowBook.to_json`), written by the service before it commits
+offsets, so a restart carries on with the same runs and statistics. Predictions still
+waiting for their labels are not part of it (they live in the pairing buffer): after a
+crash those events are simply not paired, for champion and candidate alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.shadow.decision import (
+    Decision,
+    Moments,
+    PairedStats,
+    ShadowPolicy,
+    check_baseline,
+    decide,
+)
+from services.shadow.pairing import Pair
+from services.shadow.rollback import LossSummary, RollbackMonitor, RollbackPolicy, RollbackStatus
+
+
+@dataclass
+class ShadowRun:
+    """One candidate in shadow against the champion it was built from."""
+
+    model: str
+    version: int
+    parent: int | None
+    champion: int | None  # the champion it is compared with
+    request_id: str | None
+    registry_uri: str
+    sha256: str
+    started_at: datetime
+    stats: PairedStats
+    traceparent: str | None = None  # the candidate event's trace, for the verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "version": self.version, "parent": self.parent,
+            "champion": self.champion, "request_id": self.request_id,
+            "registry_uri": self.registry_uri, "sha256": self.sha256,
+            "started_at": self.started_at.isoformat(), "traceparent": self.traceparent,
+            "moments": _moments(self.stats.moments),
+            "snapshots": [_moments(s) for s in self.stats.snapshots],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], policy: ShadowPolicy) -> ShadowRun:
+        stats = PairedStats.restore(
+            policy.looks(), Moments(**d["moments"]), [Moments(**s) for s in d["snapshots"]]
+        )
+        return cls(
+            model=d["model"], version=d["version"], parent=d["parent"], champion=d["champion"],
+            request_id=d["request_id"], registry_uri=d["registry_uri"], sha256=d["sha256"],
+            started_at=datetime.fromisoformat(d["started_at"]), stats=stats,
+            traceparent=d.get("traceparent"),
+        )
+
+
+def _moments(m: Moments) -> dict[str, float]:
+    return {
+        "n": m.n, "mean_champion": m.mean_champion, "mean_candidate": m.mean_candidate,
+        "m2_champion": m.m2_champion, "m2_candidate": m.m2_candidate, "comoment": m.comoment,
+    }
+
+
+@dataclass
+class RollbackWatch:
+    """A promoted champion under watch, and the version to return to."""
+
+    model: str
+    champion: int
+    previous: int | None
+    monitor: RollbackMonitor
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.monitor.shadow
+        return {
+            "model": self.model, "champion": self.champion, "previous": self.previous,
+            "shadow": [s.n, s.mean, s.variance],
+            "live": list(self.monitor.state()),
+            "snapshots": [[x.n, x.mean, x.variance] for x in self.monitor.snapshots],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], policy: RollbackPolicy) -> RollbackWatch:
+        monitor = RollbackMonitor.restore(
+            policy, LossSummary(*d["shadow"]), tuple(d["live"]),
+            [LossSummary(*x) for x in d["snapshots"]],
+        )
+        return cls(d["model"], d["champion"], d["previous"], monitor)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A decided candidate: the run and why."""
+
+    run: ShadowRun
+    decision: Decision
+
+
+@dataclass
+class ShadowBook:
+    """Champions, running candidates and rollback watches of every model."""
+
+    policy: ShadowPolicy = field(default_factory=ShadowPolicy)
+    rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    champions: dict[str, int | None] = field(default_factory=dict)
+    runs: dict[str, dict[int, ShadowRun]] = field(default_factory=dict)
+    watches: dict[str, RollbackWatch] = field(default_factory=dict)
+    decided: dict[str, list[int]] = field(default_factory=dict)  # recent, for duplicates
+
+    def active(self, model: str) -> bool:
+        """Whether events of ``model`` need scoring (a candidate or a watch is running)."""
+        return bool(self.runs.get(model)) or model in self.watches
+
+    def add_candidate(
+        self, model: str, version: int, parent: int | None, request_id: str | None,
+        registry_uri: str, sha256: str, champion: int | None, now: datetime,
+        traceparent: str | None = None,
+    ) -> Verdict | None:
+        """Start a run; returns an immediate rejection when its parent is not champion.
+
+        A candidate already running or already decided (a redelivered event) is ignored.
+        """
+        if version in self.runs.get(model, {}) or version in self.decided.get(model, []):
+            return None
+        if champion is not None and version == champion:
+            return None
+        self.champions[model] = champion
+        run = ShadowRun(model, version, parent, champion, request_id, registry_uri, sha256, now,
+                        PairedStats.for_policy(self.policy), traceparent)
+        stale = check_baseline(parent, champion)
+        if stale is not None:
+            self._forget(run)
+            return Verdict(run, stale)
+        self.runs.setdefault(model, {})[version] = run
+        return None
+
+    def add_pair(self, model: str, pair: Pair) -> None:
+        """One labelled event's losses: into each running candidate's stats and the watch."""
+        for version, loss in pair.candidate_losses.items():
+            run = self.runs.get(model, {}).get(version)
+            if run is not None:
+                run.stats.add(pair.champion_loss, loss)
+        watch = self.watches.get(model)
+        if watch is not None:
+            watch.monitor.add(pair.champion_loss)
+
+    def decide(self, model: str, now: datetime) -> list[Verdict]:
+        """Runs of ``model`` that reached a decision now (removed from the book).
+
+        A promotion is returned first and alone: the service moves the alias, then calls
+        :meth:`promoted`, which rejects the other runs (their baseline changed).
+        """
+        out = []
+        for run in list(self.runs.get(model, {}).values()):
+            d = decide(run.stats, self.policy, now - run.started_at)
+            if d.action == "promote":
+                self._forget(run)
+                return [Verdict(run, d)]
+            if d.action == "reject":
+                self._forget(run)
+                out.append(Verdict(run, d))
+        return out
+
+    def promoted(self, model: str, run: ShadowRun) -> list[Verdict]:
+        """``run`` became champion: watch it, reject the other runs (stale baseline)."""
+        m = run.stats.moments
+        previous = self.champions.get(model)
+        shadow = LossSummary(m.n, m.mean_candidate, m.m2_candidate / max(m.n - 1, 1))
+        self.watches[model] = RollbackWatch(model, run.version, previous,
+                                            RollbackMonitor(self.rollback, shadow))
+        return self.set_champion(model, run.version, keep_watch=True)
+
+    def set_champion(
+        self, model: str, version: int | None, keep_watch: bool = False
+    ) -> list[Verdict]:
+        """The champion is now ``version``: runs built on another parent are rejected."""
+        if not keep_watch and self.watches.get(model) and self.watches[model].champion != version:
+            del self.watches[model]
+        self.champions[model] = version
+        out = []
+        for run in list(self.runs.get(model, {}).values()):
+            stale = check_baseline(run.parent if run.parent is not None else run.champion,
+                                   version)
+            if stale is not None:
+                self._forget(run)
+                out.append(Verdict(run, stale))
+        return out
+
+    def rollback_status(self, model: str) -> RollbackStatus | None:
+        """The watch's status (``confirmed`` ends the watch)."""
+        watch = self.watches.get(model)
+        if watch is None:
+            return None
+        status = watch.monitor.status()
+        if status.action != "watch":
+            del self.watches[model]
+        return status
+
+    def _forget(self, run: ShadowRun) -> None:
+        self.runs.get(run.model, {}).pop(run.version, None)
+        done = self.decided.setdefault(run.model, [])
+        done.append(run.version)
+        del done[:-100]
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps({
+            "champions": self.champions,
+            "runs": [r.to_dict() for runs in self.runs.values() for r in runs.values()],
+            "watches": [w.to_dict() for w in self.watches.values()],
+            "decided": self.decided,
+        }, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, policy: ShadowPolicy, rollback: RollbackPolicy) -> ShadowBook:
+        d = json.loads(text)
+        book = cls(policy, rollback, champions=dict(d["champions"]), decided=dict(d["decided"]))
+        for r in d["runs"]:
+            run = ShadowRun.from_dict(r, policy)
+            book.runs.setdefault(run.model, {})[run.version] = run
+        for w in d["watches"]:
+            watch = RollbackWatch.from_dict(w, rollback)
+            book.watches[watch.model] = watch
+        return book

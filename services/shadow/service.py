@@ -1,0 +1,330 @@
+"""``driftloop run shadow``: candidates score the champion's traffic until they prove themselves.
+
+One consumer reads ``features``, ``labels``, ``models.candidates`` and
+``models.promotions``. For every model with a candidate in shadow (or a new champion
+under rollback watch) each feature event is scored by the champion and by every
+candidate, loaded from the registry with their sha256 checked; the probabilities wait in
+the model's :class:`~services.shadow.pairing.PairingBuffer` for the label (when the
+champion changes, held entries take the new champion's own probabilities, or are
+dropped if it did not score them), and the paired log
+losses feed each candidate's statistics in the :class:`~services.shadow.book.ShadowBook`.
+After each batch, :func:`~services.shadow.decision.decide` runs per candidate:
+
+* promote: the registry's ``champion`` alias moves by compare-and-set (from the champion
+  the candidate was compared with), then a ``ShadowVerdict`` and a ``ModelPromotion``
+  (cause ``shadow``) are published in one trace with the candidate event; the other
+  candidates of that model are rejected (their baseline changed) and the new champion is
+  watched for rollback;
+* reject: a ``ShadowVerdict`` with the reason;
+* rollback: when the watch fires, ``champion`` moves back to the previous version
+  (compare-and-set) and a ``ModelPromotion`` with cause ``rollback`` is published.
+
+Champion changes made elsewhere (``models.promotions``: manual, rollback by another
+process) reject the candidates whose parent is no longer champion.
+
+Durability: the book (runs, statistics, watches) is written as JSON (atomically) to
+``<state_dir>/shadow/book.json`` before the batch's offsets are committed; predictions
+still waiting for labels are not, so after a crash those events are not paired (for
+champion and candidate alike: no bias). The book is one state for all models: run one
+member per consumer group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
+from services.runtime import StreamService
+from services.shadow.book import ShadowBook, ShadowRun, Verdict
+from services.shadow.decision import Decision, ShadowPolicy
+from services.shadow.pairing import PairingBuffer
+from services.shadow.rollback import RollbackPolicy
+from streams.consumer import CommitPlan, Inbound
+from streams.contracts import (
+    FeatureEvent,
+    LabelEvent,
+    ModelCandidate,
+    ModelPromotion,
+    PairedTest,
+    ShadowVerdict,
+    new_event_id,
+)
+from streams.settings import Settings
+from streams.tracing import extract_trace_context, header_value
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+NO_TEST = PairedTest(method="none", statistic=0.0, p_value=1.0, mean_difference=0.0,
+                     relative_improvement=0.0)
+
+
+class Scorer:
+    """A verified registry version, built once, scoring feature dicts."""
+
+    def __init__(self, registry: ModelRegistry, model: str, ref: int | str,
+                 sha256: str | None = None) -> None:
+        loaded = registry.load(model, ref, expected_manifest_sha256=sha256)
+        self.version = loaded.version
+        self._module, self._pre = loaded.build()
+
+    def predict(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """P(label == 1) per row."""
+        import torch
+
+        enc = self._pre.transform(pd.DataFrame(rows))
+        with torch.no_grad():
+            logits = self._module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
+        return torch.sigmoid(logits).numpy().reshape(-1).astype(np.float64)
+
+
+class ShadowService(StreamService):
+    """Kafka loop around the shadow book, the registry and the pairing buffer."""
+
+    name = "shadow"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ModelRegistry | None = None,
+        policy: ShadowPolicy | None = None,
+        rollback: RollbackPolicy | None = None,
+        pairing: Callable[[], PairingBuffer] = PairingBuffer,
+        state_path: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        **kwargs: Any,
+    ) -> None:
+        self.registry = registry or ModelRegistry(settings.registry_uri)
+        self.policy = policy or ShadowPolicy()
+        self.rollback = rollback or RollbackPolicy()
+        self._new_pairing = pairing
+        self.pairings: dict[str, PairingBuffer] = {}  # one per model
+        self.state_path = state_path or settings.state_dir / "shadow" / "book.json"
+        self.clock = clock
+        self.book = self._restore()
+        self.scorers: dict[tuple[str, int], Scorer] = {}
+        self.published: list[ShadowVerdict | ModelPromotion] = []
+        super().__init__(
+            settings,
+            group_id=f"{settings.topics.prefix}driftloop-shadow",
+            topics={
+                settings.topic("features"): FeatureEvent,
+                settings.topic("labels"): LabelEvent,
+                settings.topic("models.candidates"): ModelCandidate,
+                settings.topic("models.promotions"): ModelPromotion,
+            },
+            **kwargs,
+        )
+
+    # -- state ---------------------------------------------------------------------------
+    def _restore(self) -> ShadowBook:
+        if self.state_path.exists():
+            return ShadowBook.from_json(self.state_path.read_text(), self.policy, self.rollback)
+        return ShadowBook(self.policy, self.rollback)
+
+    def _save(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(self.book.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    # -- the loop ------------------------------------------------------------------------
+    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        """Start runs, score, pair, decide, roll back; save the book; commit everything."""
+        now, mono = self.clock(), time.monotonic()
+        features: dict[str, list[FeatureEvent]] = {}
+        for inbound in batch:
+            event = inbound.event
+            if isinstance(event, ModelCandidate):
+                self._on_candidate(event, inbound, now)
+            elif isinstance(event, ModelPromotion):
+                if self.book.champions.get(event.model) != event.new_champion:
+                    self.pairing(event.model).promote(event.new_champion)
+                    self._publish_all(self.book.set_champion(event.model, event.new_champion))
+            elif isinstance(event, FeatureEvent):
+                if self.book.active(event.model):
+                    features.setdefault(event.model, []).append(event)
+            elif isinstance(event, LabelEvent) and self.book.active(event.model):
+                pair = self.pairing(event.model).add_label(event.event_id, event.label, mono)
+                if pair is not None:
+                    self.book.add_pair(event.model, pair)
+                    self.metrics.record_shadow_pairs(event.model)
+        for model, events in features.items():
+            self._score(model, events, mono)
+        for model in list(self.book.runs):
+            for verdict in self.book.decide(model, now):
+                self._conclude(verdict, now)
+        for model in list(self.book.watches):
+            self._watch(model, now)
+        for pairing in self.pairings.values():
+            pairing.expire(mono)
+        if batch:
+            self._save()
+        return None
+
+    def _on_candidate(self, event: ModelCandidate, inbound: Inbound[Any], now: datetime) -> None:
+        champion = self.registry.get_alias(event.model, CHAMPION)
+        traceparent = header_value(inbound.headers, "traceparent")
+        verdict = self.book.add_candidate(
+            event.model, event.version, event.parent_version, event.request_id,
+            event.registry_uri, event.sha256, champion, now, traceparent,
+        )
+        if verdict is None and event.version in self.book.runs.get(event.model, {}):
+            run = self.book.runs[event.model][event.version]
+            reason = None
+            if champion is None:
+                reason = "no champion to compare with"
+            else:
+                try:
+                    self._scorer(event.model, event.version, event.sha256)
+                    self._scorer(event.model, champion)
+                except RegistryError as exc:
+                    reason = f"cannot load from the registry: {exc}"
+            if reason is not None:
+                self.book.runs[event.model].pop(event.version, None)
+                verdict = Verdict(run, Decision("reject", reason))
+        if verdict is not None:
+            self._publish_verdict(verdict, now)
+
+    def pairing(self, model: str) -> PairingBuffer:
+        """The model's pairing buffer (created on first use)."""
+        if model not in self.pairings:
+            self.pairings[model] = self._new_pairing()
+        return self.pairings[model]
+
+    def _scorer(self, model: str, version: int, sha256: str | None = None) -> Scorer:
+        key = (model, version)
+        if key not in self.scorers:
+            self.scorers[key] = Scorer(self.registry, model, version, sha256)
+        return self.scorers[key]
+
+    def _score(self, model: str, events: list[FeatureEvent], mono: float) -> None:
+        champion = self.book.champions.get(model)
+        if champion is None:
+            return
+        rows = [dict(e.features) for e in events]
+        p_champion = self._scorer(model, champion).predict(rows)
+        p_candidates = {
+            v: self._scorer(model, v, run.sha256).predict(rows)
+            for v, run in self.book.runs.get(model, {}).items()
+        }
+        for i, event in enumerate(events):
+            pair = self.pairing(model).add_predictions(
+                event.event_id, float(p_champion[i]),
+                {v: float(p[i]) for v, p in p_candidates.items()}, mono,
+            )
+            if pair is not None:
+                self.book.add_pair(model, pair)
+                self.metrics.record_shadow_pairs(model)
+
+    def _conclude(self, verdict: Verdict, now: datetime) -> None:
+        run = verdict.run
+        if verdict.decision.action != "promote":
+            self.pairing(run.model).drop_candidate(run.version)
+            self._publish_verdict(verdict, now)
+            return
+        try:
+            self.registry.set_alias(run.model, CHAMPION, run.version, expected=run.champion)
+        except AliasConflictError as exc:
+            stale = Decision("reject", f"champion changed during promotion: {exc}")
+            self._publish_verdict(Verdict(run, stale), now)
+            actual = self.registry.get_alias(run.model, CHAMPION)
+            self.pairing(run.model).clear_predictions()  # scored by a champion no longer there
+            self._publish_all(self.book.set_champion(run.model, actual))
+            return
+        with self.tracer.start_as_current_span(
+            "shadow promote", context=_context(run),
+            attributes={"driftloop.model": run.model, "driftloop.version": run.version},
+        ):
+            self._publish_verdict(verdict, now, context_from_run=False)
+            promotion = ModelPromotion(
+                event_id=new_event_id(), model=run.model, new_champion=run.version,
+                previous_champion=run.champion, cause="shadow", promoted_at=now,
+            )
+            self._send("models.promotions", promotion)
+        self.metrics.record_promotion(run.model, "shadow")
+        # held predictions: the new champion's are those it made as a candidate
+        self.pairing(run.model).promote(run.version)
+        self._publish_all(self.book.promoted(run.model, run))
+
+    def _watch(self, model: str, now: datetime) -> None:
+        watch = self.book.watches[model]
+        status = self.book.rollback_status(model)
+        if status is None or status.action != "rollback" or watch.previous is None:
+            return
+        try:
+            self.registry.set_alias(model, CHAMPION, watch.previous, expected=watch.champion)
+        except AliasConflictError as exc:
+            log.warning("shadow: %s rollback skipped, champion moved: %s", model, exc)
+            return
+        log.warning("shadow: %s rolled back v%d -> v%d: %s", model, watch.champion,
+                    watch.previous, status.reason)
+        self._send("models.promotions", ModelPromotion(
+            event_id=new_event_id(), model=model, new_champion=watch.previous,
+            previous_champion=watch.champion, cause="rollback", promoted_at=now,
+        ))
+        self.metrics.record_promotion(model, "rollback")
+        self.pairing(model).clear_predictions()
+        self._publish_all(self.book.set_champion(model, watch.previous))
+
+    # -- publishing ----------------------------------------------------------------------
+    def _publish_all(self, verdicts: list[Verdict]) -> None:
+        now = self.clock()
+        for v in verdicts:
+            self.pairing(v.run.model).drop_candidate(v.run.version)
+            self._publish_verdict(v, now)
+
+    def _publish_verdict(
+        self, verdict: Verdict, now: datetime, context_from_run: bool = True
+    ) -> None:
+        run, d = verdict.run, verdict.decision
+        m = run.stats.moments
+        event = ShadowVerdict(
+            event_id=new_event_id(), model=run.model, candidate=run.version,
+            # no champion at all: the candidate itself is named (the reason says why)
+            champion=run.champion if run.champion is not None else run.version,
+            samples=d.samples or m.n, metric="log_loss",
+            candidate_metric=m.mean_candidate, champion_metric=m.mean_champion,
+            test=d.test or NO_TEST, decision="promote" if d.action == "promote" else "reject",
+            reason=d.reason, decided_at=now,
+        )
+        self._send("models.verdicts", event, _context(run) if context_from_run else None)
+        self.metrics.record_verdict(run.model, event.decision,
+                                    m.mean_candidate - m.mean_champion)
+
+    def _send(self, topic: str, event: ShadowVerdict | ModelPromotion, context: Any = None) -> None:
+        self.producer.send(self.settings.topic(topic), event, event.model, context=context)
+        self.published.append(event)
+
+    def health_status(self) -> str | tuple[str, dict[str, Any]]:
+        return "ok", {
+            "runs": {m: sorted(r) for m, r in self.book.runs.items()},
+            "watches": sorted(self.book.watches),
+            "pending_predictions": {m: len(p) for m, p in self.pairings.items()},
+            "pairing": {m: asdict(p.counters) for m, p in self.pairings.items()},
+        }
+
+
+def _context(run: ShadowRun) -> Any:
+    if not run.traceparent:
+        return None
+    return extract_trace_context([("traceparent", run.traceparent.encode())])
+
+
+def build(settings: Settings) -> ShadowService:
+    """Factory for ``driftloop run shadow`` (default policies)."""
+    return ShadowService(settings)
