@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 PIP_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint bench clean
+.PHONY: install browser demo test test-unit test-integration lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Debian's Chromium for the HTML report's browser test (skipped, with its reason, when
+# it cannot be installed; CI requires it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-liberation >/dev/null) \
+	      || echo "chromium could not be installed: the browser test will skip"; \
+	  else echo "chromium not installed (needs root and apt-get): the browser test will skip"; fi; }
+
 demo: install
 	$(BIN)/python -m services.demo.run
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install

@@ -43,6 +43,9 @@ class StreamService:
         self.tracer = self.telemetry.tracer
         self.metrics = self.telemetry.metrics
         self.producer = EventProducer(settings, self.name, tracer=self.tracer)
+        # Groups live in the same namespace as the topics, so two environments sharing
+        # a cluster (or two test runs sharing a broker) never join each other's groups.
+        group_id = f"{settings.topics.prefix}{group_id}"
         self.group_id = group_id
         self.loop = ConsumerLoop(
             settings,

@@ -136,6 +136,7 @@ class ConsumerLoop:
         )
         self._consumer = Consumer(config)
         self._stop = threading.Event()
+        self._failed = False
         self.assignment: set[PartitionKey] = set()
         self.stats = LoopStats()
 
@@ -169,6 +170,7 @@ class ConsumerLoop:
             on_lost=self._lost,
         )
         last_message = time.monotonic()
+        self._failed = False
         try:
             while not self._stop.is_set():
                 got = self.poll_once()
@@ -181,6 +183,10 @@ class ConsumerLoop:
                     break
                 if idle_timeout_s is not None and now - last_message > idle_timeout_s:
                     break
+        except BaseException:
+            # A failed batch may be half done: leave the group without committing.
+            self._failed = True
+            raise
         finally:
             self._close()
         return self.stats
@@ -313,7 +319,7 @@ class ConsumerLoop:
         log.info("%s revoked %s", self.service_name, keys)
         if self._on_revoke is not None:
             plan = self._on_revoke(keys)
-            if plan:
+            if plan and not self._failed:
                 self.producer.flush()
                 self._commit({k: v for k, v in plan.items() if k in keys})
         self.assignment.difference_update(keys)

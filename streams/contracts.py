@@ -76,6 +76,9 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     psi: float
     ks_statistic: float | None = None
     ks_pvalue: float | None = None
+    # Categorical features: total variation distance and chi-square homogeneity p-value.
+    tvd: float | None = None
+    chi2_pvalue: float | None = None
     missing_share: float
     drifted: bool
     critical: bool = False

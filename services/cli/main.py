@@ -16,8 +16,11 @@ from rich.table import Table
 
 from services.cli.logs import configure_logging
 from services.cli.services import SERVICE_NAMES, run_services
+from services.drift.cli import app as drift_app
 from services.features.cli import data_app, snapshot_app
+from services.online.cli import predict_command
 from services.registry.cli import models_app
+from services.report.cli import report_command
 from services.training.cli import train_command
 from streams.settings import Settings, load_settings
 
@@ -39,6 +42,9 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(drift_app, name="drift")
+app.command("report")(report_command)
+app.command("predict")(predict_command)
 app.command("train")(train_command)
 
 console = Console(stderr=True)

@@ -60,7 +60,7 @@ def check(
     no_bonferroni: Annotated[
         bool, typer.Option("--no-bonferroni", help="Do not divide ks_alpha by n_numeric.")
     ] = False,
-    ks_min_statistic: Annotated[float, typer.Option(help="KS effect-size floor.")] = 0.1,
+    ks_min_statistic: Annotated[float, typer.Option(help="KS effect-size floor.")] = 0.075,
     drifted_share: Annotated[
         float, typer.Option(help="Share of drifted features for a drifted window.")
     ] = 0.3,

@@ -36,7 +36,7 @@ class DriftPolicy(BaseModel):
     psi_threshold: float = Field(0.2, gt=0)
     ks_alpha: float = Field(0.01, gt=0, lt=1)
     bonferroni: bool = True
-    ks_min_statistic: float = Field(0.1, ge=0, le=1)
+    ks_min_statistic: float = Field(0.075, ge=0, le=1)
     categorical_test: bool = True
     drifted_share: float = Field(0.3, gt=0, le=1)
     critical_features: frozenset[str] = frozenset()

@@ -65,6 +65,8 @@ def build_drift_report(
             psi=f.stats.psi,
             ks_statistic=f.stats.ks_statistic,
             ks_pvalue=f.stats.ks_pvalue,
+            tvd=f.stats.tvd,
+            chi2_pvalue=f.stats.chi2_pvalue,
             missing_share=f.stats.missing_share,
             drifted=f.drifted,
             critical=f.critical,

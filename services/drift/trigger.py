@@ -139,6 +139,20 @@ class RetrainTrigger:
         s.in_flight_since = None
         return True
 
+    def record_request(self, request_id: str, at: datetime) -> None:
+        """A request for this model was made elsewhere (another instance, a restart
+        before this state was saved, or by hand): it is in flight and starts the
+        cooldown, as if this trigger had fired it."""
+        s = self.state
+        if s.in_flight_id == request_id:
+            return
+        if s.last_fired_at is None or at > s.last_fired_at:
+            s.last_fired_at = at
+        if s.in_flight_id is None or s.in_flight_since is None or at >= s.in_flight_since:
+            s.in_flight_id = request_id
+            s.in_flight_since = at
+        s.streak_windows.clear()
+
     def observe(
         self,
         window_alarmed: bool,

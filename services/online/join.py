@@ -3,7 +3,9 @@
 The online learner needs ``(features, label)``; the two arrive on different topics, the
 label usually much later. Features wait here up to ``max_entries`` events and ``ttl``
 seconds (oldest dropped first, counted); a label that arrives before its features waits
-in a smaller buffer (``max_early_labels``, ``early_label_ttl``). Joined ``event_id``
+in its own buffer (``max_early_labels``, ``early_label_ttl``): as large as the feature
+buffer, because replaying a backlog may read the labels topic far ahead of the
+features topic (a label entry is about 300 bytes). Joined ``event_id``
 values are remembered (bounded) so a redelivered event is not learned twice.
 Time is the caller's (``now``, seconds), so the join is deterministic under test; the
 whole object is plain data and goes into the online service's snapshot.
@@ -46,7 +48,7 @@ class LabelJoin:
 
     max_entries: int = 200_000
     ttl: float = 6 * 3600.0
-    max_early_labels: int = 20_000
+    max_early_labels: int = 200_000
     early_label_ttl: float = 300.0
     counters: JoinCounters = field(default_factory=JoinCounters)
 

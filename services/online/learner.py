@@ -113,6 +113,14 @@ class LearnerConfig(BaseModel):
     signal: Literal["worsening", "any"] = "worsening"
     warmup: int = Field(default=200, ge=0)
     rolling_window: int = Field(default=1000, ge=10)
+    # Largest mini-batch ``learn_many`` hands to the estimator at once: a linear model
+    # takes one gradient step per mini-batch, so a consumer batch of thousands of events
+    # learned in one piece would adapt to a new concept thousands of times slower.
+    max_batch: int = Field(default=256, ge=1)
+    # ``auto``: the vectorised path only when every feature is numeric (river's one-hot
+    # ``transform_many`` goes through pandas' sparse ``get_dummies`` and costs more than
+    # the vectorised update saves; see benchmarks/online.md).
+    mini_batch: Literal["auto", "always", "never"] = "auto"
 
     @field_validator("drift_detector")
     @classmethod
@@ -219,6 +227,9 @@ class OnlineLearner:
     @property
     def supports_many(self) -> bool:
         """Whether the estimator has a vectorised mini-batch path."""
+        mode = self.config.mini_batch
+        if mode == "never" or (mode == "auto" and self._categorical):
+            return False
         est = self.pipeline.steps[next(reversed(self.pipeline.steps))]
         return hasattr(est, "learn_many") and hasattr(est, "predict_proba_many")
 
@@ -248,12 +259,25 @@ class OnlineLearner:
 
         Uses the estimator's ``predict_proba_many``/``learn_many`` on a pandas frame when it
         has them and the batch has no missing value; otherwise learns event by event.
+        Batches longer than ``config.max_batch`` are learned in consecutive pieces.
         """
         if len(rows) != len(labels):
             raise ValueError("rows and labels differ in length")
         ids = list(event_ids) if event_ids is not None else [None] * len(rows)
         if not rows:
             return []
+        step = self.config.max_batch
+        if len(rows) > step:
+            out: list[Outcome] = []
+            for i in range(0, len(rows), step):
+                out += self._learn_chunk(rows[i:i + step], labels[i:i + step], ids[i:i + step])
+            return out
+        return self._learn_chunk(rows, labels, ids)
+
+    def _learn_chunk(
+        self, rows: Sequence[Mapping[str, Any]], labels: Sequence[float],
+        ids: Sequence[str | None],
+    ) -> list[Outcome]:
         xs = [self.prepare(r) for r in rows]
         complete = all(len(x) == len(self._columns) for x in xs)
         if not (self.supports_many and complete):

@@ -18,9 +18,22 @@ the last snapshot and nothing learned is lost or learned twice beyond that repla
 The learner state is not shardable by partition (one model learns from all events):
 run one member per consumer group.
 
+Messages at offsets the restored state already covers (a crash between a snapshot and
+its commit, a rebalance) are skipped and counted as ``redelivered``, so each labelled
+event is learned into the state exactly once; what a killed process learned after its
+last snapshot is lost with it and learned again (the at-least-once window).
+
 Retrain request ids are ``concept-<model>-<learner uid>-<events learned>``: replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
-idempotency turns a repeat into a no-op.
+idempotency turns a repeat into a no-op. A request stays in flight until its verdict:
+``models.candidates`` (or, failing that, the registry manifest's lineage) maps the
+candidate version to its request id, and the ``models.verdicts`` (or a ``shadow``
+``models.promotions``) event for that version clears it. ``base_version`` is the
+registry's ``champion`` when there is one.
+
+Model specs come from the Feast repo by default; a model's options may carry an
+inline ``online.spec`` instead, and :func:`build` takes a ``spec_provider`` (tests,
+models outside the Feast repo).
 """
 
 from __future__ import annotations
@@ -28,23 +41,26 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
-from services.featurespec import ModelSpec
+from services.featurespec import FeatureSpec, ModelSpec
 from services.online.join import Joined, LabelJoin
-from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner
+from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
 from services.online.state import OnlineState, SnapshotError, SnapshotStore
+from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
 from streams.consumer import CommitPlan, Inbound, PartitionKey
 from streams.contracts import (
     FeatureEvent,
     LabelEvent,
     ModelCandidate,
+    ModelPromotion,
     RetrainRequest,
     ShadowVerdict,
     new_event_id,
@@ -55,6 +71,41 @@ log = logging.getLogger(__name__)
 
 ENV_KEY_FILE = "DRIFTLOOP_ONLINE_SNAPSHOT_KEY"
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
+SpecProvider = Callable[[str], ModelSpec]
+LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
+"""``hook(model, joined, outcomes)`` after each learned mini-batch (tests, benchmarks)."""
+
+
+def spec_from_options(model: str, spec: Mapping[str, Any]) -> ModelSpec:
+    """A :class:`ModelSpec` from plain data (``online.spec`` in a model's options).
+
+    ``{"entity": "user", "label": "label", "features": [{"name": "x", "kind":
+    "numeric"}, ...]}``; for models that are not in the Feast repo.
+    """
+    features = spec.get("features")
+    if not isinstance(features, list) or not features:
+        raise ValueError(f"online.spec of {model!r} needs a non-empty 'features' list")
+    return ModelSpec(
+        model=model,
+        entity=str(spec.get("entity", "entity")),
+        features=tuple(
+            FeatureSpec(str(f["name"]), f.get("kind", "numeric"), bool(f.get("critical", False)))
+            for f in features
+        ),
+        label=str(spec.get("label", "label")),
+    )
+
+
+def learner_options(settings: Settings, model: str) -> dict[str, Any] | None:
+    """The model's ``online`` options (``None`` when the model opts out with ``false``)."""
+    online = settings.model_options(model).get("online", {})
+    if online is False:
+        return None
+    if online is True or online is None:
+        return {}
+    if not isinstance(online, Mapping):
+        raise ValueError(f"models.{model}.online must be a mapping or false")
+    return dict(online)
 
 
 def snapshot_dir(settings: Settings) -> Path:
@@ -85,9 +136,13 @@ class OnlineService(StreamService):
         snapshot_interval_s: float = 30.0,
         store: SnapshotStore | None = None,
         join: LabelJoin | None = None,
+        registry: Any = None,
+        on_learned: LearnedHook | None = None,
         **kwargs: Any,
     ) -> None:
         self.specs = dict(specs)
+        self.on_learned = on_learned
+        self._registry = registry  # services.registry.store.ModelRegistry, built lazily
         self.configs = dict(configs or {})
         self.trigger_config = trigger
         self.snapshot_every = snapshot_every
@@ -104,7 +159,12 @@ class OnlineService(StreamService):
             for m in self.specs
         }
         self.requests_sent: list[RetrainRequest] = []
+        self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
+        self.redelivered = 0
+        self.restored_learned = self.state.learned
         self._since_snapshot = 0
+        self._dirty = False
+        self._in_batch = False
         self._last_snapshot = time.monotonic()
         self._window_start: dict[str, datetime] = {}
         super().__init__(
@@ -115,9 +175,12 @@ class OnlineService(StreamService):
                 settings.topic("labels"): LabelEvent,
                 settings.topic("models.candidates"): ModelCandidate,
                 settings.topic("models.verdicts"): ShadowVerdict,
+                settings.topic("models.promotions"): ModelPromotion,
             },
             **kwargs,
         )
+        self.online_metrics = OnlineMetrics(self.telemetry.meter)
+        self._publish_metrics()
 
     # -- state ---------------------------------------------------------------------------
     def _restore(self, join: LabelJoin | None) -> tuple[OnlineState, dict[PartitionKey, int]]:
@@ -141,18 +204,26 @@ class OnlineService(StreamService):
         """Write the state with the offsets it covers; returns them as the commit plan."""
         self.state.triggers = {m: t.state_json() for m, t in self.triggers.items()}
         self.store.save(self.state, self.positions)
+        self.online_metrics.snapshot()
         self._since_snapshot = 0
+        self._dirty = False
         self._last_snapshot = time.monotonic()
         return dict(self.positions)
 
     # -- the loop ------------------------------------------------------------------------
     def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
         """Join, learn per model, turn drift signals into requests; commit at snapshots."""
+        self._in_batch = True  # stays set if this batch fails half done
         now = time.monotonic()
         ready: dict[str, list[tuple[Joined, Inbound[Any]]]] = {}
         for inbound in batch:
             key = (inbound.topic, inbound.partition)
-            self.positions[key] = max(self.positions.get(key, 0), inbound.offset + 1)
+            if inbound.offset < self.positions.get(key, 0):
+                # already in the state (redelivered after a crash or a rebalance)
+                self.redelivered += 1
+                self.online_metrics.redelivered(inbound.topic)
+                continue
+            self.positions[key] = inbound.offset + 1
             event = inbound.event
             joined = None
             if isinstance(event, FeatureEvent):
@@ -170,23 +241,73 @@ class OnlineService(StreamService):
                         event.event_id, event.model, event.label, event.event_time, now
                     )
             elif isinstance(event, ModelCandidate):
-                if event.request_id:
+                if event.request_id and event.model in self.specs:
                     self.state.requests.setdefault(event.model, {})[event.version] = (
                         event.request_id
                     )
             elif isinstance(event, ShadowVerdict):
-                request = self.state.requests.get(event.model, {}).pop(event.candidate, None)
-                if request and event.model in self.triggers:
-                    self.triggers[event.model].clear_in_flight(request)
+                self._answered(event.model, event.candidate)
+            elif isinstance(event, ModelPromotion) and event.cause == "shadow":
+                self._answered(event.model, event.new_champion)
             if joined is not None:
                 ready.setdefault(joined.model, []).append((joined, inbound))
         for model, items in ready.items():
             self._learn(model, items)
+        if ready:
+            self._publish_metrics()
         self.state.join.expire(now)
         due = self._since_snapshot >= self.snapshot_every or (
-            self._since_snapshot and now - self._last_snapshot >= self.snapshot_interval_s
+            (self._since_snapshot or self._dirty)
+            and now - self._last_snapshot >= self.snapshot_interval_s
         )
-        return self.snapshot() if due else {}
+        plan = self.snapshot() if due else {}
+        self._in_batch = False
+        return plan
+
+    def _answered(self, model: str, version: int) -> None:
+        """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight."""
+        trigger = self.triggers.get(model)
+        if trigger is None or trigger.in_flight is None:
+            self.state.requests.get(model, {}).pop(version, None)
+            return
+        request = self.state.requests.get(model, {}).pop(version, None)
+        if request is None:
+            request = self._request_of(model, version)
+        if request is not None and trigger.clear_in_flight(request):
+            self._dirty = True  # snapshotted at the next interval, learned events or not
+            log.info("online: %s request %s answered (v%d)", model, request, version)
+
+    def _request_of(self, model: str, version: int) -> str | None:
+        """The request id a registered version was trained for (its manifest's lineage)."""
+        try:
+            manifest = self.registry.manifest(model, version)
+        except Exception as exc:  # a missing registry only delays the clear
+            log.warning("online: no manifest for %s v%d: %s", model, version, exc)
+            return None
+        request = (manifest.get("lineage") or {}).get("request_id")
+        return str(request) if request else None
+
+    @property
+    def registry(self) -> Any:
+        """The model registry (``settings.registry_uri``), opened on first use."""
+        if self._registry is None:
+            from services.registry.store import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings.registry_uri)
+        return self._registry
+
+    def champion_version(self, model: str) -> int | None:
+        """The registry's ``champion`` of ``model``, or None (none yet, or unreadable)."""
+        try:
+            return self.registry.get_alias(model, "champion")  # type: ignore[no-any-return]
+        except Exception as exc:  # the request still goes out, unbased
+            log.warning("online: champion of %s unreadable: %s", model, exc)
+            return None
+
+    def _publish_metrics(self) -> None:
+        self.online_metrics.publish(
+            {m: learner.metrics() for m, learner in self.state.learners.items()}
+        )
 
     def _learn(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
         learner = self.state.learners[model]
@@ -196,10 +317,15 @@ class OnlineService(StreamService):
             [j.event_id for j, _ in items],
         )
         self._since_snapshot += len(items)
+        self.online_metrics.learned(model, len(items))
         learner.drain_signals()  # taken from the outcomes below, in order
         for (joined, inbound), outcome in zip(items, outcomes, strict=True):
             if outcome.drift is not None:
+                self.detections.append((model, outcome.drift))
+                self.online_metrics.detection(model)
                 self._on_drift(model, learner, outcome.drift, joined, inbound)
+        if self.on_learned is not None:
+            self.on_learned(model, [j for j, _ in items], outcomes)
 
     def _on_drift(
         self, model: str, learner: OnlineLearner, signal: DriftSignal, joined: Joined,
@@ -218,7 +344,7 @@ class OnlineService(StreamService):
             request_id=request_id,
             model=model,
             reason="concept",
-            base_version=None,
+            base_version=self.champion_version(model),
             window_start=min(start, at),
             window_end=at,
             drift_report_ids=[],
@@ -232,31 +358,65 @@ class OnlineService(StreamService):
 
     def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
         """Snapshot before the partitions go, so their offsets can be committed."""
-        return self.snapshot() if self._since_snapshot else None
+        if self._in_batch:  # a batch failed half done: its state must not be saved
+            return None
+        return self.snapshot() if self._since_snapshot or self._dirty else None
 
     def health_status(self) -> str | tuple[str, dict[str, Any]]:
         detail: dict[str, Any] = {
             m: learner.metrics() for m, learner in self.state.learners.items()
         }
         detail["pending_features"] = len(self.state.join)
+        detail["redelivered"] = self.redelivered
         return "ok", detail
 
+    def run(self, **kwargs: Any) -> Any:
+        """Consume until stopped; the gauges stop reporting when the loop ends."""
+        try:
+            return super().run(**kwargs)
+        finally:
+            self.online_metrics.close()
 
-def build(settings: Settings) -> OnlineService:
-    """Factory for ``driftloop run online``: specs from the Feast repo, configs from settings.
 
-    ``settings.models[<model>]["online"]`` may hold a :class:`LearnerConfig` mapping;
-    models with ``online: false`` are skipped.
+def feast_spec_provider(settings: Settings) -> SpecProvider:
+    """Specs from the model's Feast FeatureService (the store is opened on first use)."""
+    store: list[Any] = []
+
+    def provide(model: str) -> ModelSpec:
+        from services.features.feast_repo import load_model_spec, open_store
+
+        if not store:
+            store.append(open_store(repo_path=settings.feature_repo))
+        return load_model_spec(store[0], model)
+
+    return provide
+
+
+def build(
+    settings: Settings, spec_provider: SpecProvider | None = None, **kwargs: Any
+) -> OnlineService:
+    """Factory for ``driftloop run online``: one learner per configured model.
+
+    Models: those in ``settings.models`` or, when none is configured, every
+    FeatureService of the Feast repo. Per model, ``settings.model_options(m)["online"]``
+    holds the :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
+    :func:`spec_from_options`); ``online: false`` skips the model. A spec comes from
+    that inline ``spec``, else from ``spec_provider``, else from the Feast repo.
+    ``kwargs`` go to :class:`OnlineService` (snapshot cadence, telemetry, batch size).
     """
-    from services.features.feast_repo import load_model_spec, open_store
+    provider = spec_provider or feast_spec_provider(settings)
+    names = list(settings.models)
+    if not names:
+        from services.features.feast_repo import open_store
 
-    store = open_store(repo_path=settings.feature_repo)
-    names = list(settings.models) or [s.name for s in store.list_feature_services()]
+        names = [s.name for s in open_store(repo_path=settings.feature_repo)
+                 .list_feature_services()]
     specs, configs = {}, {}
     for name in names:
-        online = settings.models.get(name, {}).get("online", {})
-        if online is False:
+        online = learner_options(settings, name)
+        if online is None:
             continue
-        specs[name] = load_model_spec(store, name)
-        configs[name] = LearnerConfig(**(online or {}))
-    return OnlineService(settings, specs=specs, configs=configs)
+        inline = online.pop("spec", None)
+        specs[name] = spec_from_options(name, inline) if inline else provider(name)
+        configs[name] = LearnerConfig(**online)
+    return OnlineService(settings, specs=specs, configs=configs, **kwargs)

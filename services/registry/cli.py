@@ -1,10 +1,11 @@
-"""``driftloop models ...``: inspect the model registry.
+"""``driftloop models ...``: inspect the model registry; roll a champion back.
 
 The lead mounts ``models_app`` on the main CLI (``app.add_typer(models_app, name="models")``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -123,6 +124,83 @@ def diff_command(
     console.print(table)
 
 
-# `rollback` is added here by the shadow builder:
-# @models_app.command("rollback") moves `champion` back by compare-and-set
-# (ModelRegistry.set_alias(..., expected=current)) and publishes a ModelPromotion.
+@models_app.command(
+    "rollback",
+    help="Move `champion` back (compare-and-set) and publish a ModelPromotion with cause "
+    "rollback. Kafka is checked first: unreachable, nothing moves. If the event is not "
+    "acknowledged after the alias moved, it is kept in the registry's outbox and published "
+    "by the next run of this command (which then stops there) or by the shadow service.",
+)
+def rollback_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name.")],
+    to: Annotated[
+        int | None,
+        typer.Option("--to", help="Version to restore (default: the champion's previous)."),
+    ] = None,
+    registry: RegistryOption = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for Kafka (reachability and delivery).")
+    ] = 15.0,
+) -> None:
+    """Move ``champion`` back (compare-and-set) and publish a ModelPromotion (cause rollback).
+
+    Kafka is checked first: unreachable, nothing moves. If the event is not acknowledged
+    after the alias moved, the move stays in the registry's outbox and is published by
+    the next run of this command (which then stops there) or by the shadow service.
+    """
+    from services.shadow.promotion import (
+        Promoter,
+        PromotionError,
+        check_broker,
+        rollback_target,
+    )
+    from streams.producer import DeliveryError, EventProducer
+
+    try:
+        from services.cli.main import settings
+
+        s = settings()
+    except ImportError:  # pragma: no cover - CLI used without the main app
+        from streams.settings import load_settings
+
+        s = load_settings()
+    reg = open_registry(registry or s.registry_uri)
+    try:
+        check_broker(s, timeout)
+    except PromotionError as exc:
+        err_console.print(f"[red]error:[/] {exc}\nthe champion alias was NOT moved.")
+        raise typer.Exit(1) from None
+    producer = EventProducer(s, "models-cli",
+                             extra_config={"message.timeout.ms": max(int(timeout * 1000), 1)})
+    promoter = Promoter(reg, producer, s, flush_timeout_s=timeout)
+    step = "completing an earlier promotion"
+    try:
+        done = [r for r in promoter.recover(model) if r.outcome == "published"]
+        if done:
+            for r in done:
+                i = r.intent
+                console.print(f"completed an earlier {i.cause} of {model}: v{i.previous_champion}"
+                              f" -> v{i.new_champion} (event {i.intent_id} published)")
+            console.print("not rolling back further; run the command again to do so.")
+            return
+        current, target = rollback_target(reg, model, to)
+        intent = promoter.intent(model, target, expected=current, cause="rollback")
+        step = f"rolling back v{current} -> v{target}"
+        promoter.move(intent)
+        console.print(f"{model}: champion v{current} -> v{target} (rollback); "
+                      f"promotion {intent.intent_id} published to "
+                      f"{s.topic('models.promotions')}")
+    except DeliveryError as exc:  # only raised after the alias has moved
+        err_console.print(
+            f"[red]error:[/] Kafka did not acknowledge the promotion event ({step}): {exc}\n"
+            "the champion alias WAS moved; the event is kept in the registry outbox and is "
+            f"published by the next `driftloop models rollback --model {model}` or by the "
+            "shadow service."
+        )
+        raise typer.Exit(3) from None
+    except (PromotionError, RegistryError) as exc:
+        err_console.print(f"[red]error:[/] {exc}\nthe champion alias was NOT moved.")
+        raise typer.Exit(1) from None
+    finally:
+        with contextlib.suppress(DeliveryError):  # already reported above
+            producer.close(timeout=1.0)

@@ -4,6 +4,10 @@ Pure parts: :mod:`.pairing` (predictions held until their labels arrive, per-eve
 paired log losses), :mod:`.decision` (``ShadowPolicy``, running paired statistics,
 group-sequential one-sided paired test: promote / reject / continue) and
 :mod:`.rollback` (watch a new champion's live loss against its shadow estimate).
+:mod:`.promotion` is the one path by which ``champion`` moves (shadow promotion,
+automatic rollback, ``driftloop models rollback``): an intent in the registry's outbox,
+the compare-and-set, then the events, so a crash in between is completed at the next
+start. :mod:`.service` is the Kafka loop (``driftloop run shadow``).
 
 A candidate whose parent is no longer the champion (another candidate was promoted while
 it was in shadow) is **rejected, not re-based** (``decision.check_baseline``):

@@ -42,6 +42,9 @@ class ShadowRun:
     started_at: datetime
     stats: PairedStats
     traceparent: str | None = None  # the candidate event's trace, for the verdict
+    # the policy it started with: a sequential design is fixed before the data, so a
+    # changed configuration applies to new runs only
+    policy: ShadowPolicy = field(default_factory=ShadowPolicy)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,10 +54,14 @@ class ShadowRun:
             "started_at": self.started_at.isoformat(), "traceparent": self.traceparent,
             "moments": _moments(self.stats.moments),
             "snapshots": [_moments(s) for s in self.stats.snapshots],
+            "policy": self.policy.model_dump(mode="json"),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], policy: ShadowPolicy) -> ShadowRun:
+        """A saved run; ``policy`` is used only for runs saved without their own."""
+        if d.get("policy") is not None:
+            policy = ShadowPolicy.model_validate(d["policy"])
         stats = PairedStats.restore(
             policy.looks(), Moments(**d["moments"]), [Moments(**s) for s in d["snapshots"]]
         )
@@ -62,7 +69,7 @@ class ShadowRun:
             model=d["model"], version=d["version"], parent=d["parent"], champion=d["champion"],
             request_id=d["request_id"], registry_uri=d["registry_uri"], sha256=d["sha256"],
             started_at=datetime.fromisoformat(d["started_at"]), stats=stats,
-            traceparent=d.get("traceparent"),
+            traceparent=d.get("traceparent"), policy=policy,
         )
 
 
@@ -89,10 +96,14 @@ class RollbackWatch:
             "shadow": [s.n, s.mean, s.variance],
             "live": list(self.monitor.state()),
             "snapshots": [[x.n, x.mean, x.variance] for x in self.monitor.snapshots],
+            "policy": self.monitor.policy.model_dump(mode="json"),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], policy: RollbackPolicy) -> RollbackWatch:
+        """A saved watch; ``policy`` is used only for watches saved without their own."""
+        if d.get("policy") is not None:
+            policy = RollbackPolicy.model_validate(d["policy"])
         monitor = RollbackMonitor.restore(
             policy, LossSummary(*d["shadow"]), tuple(d["live"]),
             [LossSummary(*x) for x in d["snapshots"]],
@@ -110,14 +121,28 @@ class Verdict:
 
 @dataclass
 class ShadowBook:
-    """Champions, running candidates and rollback watches of every model."""
+    """Champions, running candidates and rollback watches of every model.
+
+    ``policy`` and ``rollback`` apply to every model without an entry in ``policies`` /
+    ``rollbacks`` (per-model configuration). A run keeps the policy it started with.
+    """
 
     policy: ShadowPolicy = field(default_factory=ShadowPolicy)
     rollback: RollbackPolicy = field(default_factory=RollbackPolicy)
+    policies: dict[str, ShadowPolicy] = field(default_factory=dict)
+    rollbacks: dict[str, RollbackPolicy] = field(default_factory=dict)
     champions: dict[str, int | None] = field(default_factory=dict)
     runs: dict[str, dict[int, ShadowRun]] = field(default_factory=dict)
     watches: dict[str, RollbackWatch] = field(default_factory=dict)
     decided: dict[str, list[int]] = field(default_factory=dict)  # recent, for duplicates
+
+    def shadow_policy(self, model: str) -> ShadowPolicy:
+        """The decision policy new runs of ``model`` get."""
+        return self.policies.get(model, self.policy)
+
+    def rollback_policy(self, model: str) -> RollbackPolicy:
+        """The rollback watch policy of ``model``."""
+        return self.rollbacks.get(model, self.rollback)
 
     def active(self, model: str) -> bool:
         """Whether events of ``model`` need scoring (a candidate or a watch is running)."""
@@ -137,8 +162,9 @@ class ShadowBook:
         if champion is not None and version == champion:
             return None
         self.champions[model] = champion
+        policy = self.shadow_policy(model)
         run = ShadowRun(model, version, parent, champion, request_id, registry_uri, sha256, now,
-                        PairedStats.for_policy(self.policy), traceparent)
+                        PairedStats.for_policy(policy), traceparent, policy)
         stale = check_baseline(parent, champion)
         if stale is not None:
             self._forget(run)
@@ -164,7 +190,7 @@ class ShadowBook:
         """
         out = []
         for run in list(self.runs.get(model, {}).values()):
-            d = decide(run.stats, self.policy, now - run.started_at)
+            d = decide(run.stats, run.policy, now - run.started_at)
             if d.action == "promote":
                 self._forget(run)
                 return [Verdict(run, d)]
@@ -179,8 +205,25 @@ class ShadowBook:
         previous = self.champions.get(model)
         shadow = LossSummary(m.n, m.mean_candidate, m.m2_candidate / max(m.n - 1, 1))
         self.watches[model] = RollbackWatch(model, run.version, previous,
-                                            RollbackMonitor(self.rollback, shadow))
+                                            RollbackMonitor(self.rollback_policy(model), shadow))
         return self.set_champion(model, run.version, keep_watch=True)
+
+    def sync_champion(self, model: str, version: int | None) -> list[Verdict]:
+        """The registry says ``version`` is champion: catch the book up (after a restart).
+
+        A running candidate that is champion now was promoted by this service just before
+        a crash (its events were completed from the outbox): it is taken out of shadow and
+        watched, as :meth:`promoted` does, if its shadow estimate allows a watch.
+        """
+        if self.champions.get(model) == version:
+            return []
+        run = self.runs.get(model, {}).get(version) if version is not None else None
+        if run is not None:
+            self._forget(run)
+            m = run.stats.moments
+            if m.n >= 2 and m.mean_candidate > 0:
+                return self.promoted(model, run)
+        return self.set_champion(model, version)
 
     def set_champion(
         self, model: str, version: int | None, keep_watch: bool = False
@@ -224,13 +267,18 @@ class ShadowBook:
         }, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, policy: ShadowPolicy, rollback: RollbackPolicy) -> ShadowBook:
+    def from_json(
+        cls, text: str, policy: ShadowPolicy, rollback: RollbackPolicy,
+        policies: dict[str, ShadowPolicy] | None = None,
+        rollbacks: dict[str, RollbackPolicy] | None = None,
+    ) -> ShadowBook:
         d = json.loads(text)
-        book = cls(policy, rollback, champions=dict(d["champions"]), decided=dict(d["decided"]))
+        book = cls(policy, rollback, dict(policies or {}), dict(rollbacks or {}),
+                   champions=dict(d["champions"]), decided=dict(d["decided"]))
         for r in d["runs"]:
-            run = ShadowRun.from_dict(r, policy)
+            run = ShadowRun.from_dict(r, book.shadow_policy(r["model"]))
             book.runs.setdefault(run.model, {})[run.version] = run
         for w in d["watches"]:
-            watch = RollbackWatch.from_dict(w, rollback)
+            watch = RollbackWatch.from_dict(w, book.rollback_policy(w["model"]))
             book.watches[watch.model] = watch
         return book

@@ -10,28 +10,39 @@ dropped if it did not score them), and the paired log
 losses feed each candidate's statistics in the :class:`~services.shadow.book.ShadowBook`.
 After each batch, :func:`~services.shadow.decision.decide` runs per candidate:
 
-* promote: the registry's ``champion`` alias moves by compare-and-set (from the champion
+* promote: through :class:`~services.shadow.promotion.Promoter`: an intent goes to the
+  registry's outbox, the ``champion`` alias moves by compare-and-set (from the champion
   the candidate was compared with), then a ``ShadowVerdict`` and a ``ModelPromotion``
-  (cause ``shadow``) are published in one trace with the candidate event; the other
-  candidates of that model are rejected (their baseline changed) and the new champion is
-  watched for rollback;
+  (cause ``shadow``) are produced and flushed in one trace with the candidate event; the
+  other candidates of that model are rejected (their baseline changed) and the new
+  champion is watched for rollback;
 * reject: a ``ShadowVerdict`` with the reason;
-* rollback: when the watch fires, ``champion`` moves back to the previous version
-  (compare-and-set) and a ``ModelPromotion`` with cause ``rollback`` is published.
+* rollback: when the watch fires, ``champion`` moves back to the previous version the
+  same way (``driftloop models rollback`` uses the same path) and a ``ModelPromotion``
+  with cause ``rollback`` is published.
 
 Champion changes made elsewhere (``models.promotions``: manual, rollback by another
-process) reject the candidates whose parent is no longer champion.
+process) are read back from the registry, which is the authority (the event is only the
+trigger), and reject the candidates whose parent is no longer champion.
+
+Policies: ``ShadowPolicy(**settings.model_options(model)["shadow"])`` and
+``RollbackPolicy(**...["rollback"])`` per model, else the service's defaults. A run keeps
+the policy it started with (a sequential test is designed before its data).
 
 Durability: the book (runs, statistics, watches) is written as JSON (atomically) to
 ``<state_dir>/shadow/book.json`` before the batch's offsets are committed; predictions
 still waiting for labels are not, so after a crash those events are not paired (for
 champion and candidate alike: no bias). The book is one state for all models: run one
-member per consumer group.
+member per consumer group. At start (and every ``recover_every_s``) the promotion outbox
+is recovered (a crash between the alias move and the events is completed) and the book
+is caught up with the registry's champions. Verdict event ids are deterministic per
+candidate, so a verdict produced again after a crash can be recognised downstream.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -42,14 +53,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
 from services.runtime import StreamService
-from services.shadow.book import ShadowBook, ShadowRun, Verdict
+from services.shadow.book import ShadowBook, Verdict
 from services.shadow.decision import Decision, ShadowPolicy
 from services.shadow.pairing import PairingBuffer
+from services.shadow.promotion import CHAMPION, Promoter, event_id_for
 from services.shadow.rollback import RollbackPolicy
-from streams.consumer import CommitPlan, Inbound
+from streams.consumer import CommitPlan, Inbound, LoopStats
 from streams.contracts import (
     FeatureEvent,
     LabelEvent,
@@ -57,16 +70,32 @@ from streams.contracts import (
     ModelPromotion,
     PairedTest,
     ShadowVerdict,
-    new_event_id,
 )
 from streams.settings import Settings
 from streams.tracing import extract_trace_context, header_value
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
 NO_TEST = PairedTest(method="none", statistic=0.0, p_value=1.0, mean_difference=0.0,
                      relative_improvement=0.0)
+
+
+def model_policies(
+    settings: Settings,
+) -> tuple[dict[str, ShadowPolicy], dict[str, RollbackPolicy]]:
+    """Per-model shadow and rollback policies from the settings' ``models`` section."""
+    shadow: dict[str, ShadowPolicy] = {}
+    rollback: dict[str, RollbackPolicy] = {}
+    for model in settings.models:
+        options = settings.model_options(model)
+        try:
+            if "shadow" in options:
+                shadow[model] = ShadowPolicy(**options["shadow"])
+            if "rollback" in options:
+                rollback[model] = RollbackPolicy(**options["rollback"])
+        except (ValidationError, TypeError) as exc:
+            raise ValueError(f"models.{model}: invalid shadow/rollback policy: {exc}") from exc
+    return shadow, rollback
 
 
 class Scorer:
@@ -103,11 +132,13 @@ class ShadowService(StreamService):
         pairing: Callable[[], PairingBuffer] = PairingBuffer,
         state_path: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        recover_every_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
         self.registry = registry or ModelRegistry(settings.registry_uri)
-        self.policy = policy or ShadowPolicy()
+        self.policy = policy or ShadowPolicy()  # default for models without their own
         self.rollback = rollback or RollbackPolicy()
+        self.policies, self.rollbacks = model_policies(settings)
         self._new_pairing = pairing
         self.pairings: dict[str, PairingBuffer] = {}  # one per model
         self.state_path = state_path or settings.state_dir / "shadow" / "book.json"
@@ -115,6 +146,8 @@ class ShadowService(StreamService):
         self.book = self._restore()
         self.scorers: dict[tuple[str, int], Scorer] = {}
         self.published: list[ShadowVerdict | ModelPromotion] = []
+        self.recover_every_s = recover_every_s
+        self._recovered_at = -math.inf
         super().__init__(
             settings,
             group_id=f"{settings.topics.prefix}driftloop-shadow",
@@ -126,12 +159,14 @@ class ShadowService(StreamService):
             },
             **kwargs,
         )
+        self.promoter = Promoter(self.registry, self.producer, settings, tracer=self.tracer)
 
     # -- state ---------------------------------------------------------------------------
     def _restore(self) -> ShadowBook:
         if self.state_path.exists():
-            return ShadowBook.from_json(self.state_path.read_text(), self.policy, self.rollback)
-        return ShadowBook(self.policy, self.rollback)
+            return ShadowBook.from_json(self.state_path.read_text(), self.policy, self.rollback,
+                                        self.policies, self.rollbacks)
+        return ShadowBook(self.policy, self.rollback, self.policies, self.rollbacks)
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,19 +177,48 @@ class ShadowService(StreamService):
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)
 
+    # -- recovery ------------------------------------------------------------------------
+    def run(self, **kwargs: Any) -> LoopStats:
+        """Complete what a crash left (outbox, book vs registry), then consume."""
+        self.recover()
+        return super().run(**kwargs)
+
+    def recover(self) -> None:
+        """Finish pending promotions from the outbox and catch the book up with the registry."""
+        self._recovered_at = time.monotonic()
+        for rec in self.promoter.recover():
+            if rec.outcome == "published":
+                self.published.extend(rec.events)
+                self.metrics.record_promotion(rec.intent.model, rec.intent.cause)
+        models = set(self.book.champions) | set(self.book.runs) | set(self.book.watches)
+        if any([self._sync(model) for model in sorted(models)]):
+            self._save()
+
+    def _sync(self, model: str) -> bool:
+        """Take the registry's champion of ``model`` as the truth; True if the book changed."""
+        actual = self.registry.get_alias(model, CHAMPION)
+        if model in self.book.champions and self.book.champions[model] == actual:
+            return False
+        if actual is None:
+            self.pairing(model).clear_predictions()
+        else:  # held predictions: the new champion's, if it scored them as a candidate
+            self.pairing(model).promote(actual)
+        self._publish_all(self.book.sync_champion(model, actual))
+        return True
+
     # -- the loop ------------------------------------------------------------------------
     def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
         """Start runs, score, pair, decide, roll back; save the book; commit everything."""
         now, mono = self.clock(), time.monotonic()
+        if mono - self._recovered_at > self.recover_every_s:
+            self.recover()
         features: dict[str, list[FeatureEvent]] = {}
         for inbound in batch:
             event = inbound.event
             if isinstance(event, ModelCandidate):
                 self._on_candidate(event, inbound, now)
             elif isinstance(event, ModelPromotion):
-                if self.book.champions.get(event.model) != event.new_champion:
-                    self.pairing(event.model).promote(event.new_champion)
-                    self._publish_all(self.book.set_champion(event.model, event.new_champion))
+                self._sync(event.model)
             elif isinstance(event, FeatureEvent):
                 if self.book.active(event.model):
                     features.setdefault(event.model, []).append(event)
@@ -237,8 +301,13 @@ class ShadowService(StreamService):
             self.pairing(run.model).drop_candidate(run.version)
             self._publish_verdict(verdict, now)
             return
+        event = self._verdict_event(verdict, now)
+        intent = self.promoter.intent(
+            run.model, run.version, expected=run.champion, cause="shadow", at=now,
+            verdict=event, traceparent=run.traceparent,
+        )
         try:
-            self.registry.set_alias(run.model, CHAMPION, run.version, expected=run.champion)
+            self.published.extend(self.promoter.move(intent))
         except AliasConflictError as exc:
             stale = Decision("reject", f"champion changed during promotion: {exc}")
             self._publish_verdict(Verdict(run, stale), now)
@@ -246,16 +315,7 @@ class ShadowService(StreamService):
             self.pairing(run.model).clear_predictions()  # scored by a champion no longer there
             self._publish_all(self.book.set_champion(run.model, actual))
             return
-        with self.tracer.start_as_current_span(
-            "shadow promote", context=_context(run),
-            attributes={"driftloop.model": run.model, "driftloop.version": run.version},
-        ):
-            self._publish_verdict(verdict, now, context_from_run=False)
-            promotion = ModelPromotion(
-                event_id=new_event_id(), model=run.model, new_champion=run.version,
-                previous_champion=run.champion, cause="shadow", promoted_at=now,
-            )
-            self._send("models.promotions", promotion)
+        self._record_verdict(event)
         self.metrics.record_promotion(run.model, "shadow")
         # held predictions: the new champion's are those it made as a candidate
         self.pairing(run.model).promote(run.version)
@@ -266,17 +326,15 @@ class ShadowService(StreamService):
         status = self.book.rollback_status(model)
         if status is None or status.action != "rollback" or watch.previous is None:
             return
+        intent = self.promoter.intent(model, watch.previous, expected=watch.champion,
+                                      cause="rollback", at=now)
         try:
-            self.registry.set_alias(model, CHAMPION, watch.previous, expected=watch.champion)
+            self.published.extend(self.promoter.move(intent))
         except AliasConflictError as exc:
             log.warning("shadow: %s rollback skipped, champion moved: %s", model, exc)
             return
         log.warning("shadow: %s rolled back v%d -> v%d: %s", model, watch.champion,
                     watch.previous, status.reason)
-        self._send("models.promotions", ModelPromotion(
-            event_id=new_event_id(), model=model, new_champion=watch.previous,
-            previous_champion=watch.champion, cause="rollback", promoted_at=now,
-        ))
         self.metrics.record_promotion(model, "rollback")
         self.pairing(model).clear_predictions()
         self._publish_all(self.book.set_champion(model, watch.previous))
@@ -288,13 +346,13 @@ class ShadowService(StreamService):
             self.pairing(v.run.model).drop_candidate(v.run.version)
             self._publish_verdict(v, now)
 
-    def _publish_verdict(
-        self, verdict: Verdict, now: datetime, context_from_run: bool = True
-    ) -> None:
+    def _verdict_event(self, verdict: Verdict, now: datetime) -> ShadowVerdict:
+        """The verdict event; its id is fixed by the candidate (one verdict per candidate)."""
         run, d = verdict.run, verdict.decision
         m = run.stats.moments
-        event = ShadowVerdict(
-            event_id=new_event_id(), model=run.model, candidate=run.version,
+        return ShadowVerdict(
+            event_id=event_id_for("verdict", run.model, run.version, run.sha256),
+            model=run.model, candidate=run.version,
             # no champion at all: the candidate itself is named (the reason says why)
             champion=run.champion if run.champion is not None else run.version,
             samples=d.samples or m.n, metric="log_loss",
@@ -302,13 +360,20 @@ class ShadowService(StreamService):
             test=d.test or NO_TEST, decision="promote" if d.action == "promote" else "reject",
             reason=d.reason, decided_at=now,
         )
-        self._send("models.verdicts", event, _context(run) if context_from_run else None)
-        self.metrics.record_verdict(run.model, event.decision,
-                                    m.mean_candidate - m.mean_champion)
 
-    def _send(self, topic: str, event: ShadowVerdict | ModelPromotion, context: Any = None) -> None:
-        self.producer.send(self.settings.topic(topic), event, event.model, context=context)
+    def _publish_verdict(self, verdict: Verdict, now: datetime) -> None:
+        event = self._verdict_event(verdict, now)
+        context = None
+        if verdict.run.traceparent:  # the verdict joins the candidate event's trace
+            context = extract_trace_context([("traceparent", verdict.run.traceparent.encode())])
+        self.producer.send(self.settings.topic("models.verdicts"), event, event.model,
+                           context=context)
         self.published.append(event)
+        self._record_verdict(event)
+
+    def _record_verdict(self, event: ShadowVerdict) -> None:
+        self.metrics.record_verdict(event.model, event.decision,
+                                    event.candidate_metric - event.champion_metric)
 
     def health_status(self) -> str | tuple[str, dict[str, Any]]:
         return "ok", {
@@ -319,12 +384,6 @@ class ShadowService(StreamService):
         }
 
 
-def _context(run: ShadowRun) -> Any:
-    if not run.traceparent:
-        return None
-    return extract_trace_context([("traceparent", run.traceparent.encode())])
-
-
 def build(settings: Settings) -> ShadowService:
-    """Factory for ``driftloop run shadow`` (default policies)."""
+    """Factory for ``driftloop run shadow`` (per-model policies from the settings)."""
     return ShadowService(settings)

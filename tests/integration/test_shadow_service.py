@@ -1,11 +1,22 @@
 """Shadow service over the real broker and a real (local) registry: stale candidates are
-rejected, a better candidate is promoted (alias moved, verdict and promotion published),
-and a promotion that goes bad live is rolled back."""
+rejected, a better candidate is promoted (alias moved, verdict and promotion published)
+and rolled back by ``driftloop models rollback``, a worse candidate is rejected and an
+equal one is not promoted (policy from the settings), and a promotion that goes bad live
+is rolled back automatically; a service killed between the alias move and the events
+completes them at its next start."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +25,12 @@ import torch
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.shadow.decision import ShadowPolicy
+from services.shadow.promotion import CRASH_HOOK_ENV, Outbox
 from services.shadow.rollback import RollbackPolicy
-from services.shadow.service import ShadowService
+from services.shadow.service import ShadowService, build
 from services.training.model import TabularModel
 from services.training.preprocessing import FORMAT_VERSION
+from streams.broker import free_port
 from streams.consumer import ConsumerLoop
 from streams.contracts import (
     FeatureEvent,
@@ -27,7 +40,7 @@ from streams.contracts import (
     ShadowVerdict,
 )
 from streams.producer import EventProducer
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +48,35 @@ MODEL = "toy"
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 POLICY = ShadowPolicy(min_pairs=200, look_every=200, max_pairs=2000)
 ROLLBACK = RollbackPolicy(window=300, min_events=100, look_every=100, margin=0.05)
+
+
+def cli(*args: str, settings: Settings, timeout: float = 60.0,
+        **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m services.cli.main ARGS`` with DRIFTLOOP_* pointing at ``settings``."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
+        env={**os.environ, **settings_env(settings), "COLUMNS": "250", **env}, timeout=timeout,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {"DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "DRIFTLOOP_TOPICS__PREFIX": settings.topics.prefix,
+            "DRIFTLOOP_STATE_DIR": str(settings.state_dir),
+            "DRIFTLOOP_REGISTRY_URI": settings.registry_uri}
+
+
+def quiet_for(service: ShadowService, seconds: float) -> Callable[[], bool]:
+    """Stop condition: something was consumed, then nothing new for ``seconds``."""
+    seen = {"n": -1, "at": time.monotonic()}
+
+    def check() -> bool:
+        n = service.loop.stats.consumed
+        if n != seen["n"]:
+            seen["n"], seen["at"] = n, time.monotonic()
+        return n > 0 and time.monotonic() - seen["at"] > seconds
+
+    return check
 
 
 def _register(registry: ModelRegistry, weight: float, parent: int | None) -> tuple[int, str]:
@@ -94,18 +136,27 @@ def _setup(settings: Settings) -> tuple[ModelRegistry, int, int]:
     return registry, v1, v2
 
 
-def _read(settings: Settings, n: int) -> list[ShadowVerdict | ModelPromotion]:
+def read_outputs(settings: Settings, n: int, linger_s: float = 0.0
+                 ) -> list[ShadowVerdict | ModelPromotion]:
+    """Verdicts and promotions on the topics: at least ``n``, then ``linger_s`` more."""
     got: list = []
+    reached: list[float] = []
+
+    def done() -> bool:
+        if len(got) >= n and not reached:
+            reached.append(time.monotonic())
+        return bool(reached) and time.monotonic() - reached[0] >= linger_s
+
     loop = ConsumerLoop(settings, group_id=f"{settings.topics.prefix}reader",
                         topics={settings.topic("models.verdicts"): ShadowVerdict,
                                 settings.topic("models.promotions"): ModelPromotion},
                         handle_batch=lambda b: got.extend(i.event for i in b) or None,
                         service_name="reader")
-    loop.run(until=lambda: len(got) >= n, idle_timeout_s=15)
+    loop.run(until=done, idle_timeout_s=15)
     return got
 
 
-def test_better_candidate_is_promoted_and_confirmed(settings: Settings) -> None:
+def test_better_candidate_is_promoted_then_rolled_back_by_the_cli(settings: Settings) -> None:
     registry, v1, v2 = _setup(settings)
     _publish_events(settings, 1000, None, seed=1)
     service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
@@ -121,10 +172,59 @@ def test_better_candidate_is_promoted_and_confirmed(settings: Settings) -> None:
     assert registry.get_alias(MODEL, "champion") == v2
     assert not service.book.watches  # confirmed: no rollback
     assert len(service.published) == 2
-    on_topics = _read(settings, 4)
-    assert sorted(type(e).__name__ + getattr(e, "decision", getattr(e, "cause", ""))
-                  for e in on_topics) == ["ModelPromotionshadow", "ShadowVerdictpromote",
-                                          "ShadowVerdictreject"]
+    assert not list((Path(settings.registry_uri) / "models" / MODEL / "outbox").glob("*.json"))
+
+    # an operator rolls back: `champion` returns to the alias record's previous version
+    done = cli("models", "rollback", "--model", MODEL, settings=settings)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert f"champion v{v2} -> v{v1} (rollback)" in done.stdout
+    assert registry.get_alias(MODEL, "champion") == v1
+    on_topics = read_outputs(settings, 4)
+    assert [(type(e).__name__, getattr(e, "decision", getattr(e, "cause", "")))
+            for e in on_topics if isinstance(e, ModelPromotion)] == [
+        ("ModelPromotion", "shadow"), ("ModelPromotion", "rollback")]
+    assert sorted(e.decision for e in on_topics if isinstance(e, ShadowVerdict)) == [
+        "promote", "reject"]
+    rollback = next(e for e in on_topics if getattr(e, "cause", "") == "rollback")
+    assert (rollback.new_champion, rollback.previous_champion) == (v1, v2)
+    assert rollback.event_id in done.stdout  # the id the command reported
+    # a second rollback goes back to v2 only when asked to; --to a missing version fails
+    bad = cli("models", "rollback", "--model", MODEL, "--to", "99", settings=settings)
+    assert bad.returncode == 1 and "NOT moved" in bad.stderr
+    assert registry.get_alias(MODEL, "champion") == v1
+
+
+def test_worse_rejected_and_equal_not_promoted_with_policy_from_settings(
+    settings: Settings,
+) -> None:
+    shadow = {"min_pairs": 200, "look_every": 200, "max_pairs": 400}
+    settings = settings.model_copy(update={"models": {MODEL: {"shadow": shadow}}})
+    registry = ModelRegistry(settings.registry_uri)
+    v1, _ = _register(registry, 0.5, None)
+    registry.set_alias(MODEL, "champion", v1, expected=None)
+    worse, sha_w = _register(registry, -0.5, v1)
+    equal, sha_e = _register(registry, 0.5, v1)  # the champion's own weights
+    with EventProducer(settings, "test") as producer:
+        for version, sha in ((worse, sha_w), (equal, sha_e)):
+            producer.send(settings.topic("models.candidates"),
+                          _candidate(registry, version, sha, v1), MODEL)
+    first = build(settings)  # as `driftloop run shadow` builds it
+    assert first.book.shadow_policy(MODEL) == ShadowPolicy(**shadow)
+    first.run(until=lambda: len(first.book.runs.get(MODEL, {})) == 2, idle_timeout_s=30)
+    _publish_events(settings, 500, None, seed=3)
+    service = build(settings)
+    service.run(until=lambda: len(service.published) >= 2, idle_timeout_s=30)
+    verdicts = {e.candidate: e for e in service.published}
+    assert all(isinstance(e, ShadowVerdict) and e.decision == "reject"
+               for e in service.published)
+    assert "worse than the champion" in verdicts[worse].reason
+    assert verdicts[worse].samples == 200
+    assert verdicts[worse].candidate_metric > verdicts[worse].champion_metric
+    assert verdicts[equal].reason == "no significant improvement after max_pairs=400"
+    assert verdicts[equal].samples == 400
+    assert verdicts[equal].candidate_metric == verdicts[equal].champion_metric
+    assert registry.get_alias(MODEL, "champion") == v1
+    assert not service.book.runs.get(MODEL) and not service.book.watches
 
 
 def test_promotion_that_goes_bad_live_is_rolled_back(settings: Settings) -> None:
@@ -142,3 +242,61 @@ def test_promotion_that_goes_bad_live_is_rolled_back(settings: Settings) -> None
     assert isinstance(rollback, ModelPromotion)
     assert rollback.new_champion == v1 and rollback.previous_champion == v2
     assert registry.get_alias(MODEL, "champion") == v1
+
+
+def test_crash_between_alias_move_and_events_is_completed_at_restart(
+    settings: Settings,
+) -> None:
+    models = {MODEL: {"shadow": POLICY.model_dump(mode="json"),
+                      "rollback": ROLLBACK.model_dump(mode="json")}}
+    settings = settings.model_copy(update={"models": models})
+    registry = ModelRegistry(settings.registry_uri)
+    v1, _ = _register(registry, 0.5, None)
+    registry.set_alias(MODEL, "champion", v1, expected=None)
+    v2, sha2 = _register(registry, 2.0, v1)
+    with EventProducer(settings, "test") as producer:
+        producer.send(settings.topic("models.candidates"), _candidate(registry, v2, sha2, v1),
+                      MODEL)
+    first = build(settings)
+    first.run(until=lambda: bool(first.book.runs.get(MODEL)), idle_timeout_s=30)
+    _publish_events(settings, 600, None, seed=4)
+
+    # `driftloop run shadow` in its own process, killed (SIGKILL) right after the alias move
+    env = {"DRIFTLOOP_MODELS": json.dumps(models), CRASH_HOOK_ENV: "1"}
+    crashed = cli("run", "shadow", settings=settings, **env)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert registry.get_alias(MODEL, "champion") == v2
+    [pending] = Outbox(registry).pending(MODEL)
+    assert (pending.previous_champion, pending.new_champion, pending.cause) == (v1, v2, "shadow")
+
+    # the next start completes it: both events, once, with the intended ids
+    service = build(settings)
+    service.run(until=quiet_for(service, 1.5), idle_timeout_s=30)
+    assert [(type(e).__name__, e.event_id) for e in service.published] == [
+        ("ShadowVerdict", pending.verdict.event_id), ("ModelPromotion", pending.intent_id)]
+    assert not Outbox(registry).pending(MODEL)
+    assert registry.get_alias(MODEL, "champion") == v2
+    assert not service.book.runs.get(MODEL) and service.book.champions[MODEL] == v2
+    on_topics = read_outputs(settings, 2, linger_s=1.5)
+    assert [(type(e).__name__, e.event_id) for e in on_topics] == [
+        (type(e).__name__, e.event_id) for e in service.published]
+    verdict, promotion = on_topics
+    assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
+    assert verdict.candidate == v2 and verdict.champion == v1
+    assert isinstance(promotion, ModelPromotion) and promotion.cause == "shadow"
+    assert (promotion.new_champion, promotion.previous_champion) == (v2, v1)
+
+
+def test_rollback_with_kafka_unreachable_moves_nothing(tmp_path: Path) -> None:
+    settings = load_settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+                             state_dir=tmp_path / "state", registry_uri=str(tmp_path / "reg"))
+    registry = ModelRegistry(settings.registry_uri)
+    v1, _ = _register(registry, 0.5, None)
+    v2, _ = _register(registry, 2.0, v1)
+    registry.set_alias(MODEL, "champion", v1, expected=None)
+    registry.set_alias(MODEL, "champion", v2, expected=v1)
+    done = cli("models", "rollback", "--model", MODEL, "--timeout", "2", settings=settings)
+    assert done.returncode == 1
+    assert "unreachable" in done.stderr and "NOT moved" in done.stderr
+    assert registry.get_alias(MODEL, "champion") == v2
+    assert not Outbox(registry).pending(MODEL)

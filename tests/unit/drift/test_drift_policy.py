@@ -169,3 +169,18 @@ def test_trigger_config_validation() -> None:
         TriggerConfig(consecutive=0)
     with pytest.raises(ValueError):
         DriftPolicy(psi_threshold=-1)
+
+
+def test_a_request_made_elsewhere_blocks_and_starts_the_cooldown() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.drift.trigger import RetrainTrigger, TriggerConfig
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = RetrainTrigger(TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15)))
+    trigger.record_request("other", t0)
+    assert trigger.in_flight == "other"
+    assert trigger.observe(True, t0 + timedelta(minutes=1), "w1").outcome == "in_flight"
+    assert trigger.clear_in_flight("other")
+    assert trigger.observe(True, t0 + timedelta(minutes=2), "w2").outcome == "cooldown"
+    assert trigger.observe(True, t0 + timedelta(minutes=16), "w3").fire

@@ -165,3 +165,22 @@ def test_nested_river_params_are_built() -> None:
     with pytest.raises(RiverNameError):
         build_river_object("linear_model.LogisticRegression",
                            {"optimizer": {"river": "os.system"}}, object)
+
+
+def test_long_batches_are_learned_in_pieces_of_max_batch() -> None:
+    events = _events(synth.SEA(variant=0, noise=0.1, seed=5), 600)
+    whole = OnlineLearner(SEA, LearnerConfig(max_batch=200))
+    pieces = OnlineLearner(SEA, LearnerConfig(max_batch=200))
+    a = whole.learn_many([x for x, _ in events], [y for _, y in events])
+    b = [o for i in range(0, 600, 200)
+         for o in pieces.learn_many([x for x, _ in events[i:i + 200]],
+                                    [y for _, y in events[i:i + 200]])]
+    assert [o.proba for o in a] == pytest.approx([o.proba for o in b], rel=1e-12)
+    assert a[200].proba != pytest.approx(0.5)  # the second piece saw the first one learned
+
+
+def test_mini_batch_auto_takes_the_per_event_path_with_categorical_features() -> None:
+    assert not OnlineLearner(AGRAWAL).supports_many
+    assert OnlineLearner(AGRAWAL, LearnerConfig(mini_batch="always")).supports_many
+    assert OnlineLearner(SEA).supports_many
+    assert not OnlineLearner(SEA, LearnerConfig(mini_batch="never")).supports_many

@@ -1,0 +1,440 @@
+"""``driftloop run drift``: every window of live features against the champion's snapshot.
+
+The monitor consumes ``features`` in batches (a consumer group: instances split the
+partitions) and keeps one open window per model, closed at ``max_events`` events or
+``max_seconds`` of event time. Each closed window is compared with the champion's
+reference profile (the pure core in :mod:`services.drift.stats` and
+:mod:`services.drift.policy`), yields one ``drift.reports`` event, and feeds the
+model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
+``retrain.requests`` event goes out whose ``request_id`` is derived from the model,
+the reference and the window, so a recomputed window never yields a second request.
+
+Delivery: offsets are committed only up to the first offset, per partition, of any
+window still open, after the reports and requests of the closed ones were
+acknowledged; a restarted monitor re-reads its open windows. Trigger state (the
+streak of alarming windows) is saved locally before each commit, and every monitor
+also reads ``retrain.requests``, ``models.verdicts`` and ``models.promotions`` (not
+as a group member: all partitions, from the start) so that a request made by another
+instance, or before a restart, counts as in flight and starts the cooldown; a
+verdict clears it; a promotion switches the model's reference to the new champion's
+training snapshot.
+
+Policy clock: windows are judged in event time (the window's end), so replays and
+redeliveries decide the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from services.drift.policy import DriftPolicy, WindowVerdict, evaluate_window
+from services.drift.references import (
+    FeastReferences,
+    ModelReference,
+    ReferenceProvider,
+    UnknownModelError,
+)
+from services.drift.report import build_drift_report, retrain_request_id, window_key
+from services.drift.stats import WindowStatsEngine
+from services.drift.trigger import RetrainTrigger, TriggerConfig
+from services.drift.window import ClosedWindow, WindowAccumulator
+from services.observability.setup import Telemetry
+from services.runtime import StreamService
+from streams.codec import DecodeFailure, decode
+from streams.consumer import CommitPlan, Inbound, PartitionKey
+from streams.contracts import (
+    FeatureEvent,
+    ModelPromotion,
+    RetrainRequest,
+    ShadowVerdict,
+    new_event_id,
+)
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DriftMonitorConfig:
+    """Per-model window and policy settings from ``models.<name>.drift``."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        options = dict(options)
+        self.max_events = int(options.pop("window_events", 5_000))
+        self.max_seconds = float(options.pop("window_seconds", 60.0))
+        self.ks_method = options.pop("ks_method", "auto")
+        # Wall-clock seconds without events after which an open window is reported.
+        self.idle_flush_seconds = float(options.pop("idle_flush_seconds", self.max_seconds))
+        self.policy = DriftPolicy(**options)
+
+    def trigger(self) -> TriggerConfig:
+        return TriggerConfig(
+            consecutive=self.policy.consecutive_windows,
+            cooldown=self.policy.cooldown,
+            in_flight_timeout=self.policy.in_flight_timeout,
+        )
+
+
+@dataclass
+class _Recent:
+    report_id: str
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class ModelMonitor:
+    """One model's reference, open window and trigger."""
+
+    reference: ModelReference
+    config: DriftMonitorConfig
+    engine: WindowStatsEngine
+    window: WindowAccumulator
+    trigger: RetrainTrigger
+    recent: dict[str, _Recent] = field(default_factory=dict)
+    last_event_at: float = 0.0
+
+
+@dataclass
+class MonitorStats:
+    """Counters for tests and ``/healthz``."""
+
+    windows: int = 0
+    events_reported: int = 0
+    drifted_windows: int = 0
+    requests: int = 0
+    skipped_no_reference: int = 0
+    reference_switches: int = 0
+
+
+class DriftMonitor(StreamService):
+    """The drift monitor's Kafka loop around the pure drift core."""
+
+    name = "drift"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        telemetry: Telemetry | None = None,
+        references: ReferenceProvider | None = None,
+        group_id: str = "driftloop-drift",
+        batch_size: int = 10_000,
+    ) -> None:
+        super().__init__(
+            settings, group_id=group_id,
+            topics={settings.topic("features"): FeatureEvent},
+            telemetry=telemetry, batch_size=batch_size,
+        )
+        self.references: ReferenceProvider = references or FeastReferences(settings)
+        self.monitors: dict[str, ModelMonitor] = {}
+        self._no_reference: set[str] = set()
+        self._positions: dict[PartitionKey, int] = {}
+        self._state_dir = Path(settings.state_dir) / "drift"
+        self._control = _ControlReader(settings)
+        self.stats = MonitorStats()
+
+    # -- models -----------------------------------------------------------------------
+
+    def _monitor(self, model: str) -> ModelMonitor | None:
+        monitor = self.monitors.get(model)
+        if monitor is not None or model in self._no_reference:
+            return monitor
+        reference = self.references.reference_for(model)
+        if reference is None:
+            log.warning("%s has no champion yet: its events are not monitored", model)
+            self._no_reference.add(model)
+            return None
+        config = DriftMonitorConfig(self.settings.model_options(model).get("drift", {}))
+        monitor = ModelMonitor(
+            reference=reference, config=config,
+            engine=WindowStatsEngine(reference.profile, reference.spec,
+                                     ks_method=config.ks_method),
+            window=WindowAccumulator(reference.spec, config.max_events, config.max_seconds),
+            trigger=self._load_trigger(model, config),
+        )
+        self.monitors[model] = monitor
+        self._apply_control(model)
+        return monitor
+
+    def _switch_reference(self, model: str) -> None:
+        """A promotion happened: compare with the new champion's snapshot from now on."""
+        self._no_reference.discard(model)
+        monitor = self.monitors.get(model)
+        if monitor is None:
+            return
+        reference = self.references.reference_for(model)
+        if reference is None or reference.snapshot_id == monitor.reference.snapshot_id:
+            return
+        monitor.reference = reference
+        monitor.engine = WindowStatsEngine(reference.profile, reference.spec,
+                                           ks_method=monitor.config.ks_method)
+        monitor.trigger.state.streak_windows.clear()
+        self.stats.reference_switches += 1
+        log.info("%s: reference switched to snapshot %s (champion v%s)", model,
+                 reference.snapshot_id, reference.champion_version)
+
+    # -- trigger state ----------------------------------------------------------------
+
+    def _trigger_path(self, model: str) -> Path:
+        return self._state_dir / f"{model}.trigger.json"
+
+    def _load_trigger(self, model: str, config: DriftMonitorConfig) -> RetrainTrigger:
+        try:
+            text = self._trigger_path(model).read_text()
+        except FileNotFoundError:
+            return RetrainTrigger(config.trigger())
+        return RetrainTrigger.from_state_json(text, config.trigger())
+
+    def _save_triggers(self) -> None:
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        for model, monitor in self.monitors.items():
+            path = self._trigger_path(model)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(monitor.trigger.state_json())
+            tmp.replace(path)
+
+    def _apply_control(self, model: str | None = None) -> None:
+        """Fold requests, verdicts and promotions seen on the control topics in."""
+        for event in self._control.drain():
+            if isinstance(event, RetrainRequest):
+                self._control.requests[event.request_id] = event
+                target = self.monitors.get(event.model)
+                if target is not None:
+                    target.trigger.record_request(event.request_id, event.window_end)
+            elif isinstance(event, ShadowVerdict):
+                self._control.verdicts.append(event)
+                del self._control.verdicts[:-1000]
+            elif isinstance(event, ModelPromotion):
+                self._switch_reference(event.model)
+        if model is not None:  # a model seen for the first time: replay what is known
+            monitor = self.monitors[model]
+            for request in self._control.requests.values():
+                if request.model == model:
+                    monitor.trigger.record_request(request.request_id, request.window_end)
+        for verdict in self._control.verdicts:
+            monitor = self.monitors.get(verdict.model)
+            if monitor is None or monitor.trigger.in_flight is None:
+                continue
+            request_id = self._request_of(verdict)
+            if request_id is not None:
+                monitor.trigger.clear_in_flight(request_id)
+
+    def _request_of(self, verdict: ShadowVerdict) -> str | None:
+        lookup = getattr(self.references, "request_id_of", None)
+        return lookup(verdict.model, verdict.candidate) if lookup is not None else None
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, **bounds: Any) -> Any:
+        try:
+            return super().run(**bounds)
+        finally:
+            self._control.close()
+
+    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        self._apply_control()
+        now = time.monotonic()
+        if not batch:
+            self._flush_idle(now)
+        for inbound in batch:
+            msg = inbound.message
+            event: FeatureEvent = inbound.event
+            partition = msg.partition()
+            offset = msg.offset()
+            self._positions[(msg.topic(), partition)] = offset + 1
+            try:
+                monitor = self._monitor(event.model)
+            except UnknownModelError as exc:
+                self.loop.dead_letter(msg, "unknown_model", str(exc))
+                continue
+            if monitor is None:
+                self.stats.skipped_no_reference += 1
+                continue
+            monitor.last_event_at = now
+            closed = monitor.window.add(event.event_time, event.features, msg.topic(),
+                                        partition, offset)
+            if closed is not None:
+                self._evaluate(event.model, monitor, closed, inbound)
+        if batch:
+            self._save_triggers()
+        return self._commit_plan()
+
+    def _commit_plan(self) -> CommitPlan:
+        plan = dict(self._positions)
+        for monitor in self.monitors.values():
+            for key, first in monitor.window.open_first_offsets().items():
+                if key in plan and first < plan[key]:
+                    plan[key] = first
+        return plan
+
+    def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
+        """Partitions leave: commit what is durable; open windows are rebuilt by the new
+        owner from the uncommitted offsets, so this member drops them."""
+        plan = {k: v for k, v in self._commit_plan().items() if k in partitions}
+        for monitor in self.monitors.values():
+            monitor.window = WindowAccumulator(monitor.reference.spec,
+                                               monitor.config.max_events,
+                                               monitor.config.max_seconds)
+        for key in partitions:
+            self._positions.pop(key, None)
+        return plan
+
+    def _flush_idle(self, now: float) -> None:
+        """A stream that went quiet still gets its last window reported."""
+        for model, monitor in self.monitors.items():
+            idle = monitor.config.idle_flush_seconds
+            if monitor.window.n_open and now - monitor.last_event_at >= idle:
+                closed = monitor.window.flush()
+                if closed is not None:
+                    self._evaluate(model, monitor, closed, None)
+                    self._save_triggers()
+
+    def flush_windows(self) -> None:
+        """Close every open window now (idle streams, end of a replay, tests)."""
+        for model, monitor in self.monitors.items():
+            closed = monitor.window.flush()
+            if closed is not None:
+                self._evaluate(model, monitor, closed, None)
+        self.producer.flush()
+
+    # -- one window -------------------------------------------------------------------
+
+    def _evaluate(self, model: str, monitor: ModelMonitor, window: ClosedWindow,
+                  inbound: Inbound[Any] | None) -> None:
+        reference = monitor.reference
+        key = window_key(window.bounds)
+        bounds = window.bounds
+        with self.tracer.start_as_current_span(
+            "drift window evaluation",
+            attributes={
+                "driftloop.model": model,
+                "driftloop.window.start": bounds.start_time.isoformat(),
+                "driftloop.window.end": bounds.end_time.isoformat(),
+                "driftloop.window.events": bounds.n_events,
+                "driftloop.reference_snapshot_id": reference.snapshot_id,
+            },
+        ) as span:
+            stats = monitor.engine.compute(window.numeric, window.categorical)
+            verdict = evaluate_window(stats, reference.spec, monitor.config.policy)
+            report = build_drift_report(
+                model, bounds, verdict, reference.snapshot_id,
+                champion_version=reference.champion_version,
+            )
+            span.set_attributes({
+                "driftloop.report_id": report.event_id,
+                "driftloop.drifted": report.drifted,
+                "driftloop.drifted_features": list(verdict.drifted_features),
+                "driftloop.drifted_share": report.drifted_share,
+            })
+            self.producer.send(self.settings.topic("drift.reports"), report, key=model)
+            self.metrics.record_drift_report(report)
+            self.stats.windows += 1
+            self.stats.events_reported += bounds.n_events
+            self.stats.drifted_windows += int(report.drifted)
+            monitor.recent[key] = _Recent(report.event_id, bounds.start_time, bounds.end_time)
+            self._decide(model, monitor, key, verdict, report.event_id, bounds.end_time)
+
+    def _decide(self, model: str, monitor: ModelMonitor, key: str, verdict: WindowVerdict,
+                report_id: str, window_end: datetime) -> None:
+        reference = monitor.reference
+        request_id = retrain_request_id(model, reference.snapshot_id, key)
+        decision = monitor.trigger.observe(verdict.drifted, window_end, key, request_id)
+        if not decision.fire:
+            if len(monitor.recent) > 4 * monitor.config.policy.consecutive_windows:
+                for old in list(monitor.recent)[: -2 * monitor.config.policy.consecutive_windows]:
+                    monitor.recent.pop(old, None)
+            return
+        windows = [monitor.recent[w] for w in decision.streak_windows if w in monitor.recent]
+        with self.tracer.start_as_current_span(
+            "retrain decision",
+            attributes={
+                "driftloop.model": model,
+                "driftloop.request_id": request_id,
+                "driftloop.reason": "covariate",
+                "driftloop.decision": decision.reason,
+                "driftloop.report_ids": [w.report_id for w in windows] or [report_id],
+            },
+        ):
+            request = RetrainRequest(
+                event_id=new_event_id(), request_id=request_id, model=model,
+                reason="covariate", base_version=reference.champion_version,
+                window_start=min((w.start for w in windows), default=window_end),
+                window_end=window_end,
+                drift_report_ids=[w.report_id for w in windows] or [report_id],
+                requested_at=datetime.now(UTC),
+            )
+            self.producer.send(self.settings.topic("retrain.requests"), request, key=model)
+        self.metrics.record_retrain_request(model, "covariate")
+        self.stats.requests += 1
+        log.info("%s: retrain request %s (%s)", model, request_id, decision.reason)
+
+
+class _ControlReader:
+    """Reads the control topics (requests, verdicts, promotions) in full, without a group.
+
+    Every monitor instance needs every request and promotion of every model, whatever
+    partitions of ``features`` it owns.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._types = {
+            settings.topic("retrain.requests"): RetrainRequest,
+            settings.topic("models.verdicts"): ShadowVerdict,
+            settings.topic("models.promotions"): ModelPromotion,
+        }
+        self._settings = settings
+        self._consumer: Consumer | None = None
+        self.requests: dict[str, RetrainRequest] = {}
+        self.verdicts: list[ShadowVerdict] = []
+
+    def _open(self) -> Consumer:
+        """Assign every partition from the start and wait for what is there now."""
+        config = self._settings.kafka.consumer_config(f"driftloop-drift-control-{uuid.uuid4()}")
+        consumer = Consumer(config)
+        metadata = consumer.list_topics(timeout=10)
+        assignment = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in self._types
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        ]
+        consumer.assign(assignment)
+        return consumer
+
+    def drain(self) -> list[Any]:
+        """Events that arrived since the last call (non-blocking after the first)."""
+        timeout = 0.0
+        if self._consumer is None:
+            self._consumer = self._open()
+            timeout = 1.0  # the first call catches up with the history
+        events: list[Any] = []
+        while True:
+            messages = self._consumer.consume(num_messages=1000, timeout=timeout)
+            if not messages:
+                return events
+            for msg in messages:
+                if msg.error() is not None:
+                    continue
+                try:
+                    events.append(decode(msg.value(), self._types[msg.topic()]))
+                except DecodeFailure:
+                    continue  # the control topics' own consumers dead-letter these
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def build(settings: Settings) -> DriftMonitor:
+    """Factory for ``driftloop run drift``."""
+    return DriftMonitor(settings)

@@ -1,0 +1,68 @@
+"""``driftloop predict --model M --features JSON``: the online model and the champion answer.
+
+Loads both per call (the newest verified local snapshot of the online learner, and the
+registry's ``champion`` with its sha256 check) and prints one JSON object. The lead
+mounts it with ``app.command("predict")(predict_command)``. Exit status 0 when at
+least one model answered, 1 when neither could.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _settings() -> Any:
+    try:
+        from services.cli.main import settings as cli_settings
+
+        return cli_settings()
+    except ImportError:  # pragma: no cover - used without the main app
+        from streams.settings import load_settings
+
+        return load_settings()
+
+
+def parse_features(text: str) -> dict[str, Any]:
+    """A JSON object of feature values (``@path`` reads it from a file)."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("features must be a JSON object of name: value")
+    bad = [k for k, v in value.items() if v is not None and not isinstance(v, int | float | str)]
+    if bad:
+        raise ValueError(f"feature values must be numbers, strings or null: {', '.join(bad)}")
+    return value
+
+
+def predict_command(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name.")],
+    features: Annotated[
+        str, typer.Option("--features", "-f", help="JSON object of features, or @file.json.")
+    ],
+    registry: Annotated[
+        str | None, typer.Option(help="Registry root (default: settings registry_uri).")
+    ] = None,
+) -> None:
+    """Score one event with the online learner's latest snapshot and the champion."""
+    from services.online.predict import predict
+
+    try:
+        feats = parse_features(features)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    s = _settings()
+    if registry is not None:
+        s = s.model_copy(update={"registry_uri": registry})
+    answer = predict(s, model, feats)
+    typer.echo(json.dumps(answer, sort_keys=True))
+    if "proba" not in answer["online"] and "proba" not in answer["champion"]:
+        raise typer.Exit(1)

@@ -1,0 +1,213 @@
+"""The drift monitor over the real broker: reports, one request per episode, dead
+letters, redelivery after a crash, group split and reference switching."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Consumer
+
+from services.drift.profile import build_reference_profile
+from services.drift.references import ModelReference, StaticReferences
+from services.drift.service import DriftMonitor
+from services.featurespec import FeatureSpec, ModelSpec
+from services.observability.setup import in_memory_telemetry
+from streams.codec import decode
+from streams.contracts import DriftReport, FeatureEvent, ModelPromotion, RetrainRequest
+from streams.producer import EventProducer
+from streams.settings import Settings, load_settings
+
+pytestmark = pytest.mark.integration
+SPEC = ModelSpec(
+    model="m1", entity="card_id",
+    features=(*(FeatureSpec(f"x{i}", "numeric") for i in range(5)),
+              FeatureSpec("channel", "categorical")),
+)
+WINDOW = 400
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _frame(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    data = {f"x{i}": rng.standard_normal(n) + (shift if i < 3 else 0.0) for i in range(5)}
+    data["channel"] = rng.choice(["online", "pos", "atm"], size=n, p=[0.5, 0.3, 0.2])
+    return pd.DataFrame(data)
+
+
+def _reference(snapshot: str, seed: int = 0, version: int = 1) -> ModelReference:
+    profile = build_reference_profile(_frame(20_000, seed), SPEC, snapshot)
+    return ModelReference(spec=SPEC, profile=profile, champion_version=version)
+
+
+def _events(frame: pd.DataFrame, start: int) -> list[FeatureEvent]:
+    return [
+        FeatureEvent(
+            event_id=uuid.uuid4().hex, model="m1", entity_id=f"c{(start + i) % 97}",
+            event_time=T0 + timedelta(milliseconds=10 * (start + i)),
+            features={k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
+        )
+        for i, row in enumerate(frame.to_dict("records"))
+    ]
+
+
+def _settings(settings: Settings, **drift: Any) -> Settings:
+    options = {"window_events": WINDOW, "window_seconds": 3600, "ks_method": "asymp",
+               "idle_flush_seconds": 3600, **drift}
+    return load_settings(**{**settings.model_dump(), "models": {"m1": {"drift": options}}})
+
+
+def _read(settings: Settings, topic: str, event_type: type, min_count: int,
+          timeout: float = 20) -> list[Any]:
+    consumer = Consumer(settings.kafka.consumer_config(f"r-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([settings.topic(topic)])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    quiet_until = None
+    while time.monotonic() < deadline:
+        got = [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
+        out += [decode(m.value(), event_type) for m in got]
+        if len(out) >= min_count:
+            quiet_until = quiet_until or time.monotonic() + 1.5
+            if time.monotonic() > quiet_until:
+                break
+    consumer.close()
+    return out
+
+
+def _produce(settings: Settings, events: list[FeatureEvent], extra: list[bytes] = ()) -> None:
+    with EventProducer(settings, "test") as producer:
+        for raw in extra:
+            producer.send_raw(settings.topic("features"), raw, b"x", [])
+        for e in events:
+            producer.send(settings.topic("features"), e, key=e.entity_id, span=False)
+
+
+def test_drift_episode_yields_reports_and_exactly_one_request(settings: Settings) -> None:
+    s = _settings(settings)
+    clean = _events(_frame(4 * WINDOW, 1), 0)
+    drifted = _events(_frame(6 * WINDOW, 2, shift=0.8), 4 * WINDOW)
+    stranger = FeatureEvent(event_id="u1", model="nobody", entity_id="c", event_time=T0,
+                            features={"x0": 1.0})
+    _produce(s, [*clean, stranger, *drifted], extra=[b"{garbage"])
+    telemetry = in_memory_telemetry("driftloop-drift-test")
+    monitor = DriftMonitor(s, telemetry=telemetry,
+                           references=StaticReferences({"m1": _reference("snap-a")}))
+    monitor.run(until=lambda: monitor.stats.windows >= 10, idle_timeout_s=60)
+
+    assert monitor.stats.windows == 10
+    assert dict(monitor.loop.dead_letters.counts) == {"not_json": 1, "unknown_model": 1}
+    reports = _read(s, "drift.reports", DriftReport, 10)
+    assert len(reports) == 10 and sum(r.window.n_events for r in reports) == 10 * WINDOW
+    assert sum(r.drifted for r in reports) >= 5
+    assert all(r.reference_snapshot_id == "snap-a" for r in reports)
+    assert all(len(f.bins) == len(f.window_shares) > 0 for r in reports for f in r.features)
+    requests = _read(s, "retrain.requests", RetrainRequest, 1)
+    assert len(requests) == 1, "cooldown and in-flight hold within one episode"
+    request = requests[0]
+    assert request.reason == "covariate" and request.base_version == 1
+    assert len(request.drift_report_ids) == 2
+    assert set(request.drift_report_ids) <= {r.event_id for r in reports if r.drifted}
+    spans = {sp.name: sp for sp in telemetry.finished_spans()}
+    decision = spans["retrain decision"]
+    assert decision.parent.span_id == spans["drift window evaluation"].context.span_id or any(
+        sp.name == "drift window evaluation" and sp.context.span_id == decision.parent.span_id
+        for sp in telemetry.finished_spans())
+    assert telemetry.metric_points("driftloop.drift.windows")
+
+
+class _CrashAfterRequest(DriftMonitor):
+    """Dies (before committing) right after producing its first retrain request."""
+
+    def _decide(self, *args: Any, **kwargs: Any) -> None:
+        before = self.stats.requests
+        super()._decide(*args, **kwargs)
+        if self.stats.requests > before:
+            self.producer.flush()
+            raise RuntimeError("simulated crash before commit")
+
+
+def test_redelivered_windows_never_yield_a_second_request(settings: Settings) -> None:
+    s = _settings(settings)
+    _produce(s, [*_events(_frame(2 * WINDOW, 3), 0),
+                 *_events(_frame(5 * WINDOW, 4, shift=0.8), 2 * WINDOW)])
+    references = StaticReferences({"m1": _reference("snap-a")})
+    crashing = _CrashAfterRequest(s, references=references)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.run(idle_timeout_s=60)
+    assert crashing.stats.requests == 1
+
+    restarted = DriftMonitor(s, references=references)
+    restarted.run(idle_timeout_s=8)
+    # The restarted monitor re-read what was not committed (at least the windows of the
+    # crashed batch, which fired the request) and recomputed them: no second request.
+    assert restarted.stats.windows >= 2
+    assert crashing.stats.windows + restarted.stats.windows > 7
+    assert restarted.stats.requests == 0
+    requests = _read(s, "retrain.requests", RetrainRequest, 1)
+    assert len({r.request_id for r in requests}) == 1 and len(requests) == 1
+    reports = _read(s, "drift.reports", DriftReport, 7)
+    covered = {(r.partition, o) for rep in reports for r in rep.window.offsets
+               for o in range(r.first_offset, r.last_offset + 1)}
+    assert len(covered) == 7 * WINDOW  # every event reported at least once
+
+
+def test_two_monitors_in_one_group_cover_every_partition_once(settings: Settings) -> None:
+    s = _settings(settings, window_events=100, idle_flush_seconds=2)
+    events = _events(_frame(1200, 5), 0)
+    references = StaticReferences({"m1": _reference("snap-a")})
+    monitors = [DriftMonitor(s, references=references) for _ in range(2)]
+
+    def total() -> int:
+        return sum(m.stats.events_reported for m in monitors)
+
+    threads = [threading.Thread(target=m.run, kwargs={"until": lambda: total() >= 1200,
+                                                      "idle_timeout_s": 60}) for m in monitors]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        if all(m.loop.assignment for m in monitors):
+            break
+        time.sleep(0.1)
+    a, b = (set(m.loop.assignment) for m in monitors)
+    assert a and b and not a & b
+    _produce(s, events)
+    for t in threads:
+        t.join(90)
+    reports = _read(s, "drift.reports", DriftReport, 12)
+    covered = [(r.partition, o) for rep in reports for r in rep.window.offsets
+               for o in range(r.first_offset, r.last_offset + 1)]
+    assert len(covered) == len(set(covered)) == 1200
+
+
+def test_promotion_switches_the_reference(settings: Settings) -> None:
+    s = _settings(settings)
+    references = StaticReferences({"m1": _reference("snap-a")})
+    _produce(s, _events(_frame(2 * WINDOW, 6), 0))
+    monitor = DriftMonitor(s, references=references)
+    promoted = {"done": False}
+
+    def until() -> bool:
+        if monitor.stats.windows >= 2 and not promoted["done"]:
+            references.references["m1"] = _reference("snap-b", seed=9, version=2)
+            with EventProducer(s, "test") as producer:
+                producer.send(s.topic("models.promotions"), ModelPromotion(
+                    event_id=uuid.uuid4().hex, model="m1", new_champion=2,
+                    previous_champion=1, cause="shadow", promoted_at=datetime.now(UTC)),
+                    key="m1")
+            _produce(s, _events(_frame(2 * WINDOW, 7), 2 * WINDOW))
+            promoted["done"] = True
+        return monitor.stats.windows >= 4
+
+    monitor.run(until=until, idle_timeout_s=60)
+    assert monitor.stats.reference_switches == 1
+    reports = _read(s, "drift.reports", DriftReport, 4)
+    in_order = sorted(reports, key=lambda r: r.window.start_time)
+    assert [r.reference_snapshot_id for r in in_order] == ["snap-a", "snap-a", "snap-b", "snap-b"]
+    assert [r.champion_version for r in in_order] == [1, 1, 2, 2]
