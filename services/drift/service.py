@@ -73,6 +73,9 @@ class DriftMonitorConfig:
         self.ks_method = options.pop("ks_method", "auto")
         # Wall-clock seconds without events after which an open window is reported.
         self.idle_flush_seconds = float(options.pop("idle_flush_seconds", self.max_seconds))
+        # Smaller windows (a quiet stream's last one) are reported but do not count
+        # towards a retrain request: their PSI is mostly noise.
+        self.min_window_events = int(options.pop("min_window_events", 200))
         self.policy = DriftPolicy(**options)
 
     def trigger(self) -> TriggerConfig:
@@ -245,25 +248,33 @@ class DriftMonitor(StreamService):
         now = time.monotonic()
         if not batch:
             self._flush_idle(now)
+        # Hot loop (hundreds of thousands of events/s): locals bound once, one C call per
+        # message field, a known model's monitor taken straight from the dict.
+        positions = self._positions
+        monitors = self.monitors
         for inbound in batch:
             msg = inbound.message
             event: FeatureEvent = inbound.event
+            topic = msg.topic()
             partition = msg.partition()
             offset = msg.offset()
-            self._positions[(msg.topic(), partition)] = offset + 1
-            try:
-                monitor = self._monitor(event.model)
-            except UnknownModelError as exc:
-                self.loop.dead_letter(msg, "unknown_model", str(exc))
-                continue
+            positions[(topic, partition)] = offset + 1
+            model = event.model
+            monitor = monitors.get(model)
             if monitor is None:
-                self.stats.skipped_no_reference += 1
-                continue
+                try:
+                    monitor = self._monitor(model)
+                except UnknownModelError as exc:
+                    self.loop.dead_letter(msg, "unknown_model", str(exc))
+                    continue
+                if monitor is None:
+                    self.stats.skipped_no_reference += 1
+                    continue
             monitor.last_event_at = now
-            closed = monitor.window.add(event.event_time, event.features, msg.topic(),
+            closed = monitor.window.add(event.event_time, event.features, topic,
                                         partition, offset)
             if closed is not None:
-                self._evaluate(event.model, monitor, closed, inbound)
+                self._evaluate(model, monitor, closed, inbound)
         if batch:
             self._save_triggers()
         return self._commit_plan()
@@ -341,12 +352,15 @@ class DriftMonitor(StreamService):
             self.stats.events_reported += bounds.n_events
             self.stats.drifted_windows += int(report.drifted)
             monitor.recent[key] = _Recent(report.event_id, bounds.start_time, bounds.end_time)
-            self._decide(model, monitor, key, verdict, report.event_id, bounds.end_time)
+            self._decide(model, monitor, key, verdict, report.event_id, bounds.end_time,
+                         bounds.n_events)
 
     def _decide(self, model: str, monitor: ModelMonitor, key: str, verdict: WindowVerdict,
-                report_id: str, window_end: datetime) -> None:
+                report_id: str, window_end: datetime, n_events: int) -> None:
         reference = monitor.reference
         request_id = retrain_request_id(model, reference.snapshot_id, key)
+        if n_events < monitor.config.min_window_events:
+            return
         decision = monitor.trigger.observe(verdict.drifted, window_end, key, request_id)
         if not decision.fire:
             if len(monitor.recent) > 4 * monitor.config.policy.consecutive_windows:

@@ -68,6 +68,7 @@ from streams.contracts import (
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+MIN_REQUEST_WINDOW = timedelta(minutes=10)
 
 ENV_KEY_FILE = "DRIFTLOOP_ONLINE_SNAPSHOT_KEY"
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
@@ -338,14 +339,16 @@ class OnlineService(StreamService):
                  decision.reason)
         if not decision.fire:
             return
-        start = self._window_start.get(model, at)
+        # The window to retrain on: what was learned since the last request, and never
+        # less than ``MIN_REQUEST_WINDOW`` of event time (labels trail their features).
+        start = min(self._window_start.get(model, at), at - MIN_REQUEST_WINDOW)
         request = RetrainRequest(
             event_id=new_event_id(),
             request_id=request_id,
             model=model,
             reason="concept",
             base_version=self.champion_version(model),
-            window_start=min(start, at),
+            window_start=start,
             window_end=at,
             drift_report_ids=[],
             requested_at=datetime.now(UTC),

@@ -7,6 +7,8 @@ per line on stderr when it is not (containers, CI, log shippers).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from typing import Any, Protocol, TextIO
@@ -125,9 +127,32 @@ class RichProgress:
         self._progress.stop()
 
 
+class _LogStream:
+    """A text stream whose lines become log records (``driftloop.training.progress``)."""
+
+    _log = logging.getLogger("driftloop.training.progress")
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line:
+                self._log.info(line)
+
+    def flush(self) -> None:
+        return None
+
+
 def auto_progress(stream: TextIO | None = None) -> ProgressReporter:
-    """Rich bar on a TTY, JSON lines otherwise."""
+    """Rich bar on a TTY, JSON lines otherwise.
+
+    ``DRIFTLOOP_PROGRESS`` overrides: ``bar``, ``json`` (to the stream), ``log`` (JSON
+    lines as log records, e.g. under another live display) or ``none``.
+    """
     stream = stream or sys.stderr
-    if getattr(stream, "isatty", lambda: False)():
+    mode = os.environ.get("DRIFTLOOP_PROGRESS", "")
+    if mode == "none":
+        return NullProgress()
+    if mode == "log":
+        return JsonLinesProgress(_LogStream())  # type: ignore[arg-type]
+    if mode == "bar" or (not mode and getattr(stream, "isatty", lambda: False)()):
         return RichProgress()
     return JsonLinesProgress(stream)

@@ -151,7 +151,7 @@ class TrainingWorker(StreamService):
             },
         ) as span:
             try:
-                return self._train_and_publish(request, span)
+                return self._train_with_retries(request, span)
             except Exception as exc:
                 # A request that cannot be trained (no data, no champion) is reported
                 # and dead-lettered, never retried forever.
@@ -163,6 +163,27 @@ class TrainingWorker(StreamService):
                 self.loop.dead_letter(inbound.message, "training_failed", str(exc))
                 log.exception("retrain request %s failed", request.request_id)
                 return True
+
+    def _train_with_retries(self, request: RetrainRequest, span: trace.Span) -> bool:
+        """Transient failures (a parquet file caught mid-rewrite, a registry lock) are
+        retried; a request that cannot be trained (``ValueError``: no data, no
+        champion) fails at once."""
+        attempts = int(self.settings.model_options(request.model).get("retrain", {})
+                       .get("attempts", 3))
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._train_and_publish(request, span)
+            except ValueError:
+                raise
+            except Exception as exc:
+                if attempt == attempts:
+                    raise
+                span.add_event("retry", {"attempt": attempt, "error": str(exc)[:200]})
+                log.warning("%s: attempt %d failed (%s); retrying", request.request_id,
+                            attempt, exc)
+                if self._stop_training.wait(2.0 * attempt):
+                    return False
+        return False
 
     def _train_and_publish(self, request: RetrainRequest, span: trace.Span) -> bool:
         from services.features.feast_repo import load_model_spec
@@ -183,6 +204,8 @@ class TrainingWorker(StreamService):
             raise ValueError(f"{request.model} has no champion to fine-tune; run driftloop train")
         parent = self.registry.load(request.model, champion)
         spec = load_model_spec(self.store, request.model)
+        if not self._wait_for_labels(request, span):
+            return False
         snapshot = create_snapshot(
             self.store, spec, request.window_start, request.window_end,
             cache_root=Path(self.settings.state_dir) / "profiles",
@@ -232,6 +255,31 @@ class TrainingWorker(StreamService):
         latency = (datetime.now(UTC) - request.requested_at).total_seconds()
         self.metrics.record_candidate_registered(request.model, request.reason, latency)
         return True
+
+    def _wait_for_labels(self, request: RetrainRequest, span: trace.Span) -> bool:
+        """Labels trail their features: wait (bounded) until the window has enough.
+
+        ``models.<name>.retrain.min_fresh_rows`` (default 500) labelled events must be
+        in the offline store, or ``label_wait_s`` (default 300) pass, after which the
+        run goes ahead with what is there (or fails if there is nothing).
+        """
+        from services.features.feast_repo import load_layout
+        from services.features.snapshot import build_training_frame
+
+        options = self.settings.model_options(request.model).get("retrain", {})
+        min_rows = int(options.get("min_fresh_rows", 500))
+        deadline = time.monotonic() + float(options.get("label_wait_s", 300.0))
+        layout = load_layout(self.store, request.model)
+        while True:
+            _, labelled = build_training_frame(
+                self.store, layout, request.window_start, request.window_end)
+            if labelled >= min_rows or time.monotonic() >= deadline:
+                span.add_event("labels.ready", {"labelled": labelled, "wanted": min_rows})
+                return True
+            if self._stop_training.wait(2.0):
+                return False
+            log.info("%s: %d of %d labelled events in the window; waiting for labels",
+                     request.request_id, labelled, min_rows)
 
     def _publish(self, request: RetrainRequest, version: Any) -> None:
         lineage = version.manifest.get("lineage", {})

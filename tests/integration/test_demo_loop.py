@@ -1,0 +1,32 @@
+"""``make demo``'s program end to end: it exits 0 only when a retrained candidate was promoted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_closes_the_loop_with_a_promotion(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.pop("DRIFTLOOP_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.demo.run"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=420,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "demo OK" in output
+    assert "champion v1 → v2" in output
+    for stage in ("drift detected", "retrain request", "candidate registered",
+                  "shadow verdict", "promotion"):
+        assert stage in output
+    demo = tmp_path / ".driftloop" / "demo"
+    report = (demo / "report.html").read_text()
+    assert "<svg" in report and "Lineage" in report
+    assert (demo / "otel.jsonl").stat().st_size > 0
