@@ -186,28 +186,38 @@ def test_two_monitors_in_one_group_cover_every_partition_once(settings: Settings
     assert len(covered) == len(set(covered)) == 1200
 
 
-def test_promotion_switches_the_reference(settings: Settings) -> None:
+def _promote(s: Settings, new: int, previous: int, cause: str) -> None:
+    with EventProducer(s, "test") as producer:
+        producer.send(s.topic("models.promotions"), ModelPromotion(
+            event_id=uuid.uuid4().hex, model="m1", new_champion=new,
+            previous_champion=previous, cause=cause, promoted_at=datetime.now(UTC)), key="m1")
+
+
+def test_promotion_and_rollback_switch_the_reference(settings: Settings) -> None:
     s = _settings(settings)
-    references = StaticReferences({"m1": _reference("snap-a")})
+    v1, v2 = _reference("snap-a"), _reference("snap-b", seed=9, version=2)
+    references = StaticReferences({"m1": v1})
     _produce(s, _events(_frame(2 * WINDOW, 6), 0))
     monitor = DriftMonitor(s, references=references)
-    promoted = {"done": False}
+    step = {"promoted": False, "rolled_back": False}
 
     def until() -> bool:
-        if monitor.stats.windows >= 2 and not promoted["done"]:
-            references.references["m1"] = _reference("snap-b", seed=9, version=2)
-            with EventProducer(s, "test") as producer:
-                producer.send(s.topic("models.promotions"), ModelPromotion(
-                    event_id=uuid.uuid4().hex, model="m1", new_champion=2,
-                    previous_champion=1, cause="shadow", promoted_at=datetime.now(UTC)),
-                    key="m1")
+        if monitor.stats.windows >= 2 and not step["promoted"]:
+            references.references["m1"] = v2
+            _promote(s, 2, 1, "shadow")
             _produce(s, _events(_frame(2 * WINDOW, 7), 2 * WINDOW))
-            promoted["done"] = True
-        return monitor.stats.windows >= 4
+            step["promoted"] = True
+        if monitor.stats.windows >= 4 and not step["rolled_back"]:
+            references.references["m1"] = v1
+            _promote(s, 1, 2, "rollback")
+            _produce(s, _events(_frame(2 * WINDOW, 8), 4 * WINDOW))
+            step["rolled_back"] = True
+        return monitor.stats.windows >= 6
 
     monitor.run(until=until, idle_timeout_s=60)
-    assert monitor.stats.reference_switches == 1
-    reports = _read(s, "drift.reports", DriftReport, 4)
+    assert monitor.stats.reference_switches == 2
+    reports = _read(s, "drift.reports", DriftReport, 6)
     in_order = sorted(reports, key=lambda r: r.window.start_time)
-    assert [r.reference_snapshot_id for r in in_order] == ["snap-a", "snap-a", "snap-b", "snap-b"]
-    assert [r.champion_version for r in in_order] == [1, 1, 2, 2]
+    assert [r.reference_snapshot_id for r in in_order] == [
+        "snap-a", "snap-a", "snap-b", "snap-b", "snap-a", "snap-a"]
+    assert [r.champion_version for r in in_order] == [1, 1, 2, 2, 1, 1]
