@@ -19,7 +19,7 @@ from opentelemetry.context import Context
 from streams.codec import encode
 from streams.contracts import Event
 from streams.settings import Settings
-from streams.tracing import Headers, inject_trace_headers
+from streams.tracing import Headers, inject_trace_headers, producer_span
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,8 @@ class EventProducer:
             inject_trace_headers(out, context)
             self.send_raw(topic, encode(event), key, out)
             return
-        with self._tracer.start_as_current_span(
-            f"send {topic}",
-            context=context,
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.name": "send",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": topic,
-                "messaging.message.id": event.event_id,
-            },
-        ):
+        with producer_span(self._tracer, topic, key, message_id=event.event_id,
+                           context=context):
             out = list(headers or [])
             out.append(("event_id", event.event_id.encode()))
             inject_trace_headers(out)

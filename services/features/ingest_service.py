@@ -5,7 +5,8 @@ buffered by the pure :class:`~services.features.ingest.IngestBuffer`; invalid on
 to the dead-letter topic with a typed reason. The buffer is pushed to Feast (online
 and offline; labels offline only) when it holds ``flush_rows`` rows or is
 ``flush_interval_s`` old, and only then are the offsets of its events committed.
-Labels still waiting for their features hold their offsets back, so a crash
+Each push records ``driftloop.ingest.freshness_lag`` per model: the age of the oldest
+feature event it wrote. Labels still waiting for their features hold their offsets back, so a crash
 re-reads them. Run one ingest consumer per offline file set: an offline push
 rewrites the parquet file, and two writers at once would lose rows.
 """
@@ -61,6 +62,8 @@ class IngestService(StreamService):
         self.flush_interval_s = flush_interval_s
         self._buffered: dict[PartitionKey, list[int]] = {}
         self._pending: dict[str, Inbound[Any]] = {}
+        # oldest buffered feature event time per model: its age at push is the freshness lag
+        self._oldest: dict[str, datetime] = {}
         self._last_flush = time.monotonic()
         super().__init__(
             settings,
@@ -83,6 +86,10 @@ class IngestService(StreamService):
                 self.loop.dead_letter(inbound.message, outcome.reason, outcome.detail)
                 continue
             self.offsets.hold(key, inbound.offset)
+            if isinstance(event, FeatureEvent):
+                oldest = self._oldest.get(event.model)
+                if oldest is None or event.event_time < oldest:
+                    self._oldest[event.model] = event.event_time
             if outcome == "pending":
                 self._pending[event.event_id] = inbound
             else:
@@ -107,6 +114,11 @@ class IngestService(StreamService):
         self._last_flush = time.monotonic()
         batches = self.buffer.take(created=datetime.now(UTC))
         rows = push_batches(self.store, batches, self.sink) if batches else 0
+        pushed_at = datetime.now(UTC)
+        for model, oldest in self._oldest.items():
+            # one point per model and push: the age of its oldest row, now in the store
+            self.metrics.record_freshness(model, (pushed_at - oldest).total_seconds())
+        self._oldest.clear()
         for key, offsets in self._buffered.items():
             self.offsets.release(key, offsets)
         self._buffered.clear()

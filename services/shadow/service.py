@@ -189,7 +189,10 @@ class ShadowService(StreamService):
         for rec in self.promoter.recover():
             if rec.outcome == "published":
                 self.published.extend(rec.events)
-                self.metrics.record_promotion(rec.intent.model, rec.intent.cause)
+                intent = rec.intent
+                self.metrics.record_promotion(
+                    intent.model, intent.cause,
+                    self._retrain_reason(intent.model, intent.new_champion))
         models = set(self.book.champions) | set(self.book.runs) | set(self.book.watches)
         if any([self._sync(model) for model in sorted(models)]):
             self._save()
@@ -316,10 +319,19 @@ class ShadowService(StreamService):
             self._publish_all(self.book.set_champion(run.model, actual))
             return
         self._record_verdict(event)
-        self.metrics.record_promotion(run.model, "shadow")
+        self.metrics.record_promotion(run.model, "shadow",
+                                      self._retrain_reason(run.model, run.version))
         # held predictions: the new champion's are those it made as a candidate
         self.pairing(run.model).promote(run.version)
         self._publish_all(self.book.promoted(run.model, run))
+
+    def _retrain_reason(self, model: str, version: int) -> str | None:
+        """Why ``version`` was trained (its lineage), for the retrain-usefulness counter."""
+        try:
+            lineage = self.registry.manifest(model, version).get("lineage", {})
+        except RegistryError:
+            return None
+        return lineage.get("reason") if lineage.get("request_id") else None
 
     def _watch(self, model: str, now: datetime) -> None:
         watch = self.book.watches[model]
