@@ -157,7 +157,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid) and not port_accepts(self.host, self.port):
+            if not process_alive(pid) and not port_accepts(self.host, self.port):
                 break
             time.sleep(0.05)
         else:
@@ -170,7 +170,8 @@ class EmbeddedBroker:
         return True
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.broker import BrokerError, EmbeddedBroker, port_accepts
+from streams.broker import BrokerError, EmbeddedBroker, port_accepts, process_alive
 
 DEFAULT_BUCKET = "tansu"
 DEFAULT_REGION = "us-east-1"
@@ -244,7 +244,7 @@ class SeaweedS3:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if process_alive(pid) else None
 
     def _command(self, ports: SeaweedPorts) -> list[str]:
         flags = {
@@ -350,10 +350,10 @@ class SeaweedS3:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             # A zombie leader can still hold the sockets for a moment: wait for the ports too.
-            if not _alive(pid) and not self._any_port_open():
+            if not process_alive(pid) and not self._any_port_open():
                 break
             time.sleep(0.05)
-        if _alive(pid):
+        if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
@@ -396,17 +396,3 @@ def durable_broker(
     return EmbeddedBroker(
         state_dir, host=host, port=port, storage_engine=s3.storage_engine, env=s3.client_env(),
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False

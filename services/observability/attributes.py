@@ -7,16 +7,19 @@ feature, topic, group, reason, outcome; never an event id or an entity id.
 
 from __future__ import annotations
 
-# messaging semantic conventions
-MESSAGING_SYSTEM = "messaging.system"
-MESSAGING_OPERATION_NAME = "messaging.operation.name"
-MESSAGING_OPERATION_TYPE = "messaging.operation.type"
-MESSAGING_DESTINATION_NAME = "messaging.destination.name"
-MESSAGING_DESTINATION_PARTITION_ID = "messaging.destination.partition.id"
-MESSAGING_CONSUMER_GROUP_NAME = "messaging.consumer.group.name"
-MESSAGING_BATCH_MESSAGE_COUNT = "messaging.batch.message_count"
-MESSAGING_MESSAGE_ID = "messaging.message.id"
-MESSAGING_KAFKA_MESSAGE_KEY = "messaging.kafka.message.key"
+# messaging semantic conventions: defined with the spans that use them
+from streams.tracing import (  # noqa: F401  (re-exported)
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_CONSUMER_GROUP_NAME,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_DESTINATION_PARTITION_ID,
+    MESSAGING_KAFKA_MESSAGE_KEY,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+)
+
 MESSAGING_KAFKA_OFFSET = "messaging.kafka.offset"
 ERROR_TYPE = "error.type"
 

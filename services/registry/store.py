@@ -211,8 +211,9 @@ class ModelRegistry:
     def _exists(self, path: str) -> bool:
         return self.fs.exists(path)
 
-    def _write_atomic(self, path: str, data: bytes) -> None:
-        """Readers see the old content or all of ``data`` (temp + fsync + rename)."""
+    def write_atomic(self, path: str, data: bytes) -> None:
+        """Write a file under the registry root: readers see the old content or all of
+        ``data`` (temp + fsync + rename; one object write on object stores)."""
         parent = path.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         if self._local:
@@ -341,7 +342,7 @@ class ModelRegistry:
                 PREPROCESSING: json.dumps(preprocessing, sort_keys=True, indent=1).encode(),
             }
             for name, data in files.items():
-                self._write_atomic(f"{vdir}/{name}", data)
+                self.write_atomic(f"{vdir}/{name}", data)
             if request_id is not None:
                 winner = self._bind_request(model, request_id, version)
                 if winner != version:
@@ -365,7 +366,7 @@ class ModelRegistry:
                 **({"extra": extra} if extra else {}),
             }
             data = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode()
-            self._write_atomic(f"{vdir}/{MANIFEST}", data)
+            self.write_atomic(f"{vdir}/{MANIFEST}", data)
             return RegisteredVersion(
                 model, version, self.uri(model, version), _sha256(data), manifest, True
             )
@@ -546,7 +547,7 @@ class ModelRegistry:
             if current != expected:
                 raise AliasConflictError(model, alias, expected, current)
             record = {"alias": alias, "version": version, "previous": current, "updated_at": _now()}
-            self._write_atomic(self._alias_path(model, alias), json.dumps(record).encode())
+            self.write_atomic(self._alias_path(model, alias), json.dumps(record).encode())
 
     def delete_alias(self, model: str, alias: str, *, expected: int) -> None:
         """Remove ``alias`` if it currently points at ``expected``."""

@@ -37,14 +37,12 @@ import json
 import logging
 import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from confluent_kafka import KafkaException
-from fsspec.implementations.local import LocalFileSystem
 from opentelemetry import trace
 
 from services.registry.store import AliasConflictError, ModelRegistry, validate_name
@@ -165,28 +163,7 @@ class Outbox:
 
     def put(self, intent: PromotionIntent) -> None:
         """Write the intent durably (readers see all of it or none)."""
-        path, data = self._path(intent), intent.to_json()
-        parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        if not isinstance(self.fs, LocalFileSystem):
-            self.fs.pipe_file(path, data)  # one object write: atomic on object stores
-            return
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        self.registry.write_atomic(self._path(intent), intent.to_json())
 
     def remove(self, intent: PromotionIntent) -> None:
         with contextlib.suppress(FileNotFoundError):
