@@ -62,7 +62,7 @@ def feature_payloads(
     payloads = []
     for i in range(n_events):
         event = FeatureEvent(
-            event_id=uuid.UUID(int=rng.integers(0, 2**63) << 64 | i).hex, model=model,
+            event_id=uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i).hex, model=model,
             entity_id=f"card-{i % 5000}",
             event_time=t0 + timedelta(seconds=i / events_per_second),
             features=dict(zip(names, values[i].round(6).tolist(), strict=True)),

@@ -21,11 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from streams.codec import DecodeFailure, decode
+from streams.codec import MAX_EVENT_BYTES, DecodeFailure, decode
 from streams.contracts import Event
 from streams.deadletter import DeadLetterRouter
 from streams.producer import EventProducer
@@ -78,6 +79,26 @@ class Inbound(Generic[E]):
         return extract_trace_context(self.message.headers())
 
 
+def _span_links(batch: list[Inbound[Any]]) -> list[trace.Link]:
+    """Links to the producers' span contexts, the first :data:`MAX_SPAN_LINKS` valid ones.
+
+    Messages without a ``traceparent`` header (any case) cannot carry a valid context,
+    so they are skipped without running the propagator.
+    """
+    links: list[trace.Link] = []
+    for inbound in batch:
+        if len(links) >= MAX_SPAN_LINKS:
+            break
+        headers = inbound.message.headers()
+        if not headers or not any(k.lower() == "traceparent" for k, _ in headers):
+            continue
+        context = extract_trace_context(headers)
+        span_context = trace.get_current_span(context).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context))
+    return links
+
+
 BatchHandler = Callable[[list[Inbound[Any]]], CommitPlan | None]
 PartitionHook = Callable[[list[PartitionKey]], CommitPlan | None]
 
@@ -121,6 +142,9 @@ class ConsumerLoop:
         self.group_id = group_id
         self.service_name = service_name
         self._topics = dict(topics)
+        self._fast_decoders = {
+            topic: msgspec.json.Decoder(event_type).decode for topic, event_type in topics.items()
+        }
         self._handle_batch = handle_batch
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
@@ -214,9 +238,12 @@ class ConsumerLoop:
         )
         started = time.perf_counter()
         good: list[Inbound[Any]] = []
+        append = good.append
         consumed = 0
         per_topic: dict[str, int] = {}
         positions: CommitPlan = {}
+        good_keys: set[PartitionKey] = set()
+        decoders = self._fast_decoders
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -225,18 +252,30 @@ class ConsumerLoop:
             consumed += 1
             topic = msg.topic()
             per_topic[topic] = per_topic.get(topic, 0) + 1
-            positions[(topic, msg.partition())] = msg.offset() + 1
-            try:
-                event = decode(msg.value(), self._topics[topic])
-            except DecodeFailure as failure:
-                self.dead_letter(msg, failure.reason.value, failure.detail)
-                continue
-            good.append(Inbound(event, msg))
+            key = (topic, msg.partition())
+            positions[key] = msg.offset() + 1
+            value = msg.value()
+            # Fast path: the same decoder and checks as streams.codec.decode, bound once;
+            # anything it does not accept goes through decode() for the classified failure.
+            event = None
+            if value and len(value) <= MAX_EVENT_BYTES and b'"schema"' in value:
+                try:
+                    event = decoders[topic](value)
+                except msgspec.DecodeError:
+                    event = None
+            if event is None:
+                try:
+                    event = decode(value, self._topics[topic])
+                except DecodeFailure as failure:
+                    self.dead_letter(msg, failure.reason.value, failure.detail)
+                    continue
+            append(Inbound(event, msg))
+            good_keys.add(key)
         if consumed:
             self.stats.batches += 1
             self.stats.consumed += consumed
             self.stats.handled += len(good)
-        plan = self._handle(good)
+        plan = self._handle(good, good_keys)
         if consumed or plan:
             # Dead letters and the handler's output must be durable before the commit.
             self.producer.flush()
@@ -245,18 +284,16 @@ class ConsumerLoop:
             self._on_batch(per_topic, time.perf_counter() - started)
         return consumed
 
-    def _handle(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+    def _handle(
+        self, batch: list[Inbound[Any]], keys: set[PartitionKey] | None = None
+    ) -> CommitPlan | None:
         if not batch:
             return self._handle_batch(batch)
-        links = []
-        for inbound in batch:
-            if len(links) >= MAX_SPAN_LINKS:
-                break
-            span_context = trace.get_current_span(inbound.trace_context()).get_span_context()
-            if span_context.is_valid:
-                links.append(trace.Link(span_context))
-        topics = sorted({inbound.topic for inbound in batch})
-        partitions = sorted({inbound.partition for inbound in batch})
+        links = _span_links(batch)
+        if keys is None:
+            keys = {(inbound.topic, inbound.partition) for inbound in batch}
+        topics = sorted({topic for topic, _ in keys})
+        partitions = sorted({partition for _, partition in keys})
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
             "messaging.operation.name": "process",
