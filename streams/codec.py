@@ -82,7 +82,7 @@ def decode(data: bytes | None, event_type: type[E], *, max_bytes: int = MAX_EVEN
 
 
 def _classify_validation(message: str, data: bytes, event_type: type[Event]) -> DecodeFailure:
-    if message.startswith("Expected `object`"):
+    if message.startswith("Expected `object`") and " - at `$" not in message:
         return DecodeFailure(DecodeReason.NOT_AN_OBJECT, message)
     if "at `$.schema`" in message:
         return DecodeFailure(

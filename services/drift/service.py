@@ -8,6 +8,10 @@ reference profile (the pure core in :mod:`services.drift.stats` and
 model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
 ``retrain.requests`` event goes out whose ``request_id`` is derived from the model,
 the reference and the window, so a recomputed window never yields a second request.
+Input rules: an event of a model with no declared reference is dead-lettered
+(``unknown_model``), one of a model without a champion yet is skipped; feature names
+the model does not declare are ignored, and a declared feature that is absent, or not a
+number where a number is expected, counts as missing in its window.
 
 Delivery: offsets are committed only up to the first offset, per partition, of any
 window still open, after the reports and requests of the closed ones were

@@ -7,7 +7,8 @@ are learned in mini-batches per model by :class:`~services.online.learner.Online
 each drift signal on its error stream goes through the shared
 :class:`~services.drift.trigger.RetrainTrigger` (one alarm is enough by default, with the
 trigger's cooldown and in-flight rules) and may produce a ``RetrainRequest`` with
-reason ``concept``.
+reason ``concept``. Events of models it does not learn are ignored; a label of a learned
+model that is not 0 or 1 is dead-lettered (``invalid_label``).
 
 Durability: the learners, the pending join and the trigger states form one
 :class:`~services.online.state.OnlineState`, snapshotted (atomic, verified, see

@@ -90,3 +90,19 @@ def durable_settings(durable_broker: EmbeddedBroker, tmp_path: Path) -> Settings
     )
     create_topics(settings, topics=[settings.topic("labels"), settings.topic("deadletter")])
     return settings
+
+
+WORKER_MODULES = ["chaos.workers.drift", "chaos.workers.train", "chaos.workers.shadow",
+                  "chaos.workers.online"]
+
+
+@pytest.fixture(scope="session")
+def spawner(pytestconfig: pytest.Config) -> float:
+    """The fork server the service lives are forked from (services imported once).
+
+    Returns the seconds its start took (imports of torch, feast, river and the services).
+    """
+    from chaos.kills import start_fork_server
+
+    root = pytestconfig.rootpath
+    return start_fork_server(WORKER_MODULES, [str(root), str(root / "tests")])

@@ -1,0 +1,249 @@
+"""Seeded kill -9 of service processes: the schedule, the lives, and what they reported.
+
+Each service runs as a sequence of *lives*: worker processes (``chaos/workers/*.py``)
+forked from a fork server that imported the services once (``import torch``/``feast``
+cost seconds; a fork costs milliseconds), so twenty kills per service fit the suite's
+time budget. A life is SIGKILLed at a seeded random moment: either a delay after it was
+started (start-up, group join, first fetch) or a delay after its first progress marker
+(mid-work: batches, windows, checkpoints, commits). A life that exits by itself before
+its kill is a crash unless it exited 0. After the last kill, one more life runs to
+completion, and the test checks what the lives left behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KILLS_PER_SERVICE = 20
+START_DELAY_S = (0.3, 2.0)  # after the fork
+WORK_DELAY_S = (0.0, 1.5)  # after the first progress marker
+START_SHARE = 0.25  # kills anchored at the start; the rest mid-work
+MARKER_WAIT_S = 5.0  # a life that shows no progress for this long is killed anyway
+START = "start"
+ANY_MARKER = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KillPoint:
+    """When to kill one life: ``delay_s`` after its start (``anchor`` is :data:`START`) or
+    after its first marker line starting with ``anchor`` (:data:`ANY_MARKER`: any line)."""
+
+    anchor: str
+    delay_s: float
+
+    @property
+    def at_start(self) -> bool:
+        return self.anchor == START
+
+
+Anchor = tuple[str, float, tuple[float, float]]
+"""(anchor, weight, delay range in seconds)."""
+DEFAULT_ANCHORS: tuple[Anchor, ...] = (
+    (START, START_SHARE, START_DELAY_S), (ANY_MARKER, 1 - START_SHARE, WORK_DELAY_S))
+
+
+def kill_plan(seed: int, kills: int = KILLS_PER_SERVICE,
+              anchors: tuple[Anchor, ...] = DEFAULT_ANCHORS) -> list[KillPoint]:
+    """A seeded schedule; by default about a quarter at start-up, the rest mid-work."""
+    rng = random.Random(seed)
+    names = [a for a, _, _ in anchors]
+    weights = [w for _, w, _ in anchors]
+    ranges = {a: r for a, _, r in anchors}
+    plan = []
+    for _ in range(kills):
+        anchor = rng.choices(names, weights)[0]
+        plan.append(KillPoint(anchor, rng.uniform(*ranges[anchor])))
+    return plan
+
+
+@dataclass(slots=True)
+class Life:
+    """One worker process and how it ended."""
+
+    number: int
+    point: KillPoint | None
+    markers: Path
+    log: Path
+    started: float = 0.0
+    ended: float = 0.0
+    exitcode: int | None = None
+    killed: bool = False
+    marker_lines: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass
+class Lives:
+    """The lives of one service in one test, and where their files go."""
+
+    root: Path
+    target: Callable[[dict[str, Any]], None]
+    base_args: dict[str, Any]
+    lives: list[Life] = field(default_factory=list)
+
+    def _args(self, life: Life, **extra: Any) -> dict[str, Any]:
+        return {**self.base_args, "markers": str(life.markers), "log": str(life.log),
+                "life": life.number, **extra}
+
+    def _new(self, point: KillPoint | None) -> Life:
+        n = len(self.lives)
+        life = Life(n, point, self.root / f"markers-{n:02d}.txt", self.root / f"life-{n:02d}.log")
+        self.lives.append(life)
+        return life
+
+    def kill_once(self, point: KillPoint, **extra: Any) -> Life:
+        """Start a life and SIGKILL it at ``point``."""
+        life = self._new(point)
+        process = _context().Process(target=self.target, args=(self._args(life, **extra),),
+                                     daemon=True)
+        life.started = time.monotonic()
+        process.start()
+        anchor = life.started
+        if not point.at_start:
+            deadline = life.started + MARKER_WAIT_S
+            while (process.is_alive() and not _has_marker(life.markers, point.anchor)
+                   and time.monotonic() < deadline):
+                time.sleep(0.005)
+            anchor = time.monotonic()
+        end = anchor + point.delay_s
+        while process.is_alive() and time.monotonic() < end:
+            time.sleep(min(0.01, max(0.0, end - time.monotonic())))
+        if process.is_alive():
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGKILL)
+            life.killed = True
+        process.join(30)
+        life.ended = time.monotonic()
+        life.exitcode = process.exitcode
+        life.marker_lines = _lines(life.markers)
+        if not life.killed and life.exitcode != 0:
+            raise AssertionError(f"life {life.number} died by itself (exit {life.exitcode}):\n"
+                                 + tail(life.log))
+        return life
+
+    def run_to_end(self, timeout_s: float, **extra: Any) -> Life:
+        """The last life: runs until its worker finishes (exit 0) or ``timeout_s``."""
+        life = self._new(None)
+        process = _context().Process(target=self.target, args=(self._args(life, **extra),),
+                                     daemon=True)
+        life.started = time.monotonic()
+        process.start()
+        process.join(timeout_s)
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+            raise AssertionError(f"the final life did not finish in {timeout_s} s:\n"
+                                 + tail(life.log))
+        life.ended = time.monotonic()
+        life.exitcode = process.exitcode
+        life.marker_lines = _lines(life.markers)
+        if life.exitcode != 0:
+            raise AssertionError(f"the final life failed (exit {life.exitcode}):\n"
+                                 + tail(life.log))
+        return life
+
+    @property
+    def killed(self) -> list[Life]:
+        return [life for life in self.lives if life.killed]
+
+    def recovered_after_each_kill(self) -> int:
+        """Kills after which a later life made progress (a marker) or finished cleanly."""
+        count = 0
+        for n, life in enumerate(self.lives):
+            later = self.lives[n + 1:]
+            if life.killed and any(x.marker_lines > 0 or x.exitcode == 0 for x in later):
+                count += 1
+        return count
+
+    def summary(self) -> str:
+        killed = self.killed
+        anchors: dict[str, int] = {}
+        for life in killed:
+            if life.point is not None:
+                name = life.point.anchor.strip() or "first marker"
+                anchors[name] = anchors.get(name, 0) + 1
+        mean = sum(life.seconds for life in self.lives) / max(1, len(self.lives))
+        where = ", ".join(f"{n} after {a}" for a, n in sorted(anchors.items()))
+        return (f"{len(killed)} kills ({where}), {len(self.lives)} lives, "
+                f"{mean:.1f} s per life")
+
+
+def _lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _has_marker(path: Path, prefix: str) -> bool:
+    try:
+        with open(path) as f:
+            return any(line.startswith(prefix) for line in f)
+    except FileNotFoundError:
+        return False
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    """The end of a life's log, for failure messages."""
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return "(no log)"
+
+
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    assert _CONTEXT is not None, "use the `spawner` fixture (it starts the fork server)"
+    return _CONTEXT
+
+
+def start_fork_server(preload: list[str], pythonpath: list[str]) -> float:
+    """Start the fork server with ``preload`` imported; returns the seconds it took.
+
+    Its children import nothing more than their worker module needs beyond ``preload``.
+    The server inherits ``PYTHONPATH`` (its import path) from this process.
+    """
+    global _CONTEXT
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(preload)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*pythonpath, *([old] if old else [])])
+    started = time.monotonic()
+    try:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+        probe = ctx.Process(target=_probe, args=(preload,))  # waits for the preload
+        probe.start()
+        probe.join(120)
+        if probe.exitcode != 0:
+            raise RuntimeError(f"fork server preload failed (probe exit {probe.exitcode})")
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+    _CONTEXT = ctx
+    return time.monotonic() - started
+
+
+def _probe(preload: list[str]) -> None:
+    import sys
+
+    missing = [m for m in preload if m not in sys.modules]
+    if missing:
+        raise SystemExit(f"not preloaded: {missing}")

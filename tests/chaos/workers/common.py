@@ -1,0 +1,58 @@
+"""What every chaos worker does first: own log file, settings for the test broker, markers.
+
+A worker life is forked from a process that already imported the services (see
+``chaos.spawn``), so it starts in milliseconds; its output goes to its own log file, and
+it reports progress by appending lines to a marker file (fsynced), which the test reads
+to time its kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings, load_settings
+
+# The embedded broker honours a short session: a killed member is expelled, and the next
+# life joins, in about a second instead of eleven (measured with the 6 s default).
+SESSION_TIMEOUT_MS = 1000
+HEARTBEAT_MS = 200
+
+
+def start_life(args: dict[str, Any]) -> None:
+    """Send stdout/stderr to this life's log file and log at INFO there."""
+    log = os.open(args["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+
+def settings_for(args: dict[str, Any], models: dict[str, Any] | None = None) -> Settings:
+    """Settings for the test's broker, topics, state directory and registry."""
+    return load_settings(
+        kafka={"bootstrap_servers": args["bootstrap"], "session_timeout_ms": SESSION_TIMEOUT_MS,
+               "heartbeat_interval_ms": HEARTBEAT_MS},
+        topics={"prefix": args["prefix"], "partitions": 3},
+        state_dir=Path(args["state_dir"]), registry_uri=str(args["registry"]),
+        feature_repo=Path(args.get("feature_repo", "feature_repo")),
+        models=models or {},
+    )
+
+
+class Markers:
+    """Appends progress lines to the life's marker file (fsynced: the test reads them)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a")  # noqa: SIM115 - held for the life of the process
+
+    def mark(self, line: str) -> None:
+        self._file.write(line.rstrip("\n") + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())

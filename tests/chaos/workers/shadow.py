@@ -1,0 +1,84 @@
+"""A shadow-service life: the real :class:`ShadowService` over a local registry of toy
+logistic models (``p = sigmoid(w * x)`` on one feature), policies from the settings.
+
+``args``: bootstrap, prefix, state_dir, registry, markers, log, shadow and rollback
+(policy options), ``final`` (run until the input is quiet, then exit 0). A marker line
+is written after every handled non-empty batch (before its commit).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from chaos.workers.common import Markers, settings_for, start_life
+from services.observability.setup import in_memory_telemetry
+from services.registry.manifest import Lineage
+from services.registry.store import ModelRegistry
+from services.shadow.service import ShadowService
+from services.training.model import TabularModel
+from services.training.preprocessing import FORMAT_VERSION
+from streams.consumer import CommitPlan, Inbound
+
+MODEL = "toy"
+QUIET_S = 3.0
+
+
+def register_toy(registry: ModelRegistry, weight: float, parent: int | None) -> tuple[int, str]:
+    """Register ``p = sigmoid(weight * x)``; returns (version, manifest sha256)."""
+    module = TabularModel(2, [], [], [], 0.0)
+    with torch.no_grad():
+        module.mlp[0].weight.copy_(torch.tensor([[weight, 0.0]]))
+        module.mlp[0].bias.zero_()
+    reg = registry.register(
+        MODEL, state_dict=module.state_dict(),
+        preprocessing={"format": FORMAT_VERSION, "numeric": [{"name": "x", "mean": 0.0,
+                       "std": 1.0}], "categorical": []},
+        model_meta=module.meta,
+        lineage=Lineage(training_snapshot_id=f"snap-{weight}", parent_version=parent,
+                        request_id=f"req-w{weight}"),
+        hyperparameters={}, metrics={}, seeds={},
+    )
+    return reg.version, reg.manifest_sha256
+
+
+class MarkedShadow(ShadowService):
+    """The service, writing a marker after each handled batch."""
+
+    def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers = markers
+        self.last_input = time.monotonic()
+        self.assigned_at: float | None = None
+
+    def on_assign(self, partitions: list[Any]) -> CommitPlan | None:
+        self.assigned_at = time.monotonic()
+        return super().on_assign(partitions)
+
+    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        plan = super().handle_batch(batch)
+        if batch:
+            self.last_input = time.monotonic()
+            champion = self.book.champions.get(MODEL)
+            self.markers.mark(f"batch {len(batch)} champion {champion}")
+        return plan
+
+    def settled(self) -> bool:
+        if self.assigned_at is None:
+            return False
+        return time.monotonic() - max(self.last_input, self.assigned_at) > QUIET_S
+
+
+def main(args: dict[str, Any]) -> None:
+    start_life(args)
+    settings = settings_for(args, {MODEL: {"shadow": args["shadow"],
+                                           "rollback": args["rollback"]}})
+    service = MarkedShadow(settings, telemetry=in_memory_telemetry("chaos-shadow"),
+                           recover_every_s=2.0, markers=Markers(args["markers"]),
+                           batch_size=500)
+    if args.get("final"):
+        service.run(until=service.settled)
+    else:
+        service.run()
