@@ -187,6 +187,40 @@ def trial_streams(scenario: str, trial: int) -> list[Batch]:
     return clean + [SCENARIOS[scenario](rng, cols) for _ in range(POST)]
 
 
+class TrialTally:
+    """Detection figures over the trials of one drift scenario (flags and requests per
+    window, ``PRE`` clean windows then ``POST`` drifted ones)."""
+
+    def __init__(self) -> None:
+        self.trials = self.detected = self.early = self.requests = 0
+        self.pre_flags = self.post_flags = 0
+        self.delays: list[int] = []
+
+    def add(self, flags: list[bool], fires: list[bool]) -> None:
+        self.trials += 1
+        self.requests += sum(fires)
+        self.early += any(fires[:PRE])
+        self.pre_flags += sum(flags[:PRE])
+        self.post_flags += sum(flags[PRE:])
+        after = [k + 1 for k, f in enumerate(fires[PRE:]) if f]
+        if after:
+            self.delays.append(after[0])
+        self.detected += bool(after) and after[0] <= 2 and not any(fires[:PRE])
+
+    def summary(self) -> dict[str, object]:
+        n = self.trials
+        return {
+            "trials": n,
+            "detected_within_2": self.detected,
+            "detection_rate": self.detected / n,
+            "retrain_requests": self.requests,
+            "requests_before_onset": self.early,
+            "mean_delay_windows": float(np.mean(self.delays)) if self.delays else None,
+            "flagged_rate_before_onset": self.pre_flags / (n * PRE),
+            "flagged_rate_after_onset": self.post_flags / (n * POST),
+        }
+
+
 def hash_name(name: str) -> int:
     """A stable small integer from a name (seeding, not security)."""
     return int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little") % (2**32)
@@ -286,32 +320,18 @@ def run_ours(
     log(f"null: {flagged}/{n_null} windows flagged, {fired} requests")
     for name in SCENARIOS:
         t = time.perf_counter()
-        detected, delays, early, requests, pre_flags, post_flags = 0, [], 0, 0, 0, 0
+        tally = TrialTally()
         post_shares: list[float] = []
         for trial in range(n_trials):
             flags, fires = ours.run(trial_streams(name, trial))
             post_shares += ours.shares[PRE : PRE + 2]
-            requests += sum(fires)
-            early += any(fires[:PRE])
-            pre_flags += sum(flags[:PRE])
-            post_flags += sum(flags[PRE:])
-            after = [k + 1 for k, f in enumerate(fires[PRE:]) if f]
-            if after:
-                delays.append(after[0])
-            detected += bool(after) and after[0] <= 2 and not any(fires[:PRE])
+            tally.add(flags, fires)
         out[name] = {
-            "trials": n_trials,
-            "detected_within_2": detected,
-            "detection_rate": detected / n_trials,
-            "retrain_requests": requests,
-            "requests_before_onset": early,
-            "mean_delay_windows": float(np.mean(delays)) if delays else None,
-            "flagged_rate_before_onset": pre_flags / (n_trials * PRE),
-            "flagged_rate_after_onset": post_flags / (n_trials * POST),
+            **tally.summary(),
             "mean_drifted_feature_share_first_2_after_onset": float(np.mean(post_shares)),
             "seconds": time.perf_counter() - t,
         }
-        log(f"{name}: detected {detected}/{n_trials}, requests {requests}")
+        log(f"{name}: detected {tally.detected}/{n_trials}, requests {tally.requests}")
     return out
 
 
@@ -562,34 +582,20 @@ def run_kafka(ours: Ours, replay: KafkaReplay, n_null: int, n_trials: int,
         f"agrees: {out['null']['agrees_with_in_process']}")
     for name in SCENARIOS:
         t = time.perf_counter()
-        detected, delays, early, requests, pre_flags, post_flags = 0, [], 0, 0, 0, 0
+        tally = TrialTally()
         disagreements = 0
         for trial in range(n_trials):
             stream = trial_streams(name, trial)
             flags, fires = replay.run(f"{name}-{trial}", stream)
             local_flag_seq, local_fire_seq = ours.run(stream)
             disagreements += (flags, fires) != (local_flag_seq, local_fire_seq)
-            requests += sum(fires)
-            early += any(fires[:PRE])
-            pre_flags += sum(flags[:PRE])
-            post_flags += sum(flags[PRE:])
-            after = [k + 1 for k, f in enumerate(fires[PRE:]) if f]
-            if after:
-                delays.append(after[0])
-            detected += bool(after) and after[0] <= 2 and not any(fires[:PRE])
+            tally.add(flags, fires)
         out[name] = {
-            "trials": n_trials,
-            "detected_within_2": detected,
-            "detection_rate": detected / n_trials,
-            "retrain_requests": requests,
-            "requests_before_onset": early,
-            "mean_delay_windows": float(np.mean(delays)) if delays else None,
-            "flagged_rate_before_onset": pre_flags / (n_trials * PRE),
-            "flagged_rate_after_onset": post_flags / (n_trials * POST),
+            **tally.summary(),
             "trials_differing_from_in_process": disagreements,
             "seconds": time.perf_counter() - t,
         }
-        log(f"kafka {name}: detected {detected}/{n_trials}, requests {requests}, "
+        log(f"kafka {name}: detected {tally.detected}/{n_trials}, requests {tally.requests}, "
             f"differing from in-process: {disagreements}")
     return out
 
