@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -151,23 +152,34 @@ class EmbeddedBroker:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            if not process_alive(pid) and not port_accepts(self.host, self.port):
-                break
-            time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-            if port_accepts(self.host, self.port):
-                raise BrokerError(f"broker {pid} did not release {self.address}")
+        stop_process(pid, kill=kill, timeout=timeout,
+                     released=lambda: not port_accepts(self.host, self.port))
+        if port_accepts(self.host, self.port):
+            raise BrokerError(f"broker {pid} did not release {self.address}")
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def stop_process(
+    pid: int, *, kill: bool, timeout: float, released: Callable[[], bool]
+) -> None:
+    """Signal ``pid`` (SIGTERM, or SIGKILL with ``kill``) and wait until it is gone and
+    ``released()`` says its resources (ports) are free; SIGKILL it after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not process_alive(pid) and released():
+            return
+        time.sleep(0.05)
+    if process_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def process_alive(pid: int) -> bool:

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -32,7 +31,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.broker import BrokerError, EmbeddedBroker, port_accepts, process_alive
+from streams.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    port_accepts,
+    process_alive,
+    stop_process,
+)
 
 DEFAULT_BUCKET = "tansu"
 DEFAULT_REGION = "us-east-1"
@@ -343,22 +348,9 @@ class SeaweedS3:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            # A zombie leader can still hold the sockets for a moment: wait for the ports too.
-            if not process_alive(pid) and not self._any_port_open():
-                break
-            time.sleep(0.05)
-        if process_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+        # A zombie leader can still hold the sockets for a moment: wait for the ports too.
+        stop_process(pid, kill=kill, timeout=timeout,
+                     released=lambda: not self._any_port_open())
         self.pid_file.unlink(missing_ok=True)
         self._remove_stale_sockets()
         return True
