@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from services.featurespec import FeatureSpec, ModelSpec
+from services.files import write_atomic
 
 FORMAT_VERSION = 1
 OTHER = "__other__"
@@ -306,18 +306,7 @@ class ProfileCache:
 
     def put(self, profile: ReferenceProfile) -> None:
         """Store ``profile`` atomically on disk and in memory."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path_for(profile.snapshot_id)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(profile.to_bytes())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path_for(profile.snapshot_id), profile.to_bytes())
         with self._lock:
             self._memory[profile.snapshot_id] = profile
 

@@ -30,7 +30,6 @@ redeliveries decide the same way.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from services.drift.report import build_drift_report, retrain_request_id, window
 from services.drift.stats import WindowStatsEngine
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.drift.window import ClosedWindow, WindowAccumulator
+from services.files import write_atomic
 from services.observability.setup import Telemetry
 from services.runtime import StreamService
 from streams.codec import DecodeFailure, decode
@@ -204,10 +204,7 @@ class DriftMonitor(StreamService):
     def _save_triggers(self) -> None:
         self._state_dir.mkdir(parents=True, exist_ok=True)
         for model, monitor in self.monitors.items():
-            path = self._trigger_path(model)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(monitor.trigger.state_json())
-            tmp.replace(path)
+            write_atomic(self._trigger_path(model), monitor.trigger.state_json())
 
     def _apply_control(self, model: str | None = None) -> None:
         """Fold requests, verdicts and promotions seen on the control topics in."""

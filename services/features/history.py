@@ -20,6 +20,7 @@ from services.features.feast_repo import (
     arrow_schema,
     load_layout,
 )
+from services.files import replacing
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -58,10 +59,8 @@ def write_history(
         )
         if mode == "append" and view.path.exists():
             table = pa.concat_tables([pq.read_table(view.path).cast(schema), table])
-        view.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = view.path.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(view.path)
+        with replacing(view.path) as tmp:
+            pq.write_table(table, tmp)
         written[view.name] = table.num_rows
     if online:
         for view in layout.views:

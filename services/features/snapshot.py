@@ -27,6 +27,7 @@ from services.features.feast_repo import (
     load_layout,
 )
 from services.featurespec import ModelSpec
+from services.files import replacing
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -187,10 +188,8 @@ def create_snapshot(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-        tmp.replace(path)
+        with replacing(path) as tmp:
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
         service = store.get_feature_service(spec.model)
         refs = [f"{p.name}:{f.name}" for p in service.feature_view_projections for f in p.features]
         dataset = SavedDataset(

@@ -54,6 +54,7 @@ from pathlib import Path
 
 import river
 
+from services.files import fsync_dir, write_atomic
 from services.online.join import LabelJoin
 from services.online.learner import OnlineLearner
 
@@ -162,9 +163,8 @@ class SnapshotStore:
         }
         if self._key is not None:
             manifest["hmac"] = self._sign(manifest)
-        _atomic_write(payload_path, payload)
-        _atomic_write(manifest_path, json.dumps(manifest, sort_keys=True).encode())
-        _fsync_dir(self.directory)
+        write_atomic(payload_path, payload)
+        write_atomic(manifest_path, json.dumps(manifest, sort_keys=True).encode())
         self._prune()
         return self._info(manifest_path)
 
@@ -277,23 +277,4 @@ class SnapshotStore:
         for payload in self.directory.glob("[0-9]*.pkl"):
             if oldest_kept is not None and payload.stem < oldest_kept:
                 payload.unlink(missing_ok=True)  # orphan from a crash between the two writes
-        _fsync_dir(self.directory)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(self.directory)

@@ -38,7 +38,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -49,6 +48,8 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from services.files import fsync_dir, fsync_file
+from services.files import write_atomic as write_local_atomic
 from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
 
 if TYPE_CHECKING:  # torch and pandas load only where weights are read or written
@@ -217,18 +218,7 @@ class ModelRegistry:
         parent = path.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
         if self._local:
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(parent)
+            write_local_atomic(path, data)
             return
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
         self.fs.pipe_file(tmp, data)
@@ -245,9 +235,8 @@ class ModelRegistry:
                 return False
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _fsync_dir(parent)
+            fsync_file(path)
+            fsync_dir(parent)
             return True
         try:
             with self.fs.open(path, "xb") as handle:
@@ -580,14 +569,3 @@ class ModelRegistry:
             self.fs.rm(f"{vdir}/{MANIFEST}")  # uncommit first: readers stop seeing it
             self.fs.rm(vdir, recursive=True)
         return doomed
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

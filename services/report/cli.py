@@ -5,15 +5,15 @@ The lead registers it in the main CLI: ``app.command("report")(report_command)``
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+from services.files import write_atomic
+
+console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 
 def _settings():  # type: ignore[no-untyped-def]
@@ -25,19 +25,6 @@ def _settings():  # type: ignore[no-untyped-def]
         from streams.settings import load_settings
 
         return load_settings()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def report_command(

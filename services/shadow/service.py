@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -55,6 +54,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from services.files import write_atomic
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
 from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
@@ -169,13 +169,7 @@ class ShadowService(StreamService):
         return ShadowBook(self.policy, self.rollback, self.policies, self.rollbacks)
 
     def _save(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(f".{self.state_path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(self.book.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        write_atomic(self.state_path, self.book.to_json())
 
     # -- recovery ------------------------------------------------------------------------
     def run(self, **kwargs: Any) -> LoopStats:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from services.files import fsync_dir
+
 _NAME = re.compile(r"^ckpt-(\d{8,})\.([0-9a-f]{64})\.pt$")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -62,17 +64,6 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def list_checkpoints(run_dir: str | Path) -> list[CheckpointInfo]:
     """Committed checkpoints in ``run_dir`` by step, oldest first (unverified)."""
     root = Path(run_dir)
@@ -105,7 +96,7 @@ def save_checkpoint(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(root)
+    fsync_dir(root)
     info = CheckpointInfo(final, step, digest)
     load_checkpoint(info)  # read back: the bytes on disk must hash and load
     for old in list_checkpoints(root)[:-keep]:
