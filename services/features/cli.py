@@ -19,7 +19,7 @@ data_app = typer.Typer(
     help="Generate synthetic fraud data: history for Feast, live events for Kafka."
 )
 snapshot_app = typer.Typer(help="Point-in-time-correct training snapshots (Feast saved datasets).")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 
 @data_app.callback()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from services.featurespec import FeatureKind, FeatureSpec, ModelSpec
+from services.files import replacing
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -323,8 +324,8 @@ def ensure_offline_file(store: FeatureStore, view: FeatureView) -> Path:
             path=path,
             extra_columns=extra,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(arrow_schema(layout).empty_table(), path)
+        with replacing(path) as tmp:  # a crash here must not leave a torn file behind
+            pq.write_table(arrow_schema(layout).empty_table(), tmp)
     return path
 
 

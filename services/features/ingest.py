@@ -7,8 +7,10 @@ FeatureService). The loop in ``ingest_service`` feeds events in, pushes the fram
 
 Labels are stored stamped with their *feature event's* time and entity id, so a
 training snapshot joins each label to the features as they were at prediction time.
-A label whose features have not been seen yet waits in a bounded buffer; one that
-waits too long (or is pushed out by newer ones) is rejected as ``label_unmatched``.
+A label whose features are not in memory is looked up in ``lookup`` (the durable
+index of pushed events, :mod:`services.features.event_index`, so a restart loses no
+join); if its features have not been seen at all it waits in a bounded buffer, and one
+that waits too long (or is pushed out by newer ones) is rejected as ``label_unmatched``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -55,15 +58,17 @@ class Reject:
 class PushBatch:
     """Rows for one push source: every batch-source column, ``created`` included.
 
-    ``frame`` goes to the offline store. ``online`` (online views only) holds the
-    newest row per entity key of ``frame``: the online store keeps one row per key,
-    so the older rows of a batch would only be overwritten, at Feast's per-row cost.
+    ``frame`` goes to the offline store (the parquet file at ``path`` for the file
+    store). ``online`` (online views only) holds the newest row per entity key of
+    ``frame``: the online store keeps one row per key, so the older rows of a batch
+    would only be overwritten, at Feast's per-row cost.
     """
 
     push_source: str
     view: str
     frame: pd.DataFrame
     online: pd.DataFrame | None = None
+    path: Path | None = None
 
 
 class _Model:
@@ -116,8 +121,8 @@ class IngestBuffer:
     ``max_index`` bounds how many recent feature events are remembered for label
     joins (about 300 bytes each); ``max_pending`` bounds labels waiting for features,
     and ``label_wait`` (in event time, against the newest feature event seen) how long
-    they wait. The index lives in memory: after a restart, labels of events consumed
-    before it find no features and are dead-lettered as ``label_unmatched``.
+    they wait. ``lookup`` finds events that are no longer (or, after a restart, not
+    yet) in memory: ``event_id -> (entity_id, event_time)`` or ``None``.
     """
 
     def __init__(
@@ -127,15 +132,18 @@ class IngestBuffer:
         max_index: int = 500_000,
         max_pending: int = 100_000,
         label_wait: timedelta = timedelta(minutes=10),
+        lookup: Callable[[str], tuple[str, datetime] | None] | None = None,
     ) -> None:
         self._models = {name: _Model(layout) for name, layout in layouts.items()}
         self._index: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
-        self._pending: OrderedDict[str, LabelEvent] = OrderedDict()
+        # labels waiting per event id (a repeated label waits beside the first), oldest first
+        self._pending: OrderedDict[str, list[LabelEvent]] = OrderedDict()
         self._evicted: list[tuple[LabelEvent, Reject]] = []
         self._joined: list[str] = []
         self._max_index = max_index
         self._max_pending = max_pending
         self._label_wait = label_wait
+        self._lookup = lookup
         self._newest: datetime | None = None
 
     # -- input ---------------------------------------------------------------------
@@ -150,10 +158,11 @@ class IngestBuffer:
             return reject
         model.events.append(event)
         self._remember(event)
-        label = self._pending.pop(event.event_id, None)
-        if label is not None:
-            self._add_label_row(label)
-            self._joined.append(label.event_id)
+        waiting = self._pending.pop(event.event_id, None)
+        if waiting is not None:
+            for label in waiting:
+                self._add_label_row(label, (event.entity_id, event.event_time))
+            self._joined.append(event.event_id)
         return None
 
     def add_label(self, event: LabelEvent) -> Reject | Literal["pending"] | None:
@@ -162,16 +171,18 @@ class IngestBuffer:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
         if not math.isfinite(event.label):
             return Reject("non_finite", f"label is {event.label}")
-        if event.event_id in self._index:
-            self._add_label_row(event)
+        known = self._index.get(event.event_id)
+        if known is None and self._lookup is not None:
+            known = self._lookup(event.event_id)
+        if known is not None:
+            self._add_label_row(event, known)
             return None
-        self._pending[event.event_id] = event
+        self._pending.setdefault(event.event_id, []).append(event)
         self._pending.move_to_end(event.event_id)
         while len(self._pending) > self._max_pending:
             _, old = self._pending.popitem(last=False)
-            self._evicted.append(
-                (old, Reject("label_unmatched", "pushed out of the pending-label buffer"))
-            )
+            reject = Reject("label_unmatched", "pushed out of the pending-label buffer")
+            self._evicted.extend((label, reject) for label in old)
         return "pending"
 
     def _remember(self, event: FeatureEvent) -> None:
@@ -181,8 +192,8 @@ class IngestBuffer:
         if self._newest is None or event.event_time > self._newest:
             self._newest = event.event_time
 
-    def _add_label_row(self, label: LabelEvent) -> None:
-        entity_id, event_time = self._index[label.event_id]
+    def _add_label_row(self, label: LabelEvent, known: tuple[str, datetime]) -> None:
+        entity_id, event_time = known
         self._models[label.model].labels.append((label, entity_id, event_time))
 
     # -- output --------------------------------------------------------------------
@@ -193,11 +204,12 @@ class IngestBuffer:
         if self._newest is not None:
             cutoff = self._newest - self._label_wait
             while self._pending:
-                event_id, label = next(iter(self._pending.items()))
-                if label.event_time >= cutoff:
+                event_id, waiting = next(iter(self._pending.items()))
+                if waiting[-1].event_time >= cutoff:
                     break
                 del self._pending[event_id]
-                out.append((label, Reject("label_unmatched", "no feature event within the wait")))
+                reject = Reject("label_unmatched", "no feature event within the wait")
+                out.extend((label, reject) for label in waiting)
         return out
 
     def drain_joined(self) -> list[str]:
@@ -215,7 +227,7 @@ class IngestBuffer:
     @property
     def pending_labels(self) -> int:
         """Labels waiting for their feature events."""
-        return len(self._pending)
+        return sum(len(waiting) for waiting in self._pending.values())
 
     def is_pending(self, event_id: str) -> bool:
         """Whether the label of ``event_id`` still waits for its features."""
@@ -270,7 +282,8 @@ def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -
     online = None
     if view.online:
         online = df.drop_duplicates(list(view.join_keys), keep="last", ignore_index=True)
-    return PushBatch(push_source=view.push_source, view=view.name, frame=df, online=online)
+    return PushBatch(push_source=view.push_source, view=view.name, frame=df, online=online,
+                     path=view.path)
 
 
 PartitionKey = tuple[str, int]

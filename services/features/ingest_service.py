@@ -6,9 +6,12 @@ to the dead-letter topic with a typed reason. The buffer is pushed to Feast (onl
 and offline; labels offline only) when it holds ``flush_rows`` rows or is
 ``flush_interval_s`` old, and only then are the offsets of its events committed.
 Each push records ``driftloop.ingest.freshness_lag`` per model: the age of the oldest
-feature event it wrote. Labels still waiting for their features hold their offsets back, so a crash
-re-reads them. Run one ingest consumer per offline file set: an offline push
-rewrites the parquet file, and two writers at once would lose rows.
+feature event it wrote. Labels still waiting for their features hold their offsets
+back, so a crash re-reads them; every pushed feature event is recorded in a durable
+index (:mod:`services.features.event_index`, in the state directory) before its offset
+is committed, so a label that arrives after a restart still finds its features. Run one
+ingest consumer per offline file set: an offline push rewrites the parquet file, and
+two writers at once would lose rows.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.features.event_index import EventIndex
 from services.features.feast_repo import ensure_offline_file, load_layout, open_store
 from services.features.ingest import IngestBuffer, OffsetTracker, Reject
 from services.features.sink import SinkStats, push_batches
@@ -55,13 +59,15 @@ class IngestService(StreamService):
         for layout in self.layouts.values():
             for view in (*layout.views, layout.labels):
                 ensure_offline_file(self.store, self.store.get_feature_view(view.name))
-        self.buffer = IngestBuffer(self.layouts)
+        self.index = EventIndex(Path(settings.state_dir) / "ingest" / "event-index.sqlite3")
+        self.buffer = IngestBuffer(self.layouts, lookup=self.index.get)
+        self._unindexed: list[tuple[str, str, datetime]] = []
         self.offsets = OffsetTracker()
         self.sink = SinkStats()
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self._buffered: dict[PartitionKey, list[int]] = {}
-        self._pending: dict[str, Inbound[Any]] = {}
+        self._pending: dict[str, list[Inbound[Any]]] = {}  # labels waiting, by event id
         # oldest buffered feature event time per model: its age at push is the freshness lag
         self._oldest: dict[str, datetime] = {}
         self._last_flush = time.monotonic()
@@ -87,21 +93,20 @@ class IngestService(StreamService):
                 continue
             self.offsets.hold(key, inbound.offset)
             if isinstance(event, FeatureEvent):
+                self._unindexed.append((event.event_id, event.entity_id, event.event_time))
                 oldest = self._oldest.get(event.model)
                 if oldest is None or event.event_time < oldest:
                     self._oldest[event.model] = event.event_time
             if outcome == "pending":
-                self._pending[event.event_id] = inbound
+                self._pending.setdefault(event.event_id, []).append(inbound)
             else:
                 self._buffered.setdefault(key, []).append(inbound.offset)
         for event_id in self.buffer.drain_joined():
-            joined = self._pending.pop(event_id, None)
-            if joined is not None:
+            for joined in self._pending.pop(event_id, []):
                 key = (joined.topic, joined.partition)
                 self._buffered.setdefault(key, []).append(joined.offset)
         for label, reject in self.buffer.expired():
-            given_up = self._pending.pop(label.event_id, None)
-            if given_up is not None:
+            for given_up in self._pending.pop(label.event_id, []):  # repeats: all at once
                 self.loop.dead_letter(given_up.message, reject.reason, reject.detail)
                 self.offsets.release((given_up.topic, given_up.partition), [given_up.offset])
         due = time.monotonic() - self._last_flush >= self.flush_interval_s
@@ -110,10 +115,12 @@ class IngestService(StreamService):
         return self.offsets.plan()
 
     def flush(self) -> int:
-        """Push everything buffered to Feast and mark its offsets durable."""
+        """Push everything buffered to Feast, index its events, mark its offsets durable."""
         self._last_flush = time.monotonic()
         batches = self.buffer.take(created=datetime.now(UTC))
         rows = push_batches(self.store, batches, self.sink) if batches else 0
+        self.index.put_many(self._unindexed)
+        self._unindexed.clear()
         pushed_at = datetime.now(UTC)
         for model, oldest in self._oldest.items():
             # one point per model and push: the age of its oldest row, now in the store

@@ -148,3 +148,40 @@ def test_offset_tracker_holds_back_until_released() -> None:
     assert tracker.plan() == {key: 7}
     tracker.release(key, [7])
     assert tracker.plan() == {key: 10}
+
+
+def test_a_label_finds_features_pushed_before_a_restart_through_the_lookup(
+    layout: ModelLayout,
+) -> None:
+    ((fe, le),) = _pairs(1)
+    known = {fe.event_id: ("card-from-index", fe.event_time)}
+    buffer = IngestBuffer({"fraud": layout}, lookup=known.get)  # a fresh process
+    assert buffer.add_label(le) is None  # joined at once, not pending
+    labels = {b.view: b.frame for b in buffer.take()}["fraud_labels"]
+    assert labels["card_id"].tolist() == ["card-from-index"]
+    assert labels["event_timestamp"].tolist() == [fe.event_time]
+    other = LabelEvent(event_id="never-seen", model="fraud", label=0.0, event_time=T0)
+    assert buffer.add_label(other) == "pending"
+
+
+def test_a_repeated_label_waits_beside_the_first_and_both_join(layout: ModelLayout) -> None:
+    ((fe, le),) = _pairs(1)
+    buffer = IngestBuffer({"fraud": layout})
+    assert buffer.add_label(le) == "pending"
+    assert buffer.add_label(le) == "pending"
+    assert buffer.pending_labels == 2
+    assert buffer.add_features(fe) is None
+    assert buffer.drain_joined() == [fe.event_id] and buffer.pending_labels == 0
+    labels = {b.view: b.frame for b in buffer.take()}["fraud_labels"]
+    assert labels["event_id"].tolist() == [fe.event_id, fe.event_id]
+
+
+def test_repeated_labels_that_never_match_are_all_given_up(layout: ModelLayout) -> None:
+    pairs = _pairs(2)
+    buffer = IngestBuffer({"fraud": layout}, label_wait=timedelta(seconds=1))
+    orphan = LabelEvent(event_id="never", model="fraud", label=1.0,
+                        event_time=T0 - timedelta(hours=1))
+    assert buffer.add_label(orphan) == "pending" and buffer.add_label(orphan) == "pending"
+    buffer.add_features(pairs[1][0])
+    expired = buffer.expired()
+    assert [(e.event_id, r.reason) for e, r in expired] == [("never", "label_unmatched")] * 2
