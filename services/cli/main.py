@@ -47,7 +47,7 @@ app.command("report")(report_command)
 app.command("predict")(predict_command)
 app.command("train")(train_command)
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML settings file (default: $DRIFTLOOP_CONFIG)."),

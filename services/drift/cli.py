@@ -18,7 +18,7 @@ from rich.table import Table
 
 app = typer.Typer(help="Drift checks: PSI and KS against a reference, with the drift policy.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @app.callback()

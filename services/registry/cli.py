@@ -17,7 +17,7 @@ from services.registry.store import ModelRegistry, RegistryError
 
 models_app = typer.Typer(help="Inspect registered model versions, aliases and lineage.")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 RegistryOption = Annotated[
     str | None,

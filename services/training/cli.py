@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 
 def train_command(
