@@ -1,4 +1,8 @@
-"""Shared fixtures: one embedded broker per test session, isolated topics per test."""
+"""Shared fixtures: one embedded broker per test session, isolated topics per test.
+
+Also the reliability ledger's session hooks (here, not in ``tests/chaos``: under
+pytest-xdist the controller collects nothing, so only this conftest is loaded there).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,33 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from chaos.ledger import LEDGER_KEY, Ledger, session_finished, worker_finished
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings, load_settings
 
 REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[LEDGER_KEY] = Ledger()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session_finished(session.config)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if path is not None and reporter is not None:
+        records = len(session.config.stash[LEDGER_KEY].records)
+        reporter.write_line(f"reliability ledger: {records} record(s) -> {path}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: a worker ended; keep the ledger records it passed on."""
+    worker_finished(node.config, getattr(node, "workeroutput", {}))
 
 
 @pytest.fixture(scope="session")

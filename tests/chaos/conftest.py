@@ -3,8 +3,8 @@
 ``s3_storage`` (one per session) is a ``weed mini`` S3 server; ``durable_broker`` is a
 fresh embedded broker per test whose log lives in that bucket, so a test may
 ``kill -9`` it and start it again on the same port. ``ledger`` records what a test
-injected; at session end ``docs/RELIABILITY.md`` is updated, but only when some
-chaos test recorded something (a run without chaos tests leaves it alone).
+injected; the session hooks in ``tests/conftest.py`` write ``docs/RELIABILITY.md`` from
+it at the end (see :mod:`chaos.ledger`).
 """
 
 from __future__ import annotations
@@ -16,35 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from chaos.ledger import FaultRecorder, Ledger, update_document
+from chaos.ledger import LEDGER_KEY, FaultRecorder
 from streams.broker import EmbeddedBroker, free_port
 from streams.durable import SeaweedS3, StorageError, weed_binary
 from streams.durable import durable_broker as make_durable_broker
 from streams.settings import Settings, load_settings
-
-LEDGER_KEY = pytest.StashKey[Ledger]()
-DOC_ENV = "DRIFTLOOP_RELIABILITY_DOC"
-
-
-def reliability_doc(config: pytest.Config) -> Path:
-    """Where the ledger is written (``DRIFTLOOP_RELIABILITY_DOC`` overrides, for tests)."""
-    override = os.environ.get(DOC_ENV)
-    return Path(override) if override else config.rootpath / "docs" / "RELIABILITY.md"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[LEDGER_KEY] = Ledger()
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    ledger = session.config.stash.get(LEDGER_KEY, None)
-    if ledger is None or not ledger.records:
-        return
-    path = reliability_doc(session.config)
-    update_document(path, ledger.records)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"reliability ledger: {len(ledger.records)} record(s) -> {path}")
 
 
 @pytest.fixture
@@ -93,7 +69,7 @@ def durable_settings(durable_broker: EmbeddedBroker, tmp_path: Path) -> Settings
 
 
 WORKER_MODULES = ["chaos.workers.drift", "chaos.workers.train", "chaos.workers.shadow",
-                  "chaos.workers.online"]
+                  "chaos.workers.online", "chaos.workers.ingest"]
 
 
 @pytest.fixture(scope="session")

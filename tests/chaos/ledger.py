@@ -5,16 +5,25 @@ A chaos test records ``ledger.fault(kind, injected=n, survived=m, lost=k, detail
 regenerated: this run's faults replace their rows (several records of one fault in
 a run are summed), rows of faults this run did not touch are kept as they were.
 The document is its own store: it is parsed back, so it must stay generated.
+
+Under pytest-xdist each worker holds the records of its own tests: a worker hands them
+to the controller at its end (``workeroutput``), and only the controller writes the
+document (:func:`session_finished`, :func:`worker_finished`, hooked in
+``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 TITLE = "# Reliability ledger"
 INTRO = (
@@ -35,6 +44,8 @@ INTRO = (
     "*survived* those dead-lettered with the expected reason, *data lost* valid events the\n"
     "service did not handle.\n"
 )
+DOC_ENV = "DRIFTLOOP_RELIABILITY_DOC"
+WORKER_OUTPUT = "driftloop_reliability_records"
 HEADER = "| fault | injected | survived | data lost | test |"
 RULE = "| --- | --- | --- | --- | --- |"
 DETAILS = "## Details"
@@ -180,3 +191,32 @@ def update_document(
     tmp.write_text(render(rows))
     tmp.replace(path)
     return rows
+
+
+LEDGER_KEY = pytest.StashKey[Ledger]()
+
+
+def reliability_doc(config: pytest.Config) -> Path:
+    """Where the ledger is written (``DRIFTLOOP_RELIABILITY_DOC`` overrides, for tests)."""
+    override = os.environ.get(DOC_ENV)
+    return Path(override) if override else config.rootpath / "docs" / "RELIABILITY.md"
+
+
+def session_finished(config: pytest.Config) -> Path | None:
+    """Write this session's records (a worker passes them on instead); the path written."""
+    ledger = config.stash.get(LEDGER_KEY, None)
+    if ledger is None or not ledger.records:
+        return None
+    worker_output: dict[str, Any] | None = getattr(config, "workeroutput", None)
+    if worker_output is not None:  # an xdist worker: the controller writes the document
+        worker_output[WORKER_OUTPUT] = [dataclasses.asdict(r) for r in ledger.records]
+        return None
+    path = reliability_doc(config)
+    update_document(path, ledger.records)
+    return path
+
+
+def worker_finished(config: pytest.Config, worker_output: dict[str, Any]) -> None:
+    """Take over the records an xdist worker passed on."""
+    records = worker_output.get(WORKER_OUTPUT, [])
+    config.stash[LEDGER_KEY].records.extend(FaultRecord(**r) for r in records)

@@ -18,7 +18,14 @@ The services' documented handling of valid-but-odd events:
 - shadow: events of models without a shadow run are ignored; a candidate that cannot be
   compared (no champion, sha256 mismatch) gets a ``reject`` verdict;
 - train: a request already registered re-publishes its candidate; one that cannot be
-  trained (no champion) -> dead letter ``training_failed``.
+  trained (no champion) -> dead letter ``training_failed``;
+- ingest (strict: whatever it stores trains the next model): unknown model ->
+  ``unknown_model``, a feature the FeatureService lacks -> ``unknown_feature``, one it
+  needs absent -> ``missing_feature`` (null is how to send a missing value), a string for
+  a number or a number for a category -> ``wrong_type``, a label whose features never
+  came -> ``label_unmatched`` once it is older than the label wait; huge finite numbers
+  and long strings are stored, repeated events are stored again (the snapshot keeps one).
+  ``non_finite`` cannot arrive over JSON: the codec refuses ``NaN`` and ``1e999`` first.
 """
 
 from __future__ import annotations
@@ -372,3 +379,83 @@ def test_training_worker_fuzz(settings: Settings, ledger: FaultRecorder) -> None
     assert len(candidates) == len(repeats)
     assert registry.list_versions(shadow_worker.MODEL) == [v1]
     assert sum(expected.values()) + len(repeats) == len(messages)
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+def test_ingest_service_fuzz(settings: Settings, tmp_path: Any, ledger: FaultRecorder) -> None:
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
+    from services.features.generate import Generator, GeneratorConfig
+    from services.features.ingest_service import IngestService
+    from services.features.snapshot import build_training_frame
+    from services.observability.setup import in_memory_telemetry
+
+    store = open_store("embedded", repo_path=copy_repo(tmp_path / "repo"),
+                       project=f"t_{uuid.uuid4().hex[:12]}")
+    apply_repo(store)
+    pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=50, label_delay_s=1.0))
+                 .live(T0, 200))
+    feats, labels = [f for f, _ in pairs], [y for _, y in pairs]
+
+    def odd(n: int, model: str = "fraud", **changes: Any) -> FeatureEvent:
+        base = feats[n]
+        features = {k: v for k, v in {**base.features, **changes}.items() if v is not KeyError}
+        return FeatureEvent(event_id=f"odd-{n}", model=model, entity_id=base.entity_id,
+                            event_time=base.event_time, features=features)
+
+    refused = [  # (event, reason)
+        (odd(1, surprise=1.0), "unknown_feature"),
+        (odd(2, amount=KeyError), "missing_feature"),
+        (odd(3, amount="s" * 20_000), "wrong_type"),
+        (odd(4, channel=3.0), "wrong_type"),
+        (odd(5, model="nobody"), "unknown_model"),
+    ]
+    stored = [odd(6, amount=1e308), odd(7, channel="c" * 10_000), odd(8, amount=None),
+              feats[9], feats[10]]  # the last two: repeated event ids
+    refused_labels = [
+        (LabelEvent(event_id="odd-5", model="nobody", label=1.0, event_time=T0), "unknown_model"),
+        (LabelEvent(event_id="never-sent", model="fraud", label=1.0,
+                    event_time=T0 - timedelta(days=1)), "label_unmatched"),
+    ]
+    stored_labels = [LabelEvent(event_id="odd-6", model="fraud", label=1.0, event_time=T0),
+                     labels[11]]  # a label of a stored odd event; a repeated label
+    bad_f, bad_l = _bad_list(feats[0]), _bad_list(labels[0])
+    rng = random.Random(SEED)
+    good = [("features", encode(e), e.entity_id) for e in [*feats, *stored]]
+    good += [("labels", encode(e), e.event_id) for e in [*labels, *stored_labels]]
+    wrong = [("features", encode(e), e.entity_id) for e, _ in refused]
+    wrong += [("labels", encode(e), e.event_id) for e, _ in refused_labels]
+    messages = _interleave(rng, good, wrong + [("features", b.value, "k") for b in bad_f]
+                           + [("labels", b.value, "k") for b in bad_l])
+    _produce(settings, messages, 0)
+
+    service = IngestService(settings, store=store, models=["fraud"], flush_rows=100_000,
+                            flush_interval_s=0.3, telemetry=in_memory_telemetry("fuzz-ingest"))
+    settled = lambda: service.buffer.rows == 0 and service.buffer.pending_labels == 0  # noqa: E731
+    stats = service.run(until=_consumed_all(service, len(messages), settled), idle_timeout_s=30)
+
+    expected = (Counter(b.reason for b in [*bad_f, *bad_l])
+                + Counter(reason for _, reason in [*refused, *refused_labels]))
+    got = _dead_letters(settings)
+    layout = load_layout(store, "fraud")
+    on_disk = {view.name: pq.read_table(view.path).num_rows for view in (*layout.views,
+                                                                          layout.labels)}
+    frame, labelled = build_training_frame(store, layout, T0 - timedelta(days=2),
+                                           T0 + timedelta(days=1))
+    handled_expected = len(feats) + len(stored) + len(labels) + len(stored_labels)
+    handled = on_disk["fraud_transaction"] + on_disk["fraud_labels"]
+    _record(ledger, "ingest service", expected, got, handled, handled_expected, len(messages))
+    assert stats.consumed == len(messages)
+    assert got == expected
+    assert on_disk == {"fraud_transaction": len(feats) + len(stored),
+                       "fraud_card": len(feats) + len(stored),
+                       "fraud_labels": len(labels) + len(stored_labels)}
+    assert labelled == len(labels) + 1 and len(frame) == labelled  # + odd-6, repeats once
+    row = frame.set_index("event_id").loc["odd-6"]
+    assert row["amount"] == 1e308 and row["is_fraud"] == 1.0
+    assert sum(expected.values()) + handled_expected == len(messages)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chaos import conftest as chaos_conftest
+from chaos import ledger as ledger_module
 from chaos.ledger import Ledger, aggregate, parse, render, update_document
 
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
@@ -64,19 +64,33 @@ def test_inconsistent_records_are_refused() -> None:
         recorder.fault("kill", injected=1, survived=1, lost=-1)
 
 
-def test_session_hook_writes_only_when_chaos_tests_recorded(
+def test_session_writes_only_when_chaos_tests_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(chaos_conftest.DOC_ENV, raising=False)
+    monkeypatch.delenv(ledger_module.DOC_ENV, raising=False)
     ledger = Ledger()
-    config = SimpleNamespace(
-        stash={chaos_conftest.LEDGER_KEY: ledger}, rootpath=tmp_path,
-        pluginmanager=SimpleNamespace(get_plugin=lambda name: None),
-    )
-    session = SimpleNamespace(config=config)
+    config = SimpleNamespace(stash={ledger_module.LEDGER_KEY: ledger}, rootpath=tmp_path)
     doc = tmp_path / "docs" / "RELIABILITY.md"
-    chaos_conftest.pytest_sessionfinish(session, 0)  # type: ignore[arg-type]
+    assert ledger_module.session_finished(config) is None  # type: ignore[arg-type]
     assert not doc.exists()
     ledger.recorder("t.py::a").fault("kill", injected=1, survived=1, lost=0)
-    chaos_conftest.pytest_sessionfinish(session, 0)  # type: ignore[arg-type]
+    assert ledger_module.session_finished(config) == doc  # type: ignore[arg-type]
     assert parse(doc.read_text())["kill"].tests == ["t.py::a"]
+
+
+def test_xdist_workers_pass_records_to_the_controller_which_alone_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ledger_module.DOC_ENV, raising=False)
+    controller = SimpleNamespace(stash={ledger_module.LEDGER_KEY: Ledger()}, rootpath=tmp_path)
+    doc = tmp_path / "docs" / "RELIABILITY.md"
+    for n, fault in enumerate(("kill ingest", "kill drift")):
+        worker_ledger = Ledger()
+        worker_ledger.recorder(f"t.py::{n}").fault(fault, injected=20, survived=20, lost=0)
+        worker = SimpleNamespace(stash={ledger_module.LEDGER_KEY: worker_ledger},
+                                 rootpath=tmp_path, workeroutput={})
+        assert ledger_module.session_finished(worker) is None  # type: ignore[arg-type]
+        assert not doc.exists()
+        ledger_module.worker_finished(controller, worker.workeroutput)  # type: ignore[arg-type]
+    assert ledger_module.session_finished(controller) == doc  # type: ignore[arg-type]
+    assert set(parse(doc.read_text())) == {"kill ingest", "kill drift"}

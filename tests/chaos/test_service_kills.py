@@ -14,7 +14,11 @@ their first batch), then one more runs to the end. Afterwards:
 - shadow: every champion the alias pointed to (as observed, and finally) has its
   ``models.promotions`` event, the promotions form one chain, the champion loads, and no
   promotion intent is left in the outbox;
-- online: the events learned into the state equal the events produced, each once.
+- online: the events learned into the state equal the events produced, each once;
+- ingest: every parquet file reads, the point-in-time training frame built from the
+  offline store holds every produced event once with its values and its label (labels
+  that arrived after a restart included), the online store holds each card's newest
+  values, and every bad event is dead-lettered with its reason (no valid one is).
 
 The consumer groups are kept across lives (resuming from committed offsets is the point);
 ``session.timeout.ms`` is 1 s in the workers, so a killed member is expelled quickly.
@@ -38,6 +42,7 @@ from chaos import kills
 from chaos.ledger import FaultRecorder
 from chaos.topics import paced_producer, read_all
 from chaos.workers import drift as drift_worker
+from chaos.workers import ingest as ingest_worker
 from chaos.workers import online as online_worker
 from chaos.workers import shadow as shadow_worker
 from chaos.workers import train as train_worker
@@ -81,7 +86,7 @@ def _chunks(items: list[Any], n: int) -> list[list[Any]]:
 
 DRIFT_WINDOW = 200
 DRIFT_CLEAN, DRIFT_SHIFTED = 2_000, 4_000
-DRIFT_RATE = 150.0  # events/s: each life's share streams in for about 2 s
+DRIFT_RATE = 300.0  # events/s: each life's share streams in for about 1 s
 
 
 def _feature_events() -> list[FeatureEvent]:
@@ -264,7 +269,7 @@ def test_training_worker_survives_kill9(
 SHADOW_POLICY = {"min_pairs": 200, "look_every": 200, "max_pairs": 3000}
 ROLLBACK_POLICY = {"window": 300, "min_events": 100, "look_every": 100, "margin": 0.05}
 SHADOW_PAIRS_PER_LIFE = 300
-SHADOW_RATE = 150.0  # feature/label pairs per second
+SHADOW_RATE = 300.0  # feature/label pairs per second
 TRUE_WEIGHT = 2.0  # labels ~ Bernoulli(sigmoid(2 x)); the toy versions have w = 0.3, 1.0, 2.0
 
 
@@ -390,7 +395,7 @@ def test_shadow_service_survives_kill9(
 # -- online --------------------------------------------------------------------------------
 
 ONLINE_PER_LIFE = 200
-ONLINE_RATE = 150.0
+ONLINE_RATE = 300.0
 
 
 def _agrawal_events(n: int) -> list[tuple[FeatureEvent, LabelEvent]]:
@@ -449,4 +454,122 @@ def test_online_service_survives_kill9(
     assert not missing, f"events never learned, e.g. {sorted(missing)[:5]}"
     assert learned_ids == produced_ids
     assert learned_in_state == len(pairs), "the state must learn each event exactly once"
+    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+
+
+# -- ingest --------------------------------------------------------------------------------
+
+INGEST_PER_LIFE = 150
+INGEST_RATE = 300.0  # feature events per second (and as many labels)
+LABEL_LAG = 40  # a label is sent this many feature events after its features
+# a feature the model lacks, one it needs missing, a string for a number, another model
+INGEST_BAD = ("unknown_feature", "missing_feature", "wrong_type", "unknown_model")
+
+
+def _bad_ingest_event(n: int, template: FeatureEvent) -> tuple[FeatureEvent, str]:
+    reason = INGEST_BAD[n % len(INGEST_BAD)]
+    features = dict(template.features)
+    model = template.model
+    if reason == "unknown_feature":
+        features["surprise"] = 1.0
+    elif reason == "missing_feature":
+        del features["amount"]
+    elif reason == "wrong_type":
+        features["amount"] = "12.5"
+    else:
+        model = "nobody"
+    return FeatureEvent(event_id=f"bad-{n}", model=model, entity_id=template.entity_id,
+                        event_time=template.event_time, features=features), reason
+
+
+@pytest.mark.timeout(240)
+def test_ingest_service_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    import pyarrow.parquet as pq
+
+    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
+    from services.features.generate import Generator, GeneratorConfig
+    from services.features.snapshot import build_training_frame
+    from streams.deadletter import REASON_HEADER
+
+    started = time.monotonic()
+    repo = copy_repo(tmp_path / "repo")
+    project = f"t_{uuid.uuid4().hex[:12]}"
+    store = open_store("embedded", repo_path=repo, project=project)
+    apply_repo(store)
+    plan = kills.kill_plan(SEED + 4)
+    pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=300, events_per_second=50.0,
+                                           label_delay_s=2.0))
+                 .live(T0, INGEST_PER_LIFE * len(plan)))
+    features = [f for f, _ in pairs]
+    labels = [y for _, y in pairs]
+    lives = _lives(tmp_path, "ingest", ingest_worker.main,
+                   {**_base_args(settings, tmp_path), "repo": str(repo), "project": project})
+    bad_reasons: dict[str, str] = {}
+    offset = 0
+
+    def extra(i: int, producer: EventProducer) -> None:
+        """After feature ``offset + i``: the label ``LABEL_LAG`` events back, a bad event
+        now and then (labels of a life's last events arrive in the next life)."""
+        n = offset + i
+        if n >= LABEL_LAG:
+            label = labels[n - LABEL_LAG]
+            producer.send(settings.topic("labels"), label, key=label.event_id, span=False)
+        if i % 37 == 5:
+            bad, reason = _bad_ingest_event(len(bad_reasons), features[n])
+            bad_reasons[bad.event_id] = reason
+            producer.send(settings.topic("features"), bad, key=bad.entity_id, span=False)
+
+    for point, chunk in zip(plan, _chunks(features, len(plan)), strict=True):
+        thread, produced = paced_producer(settings, "features", chunk, lambda e: e.entity_id,
+                                          INGEST_RATE, extra=extra)
+        lives.kill_once(point)
+        thread.join(60)
+        assert produced.is_set()
+        offset += len(chunk)
+    with EventProducer(settings, "chaos-source") as producer:
+        for label in labels[-LABEL_LAG:]:
+            producer.send(settings.topic("labels"), label, key=label.event_id, span=False)
+    lives.run_to_end(120, final=True)
+
+    layout = load_layout(store, ingest_worker.MODEL)
+    files = [view.path for view in (*layout.views, layout.labels)]
+    rows_on_disk = {path.name: pq.read_table(path).num_rows for path in files}  # none torn
+    end = max(f.event_time for f in features) + timedelta(seconds=1)
+    frame, labelled = build_training_frame(store, layout, T0, end)
+    got = frame.set_index("event_id")
+    wrong = [f.event_id for f, y in pairs
+             if f.event_id not in got.index
+             or got.at[f.event_id, "is_fraud"] != y.label
+             or got.at[f.event_id, "channel"] != f.features["channel"]
+             or got.at[f.event_id, "amount"] != f.features["amount"]]
+    newest = {f.entity_id: f.features["account_balance"] for f in features}
+    cards = sorted(newest)
+    online = store.get_online_features(features=["fraud_card:account_balance"],
+                                       entity_rows=[{"card_id": c} for c in cards]).to_dict()
+    stale = [c for c, v in zip(cards, online["account_balance"], strict=True) if v != newest[c]]
+    dead: dict[str, set[str]] = {}
+    for record in read_all(settings, "deadletter", FeatureEvent):
+        event_id = record.event.event_id if record.event else "(undecodable)"
+        dead.setdefault(event_id, set()).add(record.headers[REASON_HEADER].decode())
+    misfiled = {e: r for e, r in bad_reasons.items() if dead.get(e) != {r}}
+    valid_dead = sorted(set(dead) - set(bad_reasons))
+    elapsed = time.monotonic() - started
+    detail = (f"seed {SEED + 4}; {lives.summary()}; {len(pairs)} feature events and their "
+              f"labels (each label {LABEL_LAG} events late), {len(bad_reasons)} bad events; "
+              f"parquet rows on disk {rows_on_disk}; training frame {len(frame)} rows from "
+              f"{labelled} labels, {len(wrong)} events missing or wrong; {len(stale)} of "
+              f"{len(cards)} cards stale online; {len(valid_dead)} valid events "
+              f"dead-lettered, {len(misfiled)} bad events without their reason; {elapsed:.0f} s")
+    print(detail)
+    ledger.fault("ingest service kill -9 (start-up, buffering, parquet rewrite, push-commit)",
+                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+                 lost=len(wrong) + len(stale) + len(valid_dead), detail=detail)
+    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert not wrong, f"events missing or wrong in the offline store, e.g. {wrong[:5]}"
+    assert labelled == len(pairs) and len(frame) == len(pairs)
+    assert not stale, f"cards with stale online values, e.g. {stale[:5]}"
+    assert not valid_dead, f"valid events dead-lettered: {valid_dead[:5]}"
+    assert not misfiled, misfiled
     assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE

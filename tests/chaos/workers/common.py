@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from streams.consumer import CommitPlan, Inbound
 from streams.settings import Settings, load_settings
 
 # The embedded broker honours a short session: a killed member is expelled, and the next
@@ -56,3 +58,38 @@ class Markers:
         self._file.write(line.rstrip("\n") + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+
+
+class MarkedService:
+    """Mixin before a :class:`~services.runtime.StreamService` subclass: a marker line
+    after each handled non-empty batch (before its commit), and :meth:`quiet_for`, the
+    final life's "input has gone quiet" test. ``class MarkedX(MarkedService, X)``."""
+
+    def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers = markers
+        self.last_input = time.monotonic()
+        self.assigned_at: float | None = None
+
+    def on_assign(self, partitions: list[Any]) -> CommitPlan | None:
+        self.assigned_at = time.monotonic()
+        return super().on_assign(partitions)  # type: ignore[misc]
+
+    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        plan = super().handle_batch(batch)  # type: ignore[misc]
+        if batch:
+            self.last_input = time.monotonic()
+            line = self.batch_marker(batch)
+            if line:
+                self.markers.mark(line)
+        return plan
+
+    def batch_marker(self, batch: list[Inbound[Any]]) -> str | None:
+        """The marker line for a handled batch (``None``: none)."""
+        return f"batch {len(batch)}"
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Assigned, and no input for ``seconds`` since the assignment or the last batch."""
+        if self.assigned_at is None:
+            return False
+        return time.monotonic() - max(self.last_input, self.assigned_at) > seconds

@@ -7,19 +7,18 @@ A marker line is written after every handled non-empty batch (before its commit)
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from chaos.workers.common import Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, settings_for, start_life
 from services.drift.profile import build_reference_profile
 from services.drift.references import ModelReference, StaticReferences
 from services.drift.service import DriftMonitor
 from services.featurespec import FeatureSpec, ModelSpec
 from services.observability.setup import in_memory_telemetry
-from streams.consumer import CommitPlan, Inbound
+from streams.consumer import Inbound
 
 MODEL = "m1"
 SPEC = ModelSpec(
@@ -44,33 +43,16 @@ def reference() -> ModelReference:
     return ModelReference(spec=SPEC, profile=profile, champion_version=1)
 
 
-class MarkedMonitor(DriftMonitor):
+class MarkedMonitor(MarkedService, DriftMonitor):
     """The monitor, writing a marker after each handled batch."""
 
-    def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.markers = markers
-        self.last_input = time.monotonic()
-        self.assigned_at: float | None = None
-
-    def on_assign(self, partitions: list[Any]) -> CommitPlan | None:
-        self.assigned_at = time.monotonic()
-        return super().on_assign(partitions)
-
-    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
-        plan = super().handle_batch(batch)
-        if batch:
-            self.last_input = time.monotonic()
-            self.markers.mark(f"batch {len(batch)} windows {self.stats.windows}")
-        return plan
+    def batch_marker(self, batch: list[Inbound[Any]]) -> str:
+        return f"batch {len(batch)} windows {self.stats.windows}"
 
     def settled(self) -> bool:
         """Nothing open, nothing new for a while (the final life's stop condition)."""
-        if self.assigned_at is None:
-            return False
         open_rows = sum(m.window.n_open for m in self.monitors.values())
-        quiet_since = max(self.last_input, self.assigned_at)
-        return open_rows == 0 and time.monotonic() - quiet_since > QUIET_S
+        return open_rows == 0 and self.quiet_for(QUIET_S)
 
 
 def main(args: dict[str, Any]) -> None:

@@ -8,19 +8,18 @@ is written after every handled non-empty batch (before its commit).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
 
-from chaos.workers.common import Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, settings_for, start_life
 from services.observability.setup import in_memory_telemetry
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.shadow.service import ShadowService
 from services.training.model import TabularModel
 from services.training.preprocessing import FORMAT_VERSION
-from streams.consumer import CommitPlan, Inbound
+from streams.consumer import Inbound
 
 MODEL = "toy"
 QUIET_S = 3.0
@@ -44,31 +43,14 @@ def register_toy(registry: ModelRegistry, weight: float, parent: int | None) -> 
     return reg.version, reg.manifest_sha256
 
 
-class MarkedShadow(ShadowService):
+class MarkedShadow(MarkedService, ShadowService):
     """The service, writing a marker after each handled batch."""
 
-    def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.markers = markers
-        self.last_input = time.monotonic()
-        self.assigned_at: float | None = None
-
-    def on_assign(self, partitions: list[Any]) -> CommitPlan | None:
-        self.assigned_at = time.monotonic()
-        return super().on_assign(partitions)
-
-    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
-        plan = super().handle_batch(batch)
-        if batch:
-            self.last_input = time.monotonic()
-            champion = self.book.champions.get(MODEL)
-            self.markers.mark(f"batch {len(batch)} champion {champion}")
-        return plan
+    def batch_marker(self, batch: list[Inbound[Any]]) -> str:
+        return f"batch {len(batch)} champion {self.book.champions.get(MODEL)}"
 
     def settled(self) -> bool:
-        if self.assigned_at is None:
-            return False
-        return time.monotonic() - max(self.last_input, self.assigned_at) > QUIET_S
+        return self.quiet_for(QUIET_S)
 
 
 def main(args: dict[str, Any]) -> None:

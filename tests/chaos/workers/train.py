@@ -11,7 +11,6 @@ handled (before its commit), and from the training loop ``train <run> from <step
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import feast  # noqa: F401 - imported by the fork server, not by each life
@@ -21,10 +20,10 @@ import services.features.feast_repo as feast_repo
 import services.features.snapshot
 import services.training.progress as progress
 import services.training.runner  # noqa: F401
-from chaos.workers.common import Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, settings_for, start_life
 from services.observability.setup import in_memory_telemetry
 from services.training.worker import TrainingWorker
-from streams.consumer import CommitPlan, Inbound
+from streams.consumer import Inbound
 from streams.contracts import RetrainRequest
 
 MODEL = "fraud"
@@ -32,35 +31,23 @@ QUIET_S = 2.0
 CLAIM_TIMEOUT_S = 5.0
 
 
-class MarkedWorker(TrainingWorker):
+class MarkedWorker(MarkedService, TrainingWorker):
     """The worker, writing a marker when it takes up and when it finished a request."""
 
     def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.markers = markers
+        super().__init__(*args, markers=markers, **kwargs)
         self.handled = 0
         # A life killed between binding a request id to a version and committing that
         # version's manifest leaves a binding the next life must wait out (the registry's
         # claim timeout, 60 s by default); the same recovery, sooner, fits the time budget.
         self.registry.claim_timeout_s = CLAIM_TIMEOUT_S
-        self.last_input = time.monotonic()
-        self.assigned_at: float | None = None
 
-    def on_assign(self, partitions: list[Any]) -> CommitPlan | None:
-        self.assigned_at = time.monotonic()
-        return super().on_assign(partitions)
-
-    def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
-        plan = super().handle_batch(batch)
-        if batch:
-            self.last_input = time.monotonic()
-        return plan
+    def batch_marker(self, batch: list[Inbound[Any]]) -> None:
+        return None  # requests are marked one by one, below
 
     def settled(self, request_ids: list[str]) -> bool:
         """Every request registered, and nothing new for a while (the final life)."""
-        if self.assigned_at is None:
-            return False
-        if time.monotonic() - max(self.last_input, self.assigned_at) < QUIET_S:
+        if not self.quiet_for(QUIET_S):
             return False
         return all(self.registry.find_by_request_id(MODEL, r) is not None for r in request_ids)
 

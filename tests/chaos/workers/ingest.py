@@ -1,0 +1,60 @@
+"""An ingest-service life: the real :class:`IngestService` over the test's embedded Feast
+repo (SQLite online store, parquet offline files), features and labels from the broker.
+
+``args``: bootstrap, prefix, state_dir, registry, markers, log, repo and project (the
+test's Feast repo), ``final`` (run until nothing is buffered or waiting and the input is
+quiet, then exit 0). Marker lines: ``batch <n> buffered <rows>`` after each handled
+batch and ``flushed <rows>`` after each push to Feast (both before the commit), so kills
+land while rows are buffered, while parquet files are rewritten and between a push and
+its commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import feast  # noqa: F401 - imported by the fork server, not by each life
+
+import services.features.feast_repo as feast_repo
+from chaos.workers.common import MarkedService, Markers, settings_for, start_life
+from services.features.ingest_service import IngestService
+from services.observability.setup import in_memory_telemetry
+from streams.consumer import Inbound
+
+MODEL = "fraud"
+QUIET_S = 2.5
+FLUSH_ROWS = 450  # rows over all views: a push every ~150 events
+FLUSH_INTERVAL_S = 0.4
+
+
+class MarkedIngest(MarkedService, IngestService):
+    """The ingest service, marking its batches and its pushes."""
+
+    def batch_marker(self, batch: list[Inbound[Any]]) -> str:
+        return f"batch {len(batch)} buffered {self.buffer.rows}"
+
+    def flush(self) -> int:
+        rows = super().flush()
+        if rows:
+            self.markers.mark(f"flushed {rows}")
+        return rows
+
+    def settled(self) -> bool:
+        """Everything pushed, no label waiting, and nothing new for a while."""
+        idle = self.buffer.rows == 0 and self.buffer.pending_labels == 0
+        return idle and self.quiet_for(QUIET_S)
+
+
+def main(args: dict[str, Any]) -> None:
+    start_life(args)
+    settings = settings_for(args)
+    store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
+    service = MarkedIngest(settings, store=store, models=[MODEL], flush_rows=FLUSH_ROWS,
+                           flush_interval_s=FLUSH_INTERVAL_S, batch_size=200,
+                           telemetry=in_memory_telemetry("chaos-ingest"),
+                           markers=Markers(args["markers"]))
+    if args.get("final"):
+        service.run(until=service.settled)
+        print(f"final: pushed={service.sink.rows} dead_lettered={service.loop.stats.dead_lettered}")
+    else:
+        service.run()
