@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 # Extra pip arguments, e.g. a CPU-only index for torch on machines that need one.
 PIP_ARGS ?=
 PYTEST_ARGS ?=
+# Tests run in 3 pytest-xdist workers, one test file per worker (the suite mostly waits
+# on brokers and child processes, so 3 workers fit 2 cores); XDIST=0 runs them serially.
+XDIST ?= 3
+PYTEST := $(BIN)/python -m pytest -n $(XDIST) --dist loadfile
 
 .PHONY: install browser demo test test-unit test-integration lint bench clean
 
@@ -34,13 +38,13 @@ demo: install
 	$(BIN)/python -m services.demo.run
 
 test: install browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-unit: install
-	$(BIN)/python -m pytest -m "not integration and not chaos" $(PYTEST_ARGS)
+	$(PYTEST) -m "not integration and not chaos" $(PYTEST_ARGS)
 
 test-integration: install
-	$(BIN)/python -m pytest -m "integration or chaos" $(PYTEST_ARGS)
+	$(PYTEST) -m "integration or chaos" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
