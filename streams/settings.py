@@ -66,6 +66,11 @@ class KafkaSettings(BaseModel):
     # librdkafka pauses fetching for this long when its local queue is full; the
     # 1,000 ms default stalls batched consumers (DESIGN.md, throughput notes).
     fetch_queue_backoff_ms: int = 10
+    # Idempotent producers (exactly one copy per retry) on Apache Kafka. Turn off for
+    # the embedded broker on S3 storage: tansu 0.6 acknowledges a batch retried across
+    # its kill -9 as a duplicate without having stored it (docs/DECISIONS.md); without
+    # idempotence a retry may store a copy, which every consumer drops by event id.
+    idempotence: bool = True
     extra: dict[str, str | int | float | bool | SecretStr] = Field(default_factory=dict)
 
     @field_validator("extra", mode="before")
@@ -118,9 +123,9 @@ class KafkaSettings(BaseModel):
         return config
 
     def producer_config(self) -> dict[str, str | int | float | bool]:
-        """Producer configuration: idempotent, acks from all in-sync replicas."""
+        """Producer configuration: idempotent (unless turned off), acks from all replicas."""
         config: dict[str, str | int | float | bool] = {
-            "enable.idempotence": True,
+            "enable.idempotence": self.idempotence,
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 30_000,

@@ -12,8 +12,9 @@ Known broker defect (tansu 0.6.0 on S3): with ``enable.idempotence=true`` a batc
 flight at the kill is retried after the restart and answered DUPLICATE_SEQUENCE_NUMBER,
 which the client reports as delivered, although the broker had not stored it (about
 1 to 2 acknowledged events lost per kill here). So the guarantee is asserted for a
-plain ``acks=all`` producer (a retry writes again: duplicates, no loss); the idempotent
-case runs only with ``DRIFTLOOP_CHAOS_IDEMPOTENT=1``, to check a newer broker.
+plain ``acks=all`` producer, the product's ``kafka.idempotence: false`` setting for this
+broker (a retry writes again: duplicates, no loss); the idempotent case runs only with
+``DRIFTLOOP_CHAOS_IDEMPOTENT=1``, to check a newer broker.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ OUTAGE_S = (0.3, 1.5)  # kill points are >= 400 events (1.6 s) apart, so outages
 BUDGET_S = 75.0  # the whole test stays under its 90 s timeout
 STALL_S = 15.0  # stop waiting for the consumer when nothing new arrives for this long
 PRODUCERS = {
-    # mode: (EventProducer extra_config, ledger fault name, note for the ledger)
-    "acks-all": ({"enable.idempotence": False},
+    # mode: (the kafka.idempotence setting, ledger fault name, note for the ledger)
+    "acks-all": (False,
                  "broker kill -9 mid-stream, S3 storage, acks=all producer",
-                 "producer with enable.idempotence=false"),
-    "idempotent": ({}, "broker kill -9 mid-stream, S3 storage, idempotent producer",
+                 "producer with kafka.idempotence=false (acks=all)"),
+    "idempotent": (True, "broker kill -9 mid-stream, S3 storage, idempotent producer",
                    "intermittent broker defect (0 to 6 acknowledged events lost per run, "
                    "most runs lose some): after the restart the broker may answer a retried "
                    "in-flight batch DUPLICATE_SEQUENCE_NUMBER without having stored it, and "
@@ -187,11 +188,13 @@ def test_acknowledged_events_survive_broker_kill9(
     ledger: FaultRecorder,
 ) -> None:
     started = time.monotonic()
-    extra_config, fault, note = PRODUCERS[mode]
+    idempotence, fault, note = PRODUCERS[mode]
+    durable_settings = durable_settings.model_copy(update={
+        "kafka": durable_settings.kafka.model_copy(update={"idempotence": idempotence})})
     points = kill_points(SEED, TOTAL_EVENTS, KILLS, margin=TOTAL_EVENTS // 10)
     topic = durable_settings.topic("labels")
 
-    producer = EventProducer(durable_settings, "chaos-producer", extra_config=extra_config)
+    producer = EventProducer(durable_settings, "chaos-producer")
     recorder = Recorder()
     loop = ConsumerLoop(
         durable_settings, group_id="chaos-restart", topics={topic: LabelEvent},

@@ -20,6 +20,14 @@ def test_defaults_suit_the_embedded_broker() -> None:
     assert s.kafka.producer_config()["enable.idempotence"] is True
 
 
+def test_idempotence_can_be_turned_off_for_the_s3_backed_embedded_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_KAFKA__IDEMPOTENCE", "false")
+    config = load_settings().kafka.producer_config()
+    assert config["enable.idempotence"] is False and config["acks"] == "all"
+
+
 def test_yaml_then_environment_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "driftloop.yaml"
     path.write_text(
