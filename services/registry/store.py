@@ -19,8 +19,9 @@ Why it is safe with concurrent writers:
 - A request id is bound to one version by exclusively creating its request file
   *before* the manifest is committed; the loser of a race discards its uncommitted
   files and returns the winner's version, so a redelivered request yields one version.
-  A binding whose version never commits (its writer died) is taken over after
-  ``claim_timeout_s``.
+  A binding whose version never commits (its writer died) is taken over at once when
+  the writer was a process on this host that has exited (``kill -9`` included), else
+  after ``claim_timeout_s``. Its version number stays unused: numbers may have gaps.
 - An alias changes by compare-and-set under an exclusive lock file; the new value is
   written to a temporary file and renamed over the old one, so readers see the old or
   the new value, never a partial one. A lock older than ``lock_stale_s`` is broken.
@@ -38,6 +39,7 @@ import io
 import json
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -51,6 +53,7 @@ from fsspec.implementations.local import LocalFileSystem
 from services.files import fsync_dir, fsync_file
 from services.files import write_atomic as write_local_atomic
 from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
+from streams.broker import process_alive
 
 if TYPE_CHECKING:  # torch and pandas load only where weights are read or written
     import numpy as np
@@ -365,7 +368,8 @@ class ModelRegistry:
         """Bind ``request_id`` to ``version``; returns the bound version (ours or the
         winner's), or None when a stale binding was removed and the caller must retry."""
         path = self._request_path(model, request_id)
-        record = {"request_id": request_id, "version": version, "bound_at": _now()}
+        record = {"request_id": request_id, "version": version, "bound_at": _now(),
+                  "host": socket.gethostname(), "pid": os.getpid()}
         if self._create_exclusive(path, json.dumps(record).encode()):
             return version
         deadline = time.monotonic() + self.claim_timeout_s
@@ -378,7 +382,8 @@ class ModelRegistry:
             if self._is_committed(model, winner):
                 return winner
             age = time.time() - datetime.fromisoformat(bound["bound_at"]).timestamp()
-            if age > self.claim_timeout_s or time.monotonic() >= deadline:
+            expired = age > self.claim_timeout_s or time.monotonic() >= deadline
+            if expired or _writer_gone(bound):
                 # The winner never committed (its writer died): drop its binding.
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm(path)
@@ -569,3 +574,11 @@ class ModelRegistry:
             self.fs.rm(f"{vdir}/{MANIFEST}")  # uncommit first: readers stop seeing it
             self.fs.rm(vdir, recursive=True)
         return doomed
+
+
+def _writer_gone(binding: Mapping[str, Any]) -> bool:
+    """Whether a binding's writer ran on this host and has exited (it can never commit)."""
+    pid = binding.get("pid")
+    if binding.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    return pid != os.getpid() and not process_alive(pid)

@@ -28,19 +28,17 @@ from streams.contracts import RetrainRequest
 
 MODEL = "fraud"
 QUIET_S = 2.0
-CLAIM_TIMEOUT_S = 5.0
 
 
 class MarkedWorker(MarkedService, TrainingWorker):
     """The worker, writing a marker when it takes up and when it finished a request."""
 
     def __init__(self, *args: Any, markers: Markers, **kwargs: Any) -> None:
+        # The registry's default claim timeout (60 s) stays: a life killed between binding
+        # a request id and committing its version left a binding whose writer is gone,
+        # which the next life takes over at once.
         super().__init__(*args, markers=markers, **kwargs)
         self.handled = 0
-        # A life killed between binding a request id to a version and committing that
-        # version's manifest leaves a binding the next life must wait out (the registry's
-        # claim timeout, 60 s by default); the same recovery, sooner, fits the time budget.
-        self.registry.claim_timeout_s = CLAIM_TIMEOUT_S
 
     def batch_marker(self, batch: list[Inbound[Any]]) -> None:
         return None  # requests are marked one by one, below

@@ -263,3 +263,42 @@ def test_uncommitted_version_is_invisible(
     with pytest.raises(VersionNotFoundError):
         registry.load("m", 2)
     assert register(registry, artifacts, "r2").version == 3
+
+
+def _orphan_binding(registry: ModelRegistry, request_id: str, pid: int) -> None:
+    """A binding of ``request_id`` to version 7, which never committed, written just now
+    (a far-future time: its age never runs out) by process ``pid`` of this host."""
+    import socket
+
+    path = Path(registry._request_path("m", request_id))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"request_id": request_id, "version": 7,
+                                "bound_at": "2999-01-01T00:00:00+00:00",
+                                "host": socket.gethostname(), "pid": pid}))
+
+
+@pytest.mark.timeout(30)
+def test_binding_of_a_dead_writer_is_taken_over_at_once(
+    tmp_path: Path, artifacts: dict, register: Any
+) -> None:
+    import subprocess
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    registry = ModelRegistry(str(tmp_path / "r"), claim_timeout_s=3600)
+    _orphan_binding(registry, "killed", exited.pid)  # without the liveness check: an hour
+    reg = register(registry, artifacts, "killed")
+    assert reg.created and reg.version != 7
+    assert registry.find_by_request_id("m", "killed") == reg.version
+
+
+def test_binding_of_a_live_writer_is_waited_for_until_the_timeout(
+    tmp_path: Path, artifacts: dict, register: Any
+) -> None:
+    import os
+
+    registry = ModelRegistry(str(tmp_path / "r"), claim_timeout_s=0.3)
+    _orphan_binding(registry, "slow", os.getppid())  # alive: it might still commit
+    started = time.monotonic()
+    reg = register(registry, artifacts, "slow")
+    assert reg.created and time.monotonic() - started >= 0.3
