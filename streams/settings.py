@@ -13,10 +13,11 @@ only revealed when the client configuration is built, never in ``repr`` or logs.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -164,6 +165,24 @@ class BrokerSettings(BaseModel):
     storage_engine: str = "memory://tansu/"
 
 
+class ModelSettings(BaseModel):
+    """One model's overrides under ``models.<name>``.
+
+    The section names are fixed here, so a misspelt one fails at load time; the keys
+    inside a section are checked by the service that owns it when it starts (drift
+    policy, training config, retrain limits, shadow and rollback policies, online spec).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    drift: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    retrain: dict[str, Any] | None = None
+    shadow: dict[str, Any] | None = None
+    rollback: dict[str, Any] | None = None
+    online: dict[str, Any] | bool | None = None  # false: this model is not learned online
+
+
 class Settings(BaseSettings):
     """Everything a driftloop process needs to know about its surroundings."""
 
@@ -181,7 +200,7 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".driftloop")
     registry_uri: str = ".driftloop/registry"
     feature_repo: Path = Path("feature_repo")
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -208,9 +227,19 @@ class Settings(BaseSettings):
         """Every topic driftloop uses, prefixed."""
         return [self.topic(name) for name in TOPIC_NAMES]
 
+    def with_models(self, models: Mapping[str, Mapping[str, Any]]) -> Settings:
+        """A copy whose ``models`` section is ``models`` (validated like a loaded one)."""
+        checked = {name: ModelSettings.model_validate(dict(options))
+                   for name, options in models.items()}
+        return self.model_copy(update={"models": checked})
+
     def model_options(self, model: str) -> dict[str, Any]:
-        """Per-model overrides (drift policy, training, shadow...) from the ``models`` section."""
-        return dict(self.models.get(model, {}))
+        """Per-model overrides (drift policy, training, shadow...): the sections that are set."""
+        configured = self.models.get(model)
+        if configured is None:
+            return {}
+        return {name: dict(section) if isinstance(section, dict) else section
+                for name, section in configured if section is not None}
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -230,3 +259,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         return Settings(**overrides)
     finally:
         Settings._yaml_path = None
+
+
+def settings_errors(error: ValidationError) -> list[str]:
+    """One ``path: problem`` line per invalid setting (values left out: they may be secrets)."""
+    return [f"{'.'.join(str(part) for part in e['loc']) or '(root)'}: {e['msg']}"
+            for e in error.errors()]

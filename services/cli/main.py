@@ -7,10 +7,12 @@ them, so ``driftloop --help`` and the broker commands answer at once.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -22,7 +24,7 @@ from services.online.cli import predict_command
 from services.registry.cli import models_app
 from services.report.cli import report_command
 from services.training.cli import train_command
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, load_settings, settings_errors
 
 app = typer.Typer(
     name="driftloop",
@@ -65,6 +67,12 @@ def _main(
         _state["settings"] = load_settings(config)
     except FileNotFoundError as exc:
         console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        where = config or os.environ.get("DRIFTLOOP_CONFIG") or "DRIFTLOOP_* variables"
+        console.print(f"[red]error:[/] invalid settings ({where}):")
+        for line in settings_errors(exc):
+            console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(2) from None
 
 

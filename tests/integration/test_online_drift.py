@@ -66,7 +66,7 @@ def publish(settings: Settings, drift: bool, n: int = N, start: int = 0) -> None
 
 
 def _with_spec(settings: Settings) -> Settings:
-    return settings.model_copy(update={"models": {"agrawal": {"online": {"spec": SPEC}}}})
+    return settings.with_models({"agrawal": {"online": {"spec": SPEC}}})
 
 
 def _accuracy(errors: dict[int, bool], lo: int, hi: int) -> float:

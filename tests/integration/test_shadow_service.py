@@ -198,7 +198,7 @@ def test_worse_rejected_and_equal_not_promoted_with_policy_from_settings(
     settings: Settings,
 ) -> None:
     shadow = {"min_pairs": 200, "look_every": 200, "max_pairs": 400}
-    settings = settings.model_copy(update={"models": {MODEL: {"shadow": shadow}}})
+    settings = settings.with_models({MODEL: {"shadow": shadow}})
     registry = ModelRegistry(settings.registry_uri)
     v1, _ = _register(registry, 0.5, None)
     registry.set_alias(MODEL, "champion", v1, expected=None)
@@ -249,7 +249,7 @@ def test_crash_between_alias_move_and_events_is_completed_at_restart(
 ) -> None:
     models = {MODEL: {"shadow": POLICY.model_dump(mode="json"),
                       "rollback": ROLLBACK.model_dump(mode="json")}}
-    settings = settings.model_copy(update={"models": models})
+    settings = settings.with_models(models)
     registry = ModelRegistry(settings.registry_uri)
     v1, _ = _register(registry, 0.5, None)
     registry.set_alias(MODEL, "champion", v1, expected=None)

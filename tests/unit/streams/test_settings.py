@@ -80,3 +80,33 @@ def test_topic_names_are_prefixed_and_checked() -> None:
     assert s.all_topics() == [f"x.{n}" for n in TOPIC_NAMES]
     with pytest.raises(KeyError, match="unknown topic"):
         s.topic("nope")
+
+
+def test_a_misspelt_model_section_fails_at_load_time(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    path = tmp_path / "driftloop.yaml"
+    path.write_text("models:\n  fraud:\n    drfit:\n      ks_floor: 0.2\n")
+    with pytest.raises(ValidationError, match=r"models\.fraud\.drfit"):
+        load_settings(path)
+    path.write_text("models:\n  fraud:\n    drift:\n      ks_floor: 0.2\n    shadow: {}\n")
+    options = load_settings(path).model_options("fraud")
+    assert options == {"drift": {"ks_floor": 0.2}, "shadow": {}}
+    assert load_settings(path).model_options("other") == {}
+
+
+def test_the_cli_names_each_invalid_setting_without_values_or_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from services.cli.main import app
+
+    path = tmp_path / "driftloop.yaml"
+    path.write_text("kafka:\n  sasl_password: s3cret-value\n  session_timeout_ms: soon\n"
+                    "models:\n  fraud:\n    drfit: {}\n")
+    result = CliRunner().invoke(app, ["--config", str(path), "topics", "create"])
+    assert result.exit_code == 2
+    assert "kafka.session_timeout_ms: Input should be a valid integer" in result.output
+    assert "models.fraud.drfit: Extra inputs are not permitted" in result.output
+    assert "s3cret-value" not in result.output and "Traceback" not in result.output
