@@ -1,43 +1,31 @@
 """Drift detection core: reference profiles, per-window PSI/KS, policy and trigger.
 
 Pure code, no Kafka: the monitor's consumer loop (``services.drift.service``) feeds it
-closed windows and publishes what it decides.
+closed windows and publishes what it decides. The names below are imported on first
+use, so reading a policy (the CLI's option defaults) does not load numpy and scipy.
 """
 
-from services.drift.policy import DriftPolicy, FeatureVerdict, WindowVerdict, evaluate_window
-from services.drift.profile import (
-    ProfileCache,
-    ReferenceProfile,
-    build_reference_profile,
-)
-from services.drift.report import (
-    build_drift_report,
-    drift_report_id,
-    retrain_request_id,
-    window_key,
-)
-from services.drift.stats import FeatureStats, WindowStatsEngine, window_stats
-from services.drift.trigger import RetrainTrigger, TriggerConfig, TriggerDecision
-from services.drift.window import ClosedWindow, WindowAccumulator
+from __future__ import annotations
 
-__all__ = [
-    "ClosedWindow",
-    "DriftPolicy",
-    "FeatureStats",
-    "FeatureVerdict",
-    "ProfileCache",
-    "ReferenceProfile",
-    "RetrainTrigger",
-    "TriggerConfig",
-    "TriggerDecision",
-    "WindowAccumulator",
-    "WindowStatsEngine",
-    "WindowVerdict",
-    "build_drift_report",
-    "build_reference_profile",
-    "drift_report_id",
-    "evaluate_window",
-    "retrain_request_id",
-    "window_key",
-    "window_stats",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "DriftPolicy": "policy", "FeatureVerdict": "policy", "WindowVerdict": "policy",
+    "evaluate_window": "policy",
+    "ProfileCache": "profile", "ReferenceProfile": "profile",
+    "build_reference_profile": "profile",
+    "build_drift_report": "report", "drift_report_id": "report",
+    "retrain_request_id": "report", "window_key": "report",
+    "FeatureStats": "stats", "WindowStatsEngine": "stats", "window_stats": "stats",
+    "RetrainTrigger": "trigger", "TriggerConfig": "trigger", "TriggerDecision": "trigger",
+    "ClosedWindow": "window", "WindowAccumulator": "window",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

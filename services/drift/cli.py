@@ -16,6 +16,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.drift.policy import DriftPolicy
+
+DEFAULT = DriftPolicy()  # the option defaults below are the policy's own
+
 app = typer.Typer(help="Drift checks: PSI and KS against a reference, with the drift policy.")
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -55,23 +59,28 @@ def check(
     exclude: Annotated[
         list[str] | None, typer.Option(help="Columns that are not features (with --reference).")
     ] = None,
-    psi_threshold: Annotated[float, typer.Option(help="PSI at which a feature drifted.")] = 0.2,
-    ks_alpha: Annotated[float, typer.Option(help="KS family-wise level.")] = 0.01,
+    psi_threshold: Annotated[
+        float, typer.Option(help="PSI at which a feature drifted.")] = DEFAULT.psi_threshold,
+    ks_alpha: Annotated[float, typer.Option(help="KS family-wise level.")] = DEFAULT.ks_alpha,
     no_bonferroni: Annotated[
         bool, typer.Option("--no-bonferroni", help="Do not divide ks_alpha by n_numeric.")
     ] = False,
-    ks_min_statistic: Annotated[float, typer.Option(help="KS effect-size floor.")] = 0.075,
+    ks_min_statistic: Annotated[
+        float, typer.Option(help="KS effect-size floor.")] = DEFAULT.ks_min_statistic,
     drifted_share: Annotated[
         float, typer.Option(help="Share of drifted features for a drifted window.")
-    ] = 0.3,
+    ] = DEFAULT.drifted_share,
     critical: Annotated[
         list[str] | None, typer.Option(help="Critical feature (repeatable).")
     ] = None,
-    consecutive_windows: Annotated[int, typer.Option(help="Drifted windows in a row.")] = 2,
-    cooldown_minutes: Annotated[float, typer.Option(help="Minutes between requests.")] = 15.0,
+    consecutive_windows: Annotated[
+        int, typer.Option(help="Drifted windows in a row.")] = DEFAULT.consecutive_windows,
+    cooldown_minutes: Annotated[
+        float, typer.Option(help="Minutes between requests.")
+    ] = DEFAULT.cooldown.total_seconds() / 60,
     in_flight_timeout_minutes: Annotated[
         float, typer.Option(help="Minutes before an unanswered request expires.")
-    ] = 120.0,
+    ] = DEFAULT.in_flight_timeout.total_seconds() / 60,
     fail_on_drift: Annotated[
         bool, typer.Option(help="Exit with status 3 if any window drifted.")
     ] = False,
@@ -80,7 +89,6 @@ def check(
     import pandas as pd
 
     from services.drift.check import check_frame, load_model_reference, reference_from_frame
-    from services.drift.policy import DriftPolicy
 
     if (model is None) == (reference is None):
         err.print("[red]error:[/] give exactly one of --model and --reference")

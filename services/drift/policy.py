@@ -21,11 +21,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.drift.stats import FeatureStats
 from services.featurespec import FeatureKind, ModelSpec
+
+if TYPE_CHECKING:  # the statistics (numpy, scipy) are not needed to read a policy
+    from services.drift.stats import FeatureStats
 
 
 class DriftPolicy(BaseModel):
