@@ -200,7 +200,8 @@ def _world_env(world: World, tmp_path: Path) -> dict[str, str]:
         "kafka": {"bootstrap_servers": s.kafka.bootstrap_servers},
         "topics": {"prefix": s.topics.prefix},
         "state_dir": str(s.state_dir), "registry_uri": s.registry_uri,
-        "feature_repo": str(world.repo), "models": s.models,
+        "feature_repo": str(world.repo),
+        "models": s.model_dump(mode="json", exclude_none=True)["models"],
     }))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DRIFTLOOP_", "OTEL_"))}
