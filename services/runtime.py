@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.observability.health import HealthServer, start_health_server
+from services.observability.health import HealthServer, PostHandler, start_health_server
 from services.observability.setup import Telemetry, init_telemetry
 from streams.consumer import CommitPlan, ConsumerLoop, Inbound, LoopStats, PartitionKey
 from streams.contracts import Event
@@ -84,6 +84,10 @@ class StreamService:
         return "ok", {"consumed": self.loop.stats.consumed,
                       "dead_lettered": self.loop.stats.dead_lettered}
 
+    def http_routes(self) -> dict[str, PostHandler]:
+        """``POST`` paths this service answers on its health port (none by default)."""
+        return {}
+
     # -- lifecycle -------------------------------------------------------------------
 
     def run(
@@ -94,7 +98,9 @@ class StreamService:
         until: Callable[[], bool] | None = None,
     ) -> LoopStats:
         """Consume until stopped (or a bound is reached), then commit, flush and close."""
-        self.health = start_health_server(self.telemetry, status=self.health_status)
+        self.health = start_health_server(
+            self.telemetry, status=self.health_status, routes=self.http_routes()
+        )
         try:
             return self.loop.run(
                 max_batches=max_batches, idle_timeout_s=idle_timeout_s, until=self._until(until)

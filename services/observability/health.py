@@ -9,6 +9,11 @@ Stdlib ``http.server`` in a daemon thread; nothing here touches the service's wo
   degraded (a wedged poll loop); an idle stream still marks progress on every poll.
 - ``GET /metrics`` → the Prometheus text exposition of the service's metrics, when its
   telemetry was built with ``OTEL_METRICS_EXPORTER`` containing ``prometheus``.
+- ``POST <path>`` → the service's own routes (``routes``: path → :data:`PostHandler`), so a
+  service can answer requests (the online learner's ``/predict``) on the port it already
+  exposes. The body is read only with a valid ``Content-Length`` of at most
+  :data:`MAX_BODY_BYTES`; answers are JSON, errors ``{"error": "..."}`` (a failing
+  handler is logged and answered 500 without its traceback).
 
 ``HealthServer(port=0)`` binds an ephemeral port (tests); in configuration, port ``0``
 means "no endpoint" (:func:`start_health_server` returns ``None``).
@@ -17,10 +22,11 @@ means "no endpoint" (:func:`start_health_server` returns ``None``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +34,11 @@ from typing import Any
 PORT_ENV = "DRIFTLOOP_HEALTH_PORT"
 HOST_ENV = "DRIFTLOOP_HEALTH_HOST"
 StatusFn = Callable[[], "str | tuple[str, dict[str, Any]]"]
+PostHandler = Callable[[bytes], tuple[int, dict[str, Any]]]
+"""``handler(body) -> (HTTP status, JSON document)`` for one ``POST`` path."""
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: a prediction request is a few hundred bytes
+
+log = logging.getLogger(__name__)
 
 
 class _Server(ThreadingHTTPServer):
@@ -36,7 +47,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class HealthServer:
-    """Serves ``/healthz`` (and ``/metrics`` when given a Prometheus registry)."""
+    """Serves ``/healthz`` (and ``/metrics`` when given a Prometheus registry).
+
+    ``routes`` adds ``POST`` paths answered by the service's handlers (see the module doc).
+    """
 
     def __init__(
         self,
@@ -47,8 +61,10 @@ class HealthServer:
         status: StatusFn | None = None,
         registry: Any | None = None,
         stale_after_s: float | None = None,
+        routes: Mapping[str, PostHandler] | None = None,
     ) -> None:
         self.service_name = service_name
+        self._routes = dict(routes or {})
         self._status = status
         self._registry = registry
         self._stale_after_s = stale_after_s
@@ -131,10 +147,30 @@ class HealthServer:
 
         return generate_latest(self._registry)
 
+    def handle_post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """Run the route of ``path`` on ``body``: HTTP status and the encoded JSON answer.
+
+        Anything a handler raises, or an answer that is not a JSON document, is logged
+        here and answered 500 with a generic message: the client never sees internals.
+        """
+        handler = self._routes.get(path)
+        if handler is None:
+            return 404, _json({"error": f"no POST route {path}"})
+        try:
+            code, doc = handler(body)
+            if not isinstance(doc, dict) or not 100 <= int(code) <= 599:
+                raise TypeError(f"handler answered {code!r} with {type(doc).__name__}")
+            return int(code), _json(doc)
+        except Exception:
+            log.exception("%s: POST %s failed", self.service_name, path)
+            return 500, _json({"error": "internal error (see the service log)"})
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 30  # a client that stops sending its body does not hold a thread
+
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path in ("/healthz", "/livez", "/readyz"):
@@ -152,6 +188,40 @@ class HealthServer:
                 else:
                     self._send(404, "text/plain", b"not found\n")
 
+            def do_POST(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path not in server._routes:
+                    self._send_error(404, f"no POST route {path}")
+                    return
+                raw = self.headers.get("Content-Length")
+                if raw is None:
+                    self._send_error(411, "Content-Length required")
+                    return
+                try:
+                    length = int(raw)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._send_error(400, f"invalid Content-Length {raw[:40]!r}")
+                    return
+                if length > MAX_BODY_BYTES:
+                    self._send_error(413, f"body over {MAX_BODY_BYTES} bytes")
+                    return
+                try:
+                    body = self.rfile.read(length)
+                except OSError:  # timed out or reset: nobody to answer
+                    self.close_connection = True
+                    return
+                if len(body) != length:
+                    self._send_error(400, "body shorter than Content-Length")
+                    return
+                code, out = server.handle_post(path, body)
+                self._send(code, "application/json", out)
+
+            def _send_error(self, code: int, message: str) -> None:
+                self.close_connection = True  # an unread body must not reach the next request
+                self._send(code, "application/json", _json({"error": message}))
+
             def _send(self, code: int, content_type: str, body: bytes) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
@@ -165,6 +235,11 @@ class HealthServer:
         return Handler
 
 
+def _json(doc: dict[str, Any]) -> bytes:
+    """Strict JSON (a NaN is an error, not an invalid ``NaN`` token)."""
+    return json.dumps(doc, allow_nan=False).encode()
+
+
 def start_health_server(
     telemetry: Any,
     *,
@@ -172,11 +247,12 @@ def start_health_server(
     host: str | None = None,
     status: StatusFn | None = None,
     stale_after_s: float | None = None,
+    routes: Mapping[str, PostHandler] | None = None,
 ) -> HealthServer | None:
     """Start the endpoint for a service's :class:`Telemetry`; ``None`` when the port is 0.
 
     ``port``/``host`` default to ``DRIFTLOOP_HEALTH_PORT`` (default 0 = off) and
-    ``DRIFTLOOP_HEALTH_HOST`` (default ``0.0.0.0``).
+    ``DRIFTLOOP_HEALTH_HOST`` (default ``0.0.0.0``); ``routes`` are the ``POST`` paths.
     """
     if port is None:
         port = int(os.environ.get(PORT_ENV, "0") or 0)
@@ -189,5 +265,6 @@ def start_health_server(
         status=status,
         registry=getattr(telemetry, "prometheus_registry", None),
         stale_after_s=stale_after_s,
+        routes=routes,
     )
     return server.start()

@@ -32,6 +32,13 @@ candidate version to its request id, and the ``models.verdicts`` (or a ``shadow`
 ``models.promotions``) event for that version clears it. ``base_version`` is the
 registry's ``champion`` when there is one.
 
+Predictions over HTTP: ``POST /predict`` on the health port (``DRIFTLOOP_HEALTH_PORT``)
+scores ``{"model", "features"}`` with the LIVE learner in memory (what it has learned up to
+now, not the last snapshot), and with the registry's champion when ``"champion": true``
+(loaded and verified once per champion version). River models are not thread-safe, so
+learning (per mini-batch piece) and predicting take one lock; see
+:meth:`OnlineService.predict_http`.
+
 Model specs come from the Feast repo by default; a model's options may carry an
 inline ``online.spec`` instead, and :func:`build` takes a ``spec_provider`` (tests,
 models outside the Feast repo).
@@ -39,11 +46,15 @@ models outside the Feast repo).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,8 +62,10 @@ from urllib.parse import urlparse
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.featurespec import FeatureSpec, ModelSpec
+from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
+from services.online.predict import Answer, predict_champion
 from services.online.state import OnlineState, SnapshotError, SnapshotStore
 from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
@@ -76,6 +89,7 @@ CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
 SpecProvider = Callable[[str], ModelSpec]
 LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
 """``hook(model, joined, outcomes)`` after each learned mini-batch (tests, benchmarks)."""
+PREDICT_PATH = "/predict"
 
 
 def spec_from_options(model: str, spec: Mapping[str, Any]) -> ModelSpec:
@@ -122,6 +136,43 @@ def snapshot_dir(settings: Settings) -> Path:
     return settings.state_dir / "online"
 
 
+class ChampionCache:
+    """``ModelRegistry.load`` for :func:`predict_champion`, loading each version once.
+
+    The alias is resolved on every call, so a promotion or a rollback is answered by the
+    new champion at once; the verified load (every file's sha256) happens only when the
+    version it points at changes. Safe to call from several HTTP threads.
+    """
+
+    def __init__(self, registry: Callable[[], Any]) -> None:
+        self._registry = registry  # called per use: the service opens its registry lazily
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple[str, str], Any] = {}
+        self.loads = 0  # verified loads done (tests, metrics)
+
+    def load(self, model: str, ref: str) -> Any:
+        """The :class:`~services.registry.store.LoadedModel` that ``ref`` points at now."""
+        registry = self._registry()
+        version = registry.resolve(model, ref)  # raises when there is no such alias
+        with self._lock:
+            cached = self._loaded.get((model, ref))
+            if cached is None or cached.version != version:
+                cached = registry.load(model, version)
+                self._loaded[(model, ref)] = cached
+                self.loads += 1
+            return cached
+
+
+def answer_doc(answer: Answer) -> dict[str, Any]:
+    """An :class:`Answer` as plain data, as ``driftloop predict`` prints it (strict JSON:
+    a non-finite probability is left out and reported in ``error``)."""
+    doc = {k: v for k, v in asdict(answer).items() if v is not None and k != "source"}
+    if answer.proba is not None and not math.isfinite(answer.proba):
+        del doc["proba"]
+        doc["error"] = "non-finite probability"
+    return doc
+
+
 class OnlineService(StreamService):
     """Kafka loop around the online learners."""
 
@@ -144,6 +195,10 @@ class OnlineService(StreamService):
     ) -> None:
         self.specs = dict(specs)
         self.on_learned = on_learned
+        # River models are not thread-safe: the consumer thread learns while HTTP threads
+        # predict, so both hold this lock (learning per mini-batch piece, to stay short).
+        self._learner_lock = threading.Lock()
+        self.champions = ChampionCache(lambda: self.registry)
         self._registry = registry  # services.registry.store.ModelRegistry, built lazily
         self.configs = dict(configs or {})
         self.trigger_config = trigger
@@ -314,10 +369,18 @@ class OnlineService(StreamService):
     def _learn(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
         learner = self.state.learners[model]
         self._window_start.setdefault(model, items[0][0].label_time)
-        outcomes = learner.learn_many(
-            [j.features for j, _ in items], [j.label for j, _ in items],
-            [j.event_id for j, _ in items],
-        )
+        rows = [j.features for j, _ in items]
+        labels = [j.label for j, _ in items]
+        ids = [j.event_id for j, _ in items]
+        # The pieces learn_many would cut anyway (same outcomes), each under the lock, so
+        # a prediction waits for one piece at most, not for a whole consumer batch.
+        step = learner.config.max_batch
+        outcomes: list[Outcome] = []
+        for i in range(0, len(rows), step):
+            with self._learner_lock:
+                outcomes += learner.learn_many(
+                    rows[i:i + step], labels[i:i + step], ids[i:i + step]
+                )
         self._since_snapshot += len(items)
         self.online_metrics.learned(model, len(items))
         learner.drain_signals()  # taken from the outcomes below, in order
@@ -367,12 +430,75 @@ class OnlineService(StreamService):
         return self.snapshot() if self._since_snapshot or self._dirty else None
 
     def health_status(self) -> str | tuple[str, dict[str, Any]]:
-        detail: dict[str, Any] = {
-            m: learner.metrics() for m, learner in self.state.learners.items()
-        }
+        with self._learner_lock:  # read from an HTTP thread while the loop learns
+            detail: dict[str, Any] = {
+                m: learner.metrics() for m, learner in self.state.learners.items()
+            }
         detail["pending_features"] = len(self.state.join)
         detail["redelivered"] = self.redelivered
         return "ok", detail
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def http_routes(self) -> dict[str, PostHandler]:
+        """``POST /predict`` on the health port (see :meth:`predict_http`)."""
+        return {PREDICT_PATH: self.predict_http}
+
+    def predict_http(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Answer ``{"model", "features", "champion"?}`` with the live learner (and champion).
+
+        200: ``{"model", "online": {"proba", "learned"}, "champion": {...}}`` (the champion
+        only when asked; each side reports its own ``error``); 400 for a malformed request
+        or an unknown model; 503 while the learner has learned nothing (its answer would
+        be the untrained 0.5, not a prediction).
+        """
+        try:
+            request = json.loads(body)
+        except ValueError:  # UnicodeDecodeError is one too
+            return 400, {"error": "body is not JSON"}
+        if not isinstance(request, dict):
+            return 400, {"error": "body must be a JSON object"}
+        model = request.get("model")
+        if not isinstance(model, str) or not model:
+            return 400, {"error": "'model' must be a non-empty string"}
+        features = request.get("features")
+        if not isinstance(features, dict):
+            return 400, {"error": "'features' must be a JSON object of name: value"}
+        bad = [k for k, v in features.items()
+               if v is not None and not isinstance(v, int | float | str)]
+        if bad:
+            return 400, {"error": "feature values must be numbers, strings or null: "
+                                  + ", ".join(sorted(bad))}
+        champion = request.get("champion", False)
+        if not isinstance(champion, bool):
+            return 400, {"error": "'champion' must be true or false"}
+        learner = self.state.learners.get(model)
+        if learner is None:
+            known = sorted(self.state.learners)
+            return 400, {"error": f"unknown model {model!r}; known: {', '.join(known) or 'none'}",
+                         "known": known}
+        try:
+            with self._learner_lock:
+                learned = learner.learned
+                proba = learner.predict_proba(features) if learned else None
+        except (ValueError, TypeError) as exc:
+            online = Answer("online", learned=learned, error=str(exc))
+        else:
+            if proba is None:
+                return 503, {"error": f"model {model!r} has learned nothing yet",
+                             "model": model, "learned": 0}
+            online = Answer("online", proba=proba, learned=learned)
+        out: dict[str, Any] = {"model": model, "online": answer_doc(online)}
+        if champion:
+            out["champion"] = answer_doc(self._champion_answer(model, features))
+        return 200, out
+
+    def _champion_answer(self, model: str, features: Mapping[str, Any]) -> Answer:
+        """The champion's answer; an unexpected failure is logged, not shown to the client."""
+        try:
+            return predict_champion(self.settings, model, features, registry=self.champions)
+        except Exception:
+            log.exception("online: champion of %s could not score", model)
+            return Answer("champion", error="champion could not score (see the service log)")
 
     def run(self, **kwargs: Any) -> Any:
         """Consume until stopped; the gauges stop reporting when the loop ends."""
