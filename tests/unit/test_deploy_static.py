@@ -300,3 +300,16 @@ def test_dockerfile_pins_python_and_cpu_torch() -> None:
         for source in sources:
             if source not in ("README.md", "constraints.txt"):  # the lead's files
                 assert (REPO / source).exists(), source
+
+
+def test_network_policy_covers_every_pod_and_its_http_port() -> None:
+    """The HTTP port serves POST /predict without authentication: a policy must guard it."""
+    resources = _resources()
+    policy = next(r for r in resources if r["kind"] == "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    allowed = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    for deployment in (r for r in resources if r["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), deployment["metadata"]
+        ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
+        assert ports <= allowed, deployment["metadata"]["name"]
