@@ -93,3 +93,5 @@ def test_concept_drift_becomes_one_retrain_request_and_state_survives_restart(
     again = OnlineService(settings, specs={"agrawal": SPEC}, store=store)
     assert again.state.learners["agrawal"].learned == state.learners["agrawal"].learned
     assert again.triggers["agrawal"].in_flight == request.request_id
+    again.stop()
+    again.run()  # stopped before its first poll: closes its clients (no reconnect spam)
