@@ -462,6 +462,11 @@ def test_online_service_survives_kill9(
 INGEST_PER_LIFE = 150
 INGEST_RATE = 300.0  # feature events per second (and as many labels)
 LABEL_LAG = 40  # a label is sent this many feature events after its features
+INGEST_ANCHORS: tuple[kills.Anchor, ...] = (
+    (kills.START, 0.2, kills.START_DELAY_S),  # start-up, group join
+    ("flushing", 0.5, (0.0, 0.08)),  # inside a push: online write, parquet rewrites
+    (kills.ANY_MARKER, 0.3, kills.WORK_DELAY_S),  # buffering, between push and commit
+)
 # a feature the model lacks, one it needs missing, a string for a number, another model
 INGEST_BAD = ("unknown_feature", "missing_feature", "wrong_type", "unknown_model")
 
@@ -498,7 +503,7 @@ def test_ingest_service_survives_kill9(
     project = f"t_{uuid.uuid4().hex[:12]}"
     store = open_store("embedded", repo_path=repo, project=project)
     apply_repo(store)
-    plan = kills.kill_plan(SEED + 4)
+    plan = kills.kill_plan(SEED + 4, anchors=INGEST_ANCHORS)
     pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=300, events_per_second=50.0,
                                            label_delay_s=2.0))
                  .live(T0, INGEST_PER_LIFE * len(plan)))

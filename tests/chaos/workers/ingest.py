@@ -4,9 +4,9 @@ repo (SQLite online store, parquet offline files), features and labels from the 
 ``args``: bootstrap, prefix, state_dir, registry, markers, log, repo and project (the
 test's Feast repo), ``final`` (run until nothing is buffered or waiting and the input is
 quiet, then exit 0). Marker lines: ``batch <n> buffered <rows>`` after each handled
-batch and ``flushed <rows>`` after each push to Feast (both before the commit), so kills
-land while rows are buffered, while parquet files are rewritten and between a push and
-its commit.
+batch, ``flushing <rows>`` before and ``flushed <rows>`` after each push to Feast (all
+before the commit), so kills land while rows are buffered, inside a push (online
+writes, parquet rewrites) and between a push and its commit.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class MarkedIngest(MarkedService, IngestService):
         return f"batch {len(batch)} buffered {self.buffer.rows}"
 
     def flush(self) -> int:
+        if self.buffer.rows:
+            self.markers.mark(f"flushing {self.buffer.rows}")
         rows = super().flush()
         if rows:
             self.markers.mark(f"flushed {rows}")
