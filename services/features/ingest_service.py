@@ -73,7 +73,7 @@ class IngestService(StreamService):
         self._last_flush = time.monotonic()
         super().__init__(
             settings,
-            group_id=f"{settings.topics.prefix}driftloop-ingest",
+            group_id="driftloop-ingest",
             topics={settings.topic("features"): FeatureEvent, settings.topic("labels"): LabelEvent},
             **kwargs,
         )

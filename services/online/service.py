@@ -226,7 +226,7 @@ class OnlineService(StreamService):
         self._window_start: dict[str, datetime] = {}
         super().__init__(
             settings,
-            group_id=f"{settings.topics.prefix}driftloop-online",
+            group_id="driftloop-online",
             topics={
                 settings.topic("features"): FeatureEvent,
                 settings.topic("labels"): LabelEvent,

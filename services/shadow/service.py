@@ -150,7 +150,7 @@ class ShadowService(StreamService):
         self._recovered_at = -math.inf
         super().__init__(
             settings,
-            group_id=f"{settings.topics.prefix}driftloop-shadow",
+            group_id="driftloop-shadow",
             topics={
                 settings.topic("features"): FeatureEvent,
                 settings.topic("labels"): LabelEvent,
