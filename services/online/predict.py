@@ -92,6 +92,20 @@ def predict_champion(
                   created_at=loaded.manifest.get("created_at"))
 
 
+def answer_doc(answer: Answer, *, strict_json: bool = False) -> dict[str, Any]:
+    """An :class:`Answer` as plain data; a non-finite probability gets an ``error``.
+
+    ``strict_json`` (the HTTP endpoint) also leaves that probability out, since JSON has
+    no NaN or infinity; the CLI keeps it beside the error.
+    """
+    doc = {k: v for k, v in asdict(answer).items() if v is not None and k != "source"}
+    if answer.proba is not None and not math.isfinite(answer.proba):
+        if strict_json:
+            del doc["proba"]
+        doc["error"] = "non-finite probability"
+    return doc
+
+
 def predict(
     settings: Settings, model: str, features: Mapping[str, Any], *,
     store: SnapshotStore | None = None, registry: Any = None,
@@ -100,8 +114,5 @@ def predict(
     out: dict[str, Any] = {"model": model}
     for answer in (predict_online(settings, model, features, store),
                    predict_champion(settings, model, features, registry)):
-        out[answer.source] = {k: v for k, v in asdict(answer).items()
-                              if v is not None and k != "source"}
-        if answer.proba is not None and not math.isfinite(answer.proba):
-            out[answer.source]["error"] = "non-finite probability"
+        out[answer.source] = answer_doc(answer)
     return out

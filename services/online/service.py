@@ -48,13 +48,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,7 +63,7 @@ from services.featurespec import FeatureSpec, ModelSpec
 from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
-from services.online.predict import Answer, predict_champion
+from services.online.predict import Answer, answer_doc, predict_champion
 from services.online.state import OnlineState, SnapshotError, SnapshotStore
 from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
@@ -161,16 +159,6 @@ class ChampionCache:
                 self._loaded[(model, ref)] = cached
                 self.loads += 1
             return cached
-
-
-def answer_doc(answer: Answer) -> dict[str, Any]:
-    """An :class:`Answer` as plain data, as ``driftloop predict`` prints it (strict JSON:
-    a non-finite probability is left out and reported in ``error``)."""
-    doc = {k: v for k, v in asdict(answer).items() if v is not None and k != "source"}
-    if answer.proba is not None and not math.isfinite(answer.proba):
-        del doc["proba"]
-        doc["error"] = "non-finite probability"
-    return doc
 
 
 class OnlineService(StreamService):
@@ -487,9 +475,10 @@ class OnlineService(StreamService):
                 return 503, {"error": f"model {model!r} has learned nothing yet",
                              "model": model, "learned": 0}
             online = Answer("online", proba=proba, learned=learned)
-        out: dict[str, Any] = {"model": model, "online": answer_doc(online)}
+        out: dict[str, Any] = {"model": model, "online": answer_doc(online, strict_json=True)}
         if champion:
-            out["champion"] = answer_doc(self._champion_answer(model, features))
+            out["champion"] = answer_doc(self._champion_answer(model, features),
+                                         strict_json=True)
         return 200, out
 
     def _champion_answer(self, model: str, features: Mapping[str, Any]) -> Answer:
