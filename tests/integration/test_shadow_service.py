@@ -20,16 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from chaos.workers.shadow import register_toy
 
-from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.shadow.decision import ShadowPolicy
 from services.shadow.promotion import CRASH_HOOK_ENV, Outbox
 from services.shadow.rollback import RollbackPolicy
 from services.shadow.service import ShadowService, build
-from services.training.model import TabularModel
-from services.training.preprocessing import FORMAT_VERSION
 from streams.broker import free_port
 from streams.consumer import ConsumerLoop
 from streams.contracts import (
@@ -79,23 +76,6 @@ def quiet_for(service: ShadowService, seconds: float) -> Callable[[], bool]:
     return check
 
 
-def _register(registry: ModelRegistry, weight: float, parent: int | None) -> tuple[int, str]:
-    """A logistic model p = sigmoid(weight * x) on one numeric feature ``x``."""
-    module = TabularModel(2, [], [], [], 0.0)
-    with torch.no_grad():
-        module.mlp[0].weight.copy_(torch.tensor([[weight, 0.0]]))
-        module.mlp[0].bias.zero_()
-    reg = registry.register(
-        MODEL, state_dict=module.state_dict(),
-        preprocessing={"format": FORMAT_VERSION, "numeric": [{"name": "x", "mean": 0.0,
-                       "std": 1.0}], "categorical": []},
-        model_meta=module.meta,
-        lineage=Lineage(training_snapshot_id=f"snap-{weight}", parent_version=parent),
-        hyperparameters={}, metrics={}, seeds={},
-    )
-    return reg.version, reg.manifest_sha256
-
-
 def _candidate(registry: ModelRegistry, version: int, sha: str, parent: int) -> ModelCandidate:
     return ModelCandidate(event_id=f"cand-{version}", model=MODEL, version=version,
                           parent_version=parent, request_id=f"req-{version}",
@@ -120,10 +100,10 @@ def _publish_events(settings: Settings, n: int, flip_after: int | None, seed: in
 
 def _setup(settings: Settings) -> tuple[ModelRegistry, int, int]:
     registry = ModelRegistry(settings.registry_uri)
-    v1, _ = _register(registry, 0.5, None)
+    v1, _ = register_toy(registry, 0.5, None)
     registry.set_alias(MODEL, "champion", v1, expected=None)
-    v2, sha2 = _register(registry, 2.0, v1)
-    v3, sha3 = _register(registry, 1.0, v2)  # built on v2, which is not champion
+    v2, sha2 = register_toy(registry, 2.0, v1)
+    v3, sha3 = register_toy(registry, 1.0, v2)  # built on v2, which is not champion
     with EventProducer(settings, "test") as producer:
         for cand in (_candidate(registry, v2, sha2, v1), _candidate(registry, v3, sha3, v2)):
             producer.send(settings.topic("models.candidates"), cand, MODEL)
@@ -200,10 +180,10 @@ def test_worse_rejected_and_equal_not_promoted_with_policy_from_settings(
     shadow = {"min_pairs": 200, "look_every": 200, "max_pairs": 400}
     settings = settings.with_models({MODEL: {"shadow": shadow}})
     registry = ModelRegistry(settings.registry_uri)
-    v1, _ = _register(registry, 0.5, None)
+    v1, _ = register_toy(registry, 0.5, None)
     registry.set_alias(MODEL, "champion", v1, expected=None)
-    worse, sha_w = _register(registry, -0.5, v1)
-    equal, sha_e = _register(registry, 0.5, v1)  # the champion's own weights
+    worse, sha_w = register_toy(registry, -0.5, v1)
+    equal, sha_e = register_toy(registry, 0.5, v1, "req-equal")  # the champion's own weights
     with EventProducer(settings, "test") as producer:
         for version, sha in ((worse, sha_w), (equal, sha_e)):
             producer.send(settings.topic("models.candidates"),
@@ -251,9 +231,9 @@ def test_crash_between_alias_move_and_events_is_completed_at_restart(
                       "rollback": ROLLBACK.model_dump(mode="json")}}
     settings = settings.with_models(models)
     registry = ModelRegistry(settings.registry_uri)
-    v1, _ = _register(registry, 0.5, None)
+    v1, _ = register_toy(registry, 0.5, None)
     registry.set_alias(MODEL, "champion", v1, expected=None)
-    v2, sha2 = _register(registry, 2.0, v1)
+    v2, sha2 = register_toy(registry, 2.0, v1)
     with EventProducer(settings, "test") as producer:
         producer.send(settings.topic("models.candidates"), _candidate(registry, v2, sha2, v1),
                       MODEL)
@@ -291,8 +271,8 @@ def test_rollback_with_kafka_unreachable_moves_nothing(tmp_path: Path) -> None:
     settings = load_settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
                              state_dir=tmp_path / "state", registry_uri=str(tmp_path / "reg"))
     registry = ModelRegistry(settings.registry_uri)
-    v1, _ = _register(registry, 0.5, None)
-    v2, _ = _register(registry, 2.0, v1)
+    v1, _ = register_toy(registry, 0.5, None)
+    v2, _ = register_toy(registry, 2.0, v1)
     registry.set_alias(MODEL, "champion", v1, expected=None)
     registry.set_alias(MODEL, "champion", v2, expected=v1)
     done = cli("models", "rollback", "--model", MODEL, "--timeout", "2", settings=settings)

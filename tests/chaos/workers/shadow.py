@@ -25,8 +25,11 @@ MODEL = "toy"
 QUIET_S = 3.0
 
 
-def register_toy(registry: ModelRegistry, weight: float, parent: int | None) -> tuple[int, str]:
-    """Register ``p = sigmoid(weight * x)``; returns (version, manifest sha256)."""
+def register_toy(registry: ModelRegistry, weight: float, parent: int | None,
+                 request_id: str | None = None) -> tuple[int, str]:
+    """Register ``p = sigmoid(weight * x)`` on one numeric feature ``x``; returns (version,
+    manifest sha256). The lineage's request id is ``req-w<weight>`` unless given (two
+    versions of one weight need two ids: a repeated request id yields the first)."""
     module = TabularModel(2, [], [], [], 0.0)
     with torch.no_grad():
         module.mlp[0].weight.copy_(torch.tensor([[weight, 0.0]]))
@@ -37,7 +40,7 @@ def register_toy(registry: ModelRegistry, weight: float, parent: int | None) -> 
                        "std": 1.0}], "categorical": []},
         model_meta=module.meta,
         lineage=Lineage(training_snapshot_id=f"snap-{weight}", parent_version=parent,
-                        request_id=f"req-w{weight}"),
+                        request_id=request_id or f"req-w{weight}"),
         hyperparameters={}, metrics={}, seeds={},
     )
     return reg.version, reg.manifest_sha256
