@@ -22,9 +22,16 @@ Why it is safe with concurrent writers:
   A binding whose version never commits (its writer died) is taken over at once when
   the writer was a process on this host that has exited (``kill -9`` included), else
   after ``claim_timeout_s``. Its version number stays unused: numbers may have gaps.
-- An alias changes by compare-and-set under an exclusive lock file; the new value is
-  written to a temporary file and renamed over the old one, so readers see the old or
-  the new value, never a partial one. A lock older than ``lock_stale_s`` is broken.
+- An alias changes by compare-and-set. On a local directory: under an exclusive lock
+  file, the new value written to a temporary file and renamed over the old one, so
+  readers see the old or the new value, never a partial one; a lock older than
+  ``lock_stale_s`` is broken. On object storage (S3, no rename): an append-only log of
+  write-once entries, the next one created only if absent (conditional ``PUT``), see
+  :mod:`services.registry.alias_log`; no lock, nothing to break.
+- Object stores are read without fsspec's listing cache (another writer's objects must
+  be seen at once), and a file is written with one ``PUT`` (atomic for readers).
+  Credentials and endpoint come from ``storage_options`` or the standard ``AWS_*``
+  variables (``AWS_ENDPOINT_URL`` for a non-AWS server).
 - Loading verifies the size and sha256 of every file named in the manifest before
   ``torch.load(weights_only=True)``; optionally the manifest's own sha256 (the value a
   ``ModelCandidate`` event carries). A manifest altered together with its files can
@@ -52,6 +59,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from services.files import fsync_dir, fsync_file
 from services.files import write_atomic as write_local_atomic
+from services.registry.alias_log import AliasLog
 from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
 from streams.broker import process_alive
 
@@ -187,14 +195,18 @@ class ModelRegistry:
         lock_wait_s: float = 10.0,
         lock_stale_s: float = 60.0,
         claim_timeout_s: float = 60.0,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.root_uri = root_uri.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(root_uri)
+        self.fs, root = fsspec.core.url_to_fs(root_uri, **_fs_options(root_uri, storage_options))
         self.root = root.rstrip("/")
         self.lock_wait_s = lock_wait_s
         self.lock_stale_s = lock_stale_s
         self.claim_timeout_s = claim_timeout_s
         self._local = isinstance(self.fs, LocalFileSystem)
+        self._alias_log = None if self._local else AliasLog(
+            self.fs, self._create_exclusive, wait_s=lock_wait_s
+        )
 
     # -- paths ---------------------------------------------------------------------------
     def _model_dir(self, model: str) -> str:
@@ -223,9 +235,7 @@ class ModelRegistry:
         if self._local:
             write_local_atomic(path, data)
             return
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, path)
+        self.fs.pipe_file(path, data)  # one object PUT: readers see all of it or nothing
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:
         """Create ``path`` only if absent; True when this call created it."""
@@ -246,6 +256,10 @@ class ModelRegistry:
                 handle.write(data)
         except FileExistsError:
             return False
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
         except (NotImplementedError, ValueError) as exc:
             raise RegistryError(
                 f"storage {self.root_uri} does not support exclusive create: {exc}"
@@ -478,8 +492,13 @@ class ModelRegistry:
     def _alias_path(self, model: str, alias: str) -> str:
         return f"{self._model_dir(model)}/aliases/{validate_name(alias, 'alias')}.json"
 
+    def _alias_dir(self, model: str, alias: str) -> str:
+        return f"{self._model_dir(model)}/aliases/{validate_name(alias, 'alias')}"
+
     def alias_record(self, model: str, alias: str) -> dict[str, Any] | None:
         """``{"version", "previous", "updated_at"}`` of an alias, or None."""
+        if self._alias_log is not None:
+            return self._alias_log.record(self._alias_dir(model, alias))
         try:
             return json.loads(self._read(self._alias_path(model, alias)))
         except FileNotFoundError:
@@ -493,6 +512,11 @@ class ModelRegistry:
     def aliases(self, model: str) -> dict[str, int]:
         """Every alias of ``model`` and its version."""
         out = {}
+        if self._alias_log is not None:
+            for name in self._alias_log.names(f"{self._model_dir(model)}/aliases"):
+                if _NAME.match(name) and (version := self.get_alias(model, name)) is not None:
+                    out[name] = version
+            return out
         for name in self._ls_names(f"{self._model_dir(model)}/aliases"):
             if name.endswith(".json") and not name.startswith("."):
                 version = self.get_alias(model, name[: -len(".json")])
@@ -536,6 +560,9 @@ class ModelRegistry:
         when another writer got there first.
         """
         version = self.resolve(model, version)
+        if self._alias_log is not None:
+            self._log_compare_and_set(model, alias, version, expected)
+            return
         with self._alias_lock(model, alias):
             current = self.get_alias(model, alias)
             if current != expected:
@@ -545,11 +572,26 @@ class ModelRegistry:
 
     def delete_alias(self, model: str, alias: str, *, expected: int) -> None:
         """Remove ``alias`` if it currently points at ``expected``."""
+        if self._alias_log is not None:
+            self._log_compare_and_set(model, alias, None, expected)
+            return
         with self._alias_lock(model, alias):
             current = self.get_alias(model, alias)
             if current != expected:
                 raise AliasConflictError(model, alias, expected, current)
             self.fs.rm(self._alias_path(model, alias))
+
+    def _log_compare_and_set(
+        self, model: str, alias: str, version: int | None, expected: int | None
+    ) -> None:
+        assert self._alias_log is not None
+        try:
+            self._alias_log.compare_and_set(
+                self._alias_dir(model, alias), alias, version, expected,
+                lambda actual: AliasConflictError(model, alias, expected, actual),
+            )
+        except TimeoutError as exc:
+            raise AliasLockTimeoutError(f"alias {model}/{alias}: {exc}") from exc
 
     # rollback: the shadow builder adds `rollback(model, ...)` here; it moves `champion`
     # back to the alias record's ``previous`` by the same compare-and-set.
@@ -574,6 +616,27 @@ class ModelRegistry:
             self.fs.rm(f"{vdir}/{MANIFEST}")  # uncommit first: readers stop seeing it
             self.fs.rm(vdir, recursive=True)
         return doomed
+
+
+def _fs_options(root_uri: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """fsspec options: remote stores are listed fresh every time (no listing cache)."""
+    protocol = fsspec.core.split_protocol(root_uri)[0] or "file"
+    options: dict[str, Any] = {}
+    if protocol not in {"file", "local", "memory"}:
+        options["use_listings_cache"] = False
+    options.update(given or {})
+    return options
+
+
+def _precondition_failed(exc: OSError) -> bool:
+    """Whether an object store refused a conditional create because the object exists
+    (HTTP 412 ``PreconditionFailed``; 409 ``ConditionalRequestConflict`` while another
+    conditional write of the same key is in progress)."""
+    cause = exc.__cause__
+    code = getattr(cause, "response", {}).get("Error", {}).get("Code") if cause else None
+    if code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
+        return True
+    return "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower()
 
 
 def _writer_gone(binding: Mapping[str, Any]) -> bool:
