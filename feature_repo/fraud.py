@@ -12,11 +12,15 @@ This file is the only list of the model's features: ``load_model_spec`` reads th
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Float64, String
 
 CRITICAL = {"critical": "true"}
+DATA = Path(__file__).resolve().parent / "data" / "offline"
+"""Each view's rows: append-only parquet parts, ``<view>/event_date=YYYY-MM-DD/part-*.parquet``."""
+PARTS = "event_date=*/part-*.parquet"
 
 transaction = Entity(
     name="transaction",
@@ -32,20 +36,23 @@ card = Entity(
 )
 
 
-def _push_source(name: str, path: str) -> PushSource:
-    """A push source over a parquet file (the offline copy of every push)."""
+def _push_source(name: str, view: str) -> PushSource:
+    """A push source over the view's parts directory (the offline copy of every push).
+
+    The path is absolute: Feast's DuckDB store reads it as given, not against the repo.
+    """
     batch = FileSource(
         name=f"{name}_batch",
-        path=path,
+        path=f"{DATA / view}/{PARTS}",
         timestamp_field="event_timestamp",
         created_timestamp_column="created",
     )
     return PushSource(name=name, batch_source=batch)
 
 
-fraud_transaction_push = _push_source("fraud_transaction_push", "data/fraud_transaction.parquet")
-fraud_card_push = _push_source("fraud_card_push", "data/fraud_card.parquet")
-fraud_labels_push = _push_source("fraud_labels_push", "data/fraud_labels.parquet")
+fraud_transaction_push = _push_source("fraud_transaction_push", "fraud_transaction")
+fraud_card_push = _push_source("fraud_card_push", "fraud_card")
+fraud_labels_push = _push_source("fraud_labels_push", "fraud_labels")
 
 fraud_transaction = FeatureView(
     name="fraud_transaction",

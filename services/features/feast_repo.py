@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from services.features.parts import ensure_parts, list_parts, parts_root
 from services.featurespec import FeatureKind, FeatureSpec, ModelSpec
-from services.files import replacing
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-Variant = Literal["embedded", "real"]
+Variant = Literal["embedded", "real", "file"]
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 """The checked-in Feast repository."""
@@ -33,6 +33,7 @@ REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 YAML_FILES: dict[str, str] = {
     "embedded": "feature_store.yaml",
     "real": "feature_store.real.yaml",
+    "file": "feature_store.file.yaml",  # Feast's file offline store: the baseline
 }
 TIMESTAMP_COLUMN = "event_timestamp"
 CREATED_COLUMN = "created"
@@ -147,8 +148,8 @@ def load_definitions(repo_path: Path | str) -> list[Any]:
 def apply_repo(store: FeatureStore) -> list[str]:
     """Programmatic ``feast apply``: register the repo's objects and create their tables.
 
-    Also creates an empty parquet file (with the right schema) for every push source's
-    batch source that has none yet, since an offline push appends to that file.
+    Also gives every view's parts directory a zero-row part (with the right schema)
+    when it has none yet, so the offline engines can read an empty view.
     Objects removed from the definitions are not deleted. Returns the applied names.
     """
     from feast import FeatureView
@@ -157,13 +158,13 @@ def apply_repo(store: FeatureStore) -> list[str]:
     store.apply(objects)
     for obj in objects:
         if isinstance(obj, FeatureView):
-            ensure_offline_file(store, obj)
+            ensure_offline_parts(store, obj)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
 
 def batch_path(store: FeatureStore, view: FeatureView) -> Path:
-    """Absolute path of a view's parquet batch source."""
-    uri = view.batch_source.path  # type: ignore[union-attr]
+    """Absolute path of a view's parts directory (its source is ``<dir>/event_date=*/…``)."""
+    uri = parts_root(view.batch_source.path)  # type: ignore[union-attr]
     path = Path(uri)
     return path if path.is_absolute() else Path(store.repo_path) / path
 
@@ -305,12 +306,10 @@ def arrow_schema(view: ViewLayout) -> Any:
     return pa.schema(fields)
 
 
-def ensure_offline_file(store: FeatureStore, view: FeatureView) -> Path:
-    """Create an empty parquet batch file for ``view`` when it has none yet."""
-    import pyarrow.parquet as pq
-
+def ensure_offline_parts(store: FeatureStore, view: FeatureView) -> Path:
+    """Give ``view``'s parts directory a zero-row part when it has no part yet."""
     path = batch_path(store, view)
-    if not path.exists():
+    if not list_parts(path):
         push = view.stream_source
         extra: tuple[str, ...] = ()
         if view.tags.get("role") == "label":
@@ -324,8 +323,7 @@ def ensure_offline_file(store: FeatureStore, view: FeatureView) -> Path:
             path=path,
             extra_columns=extra,
         )
-        with replacing(path) as tmp:  # a crash here must not leave a torn file behind
-            pq.write_table(arrow_schema(layout).empty_table(), tmp)
+        ensure_parts(path, arrow_schema(layout))
     return path
 
 

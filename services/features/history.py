@@ -1,7 +1,7 @@
 """Write a generated history frame into the offline store (the first training data).
 
-The first load writes the parquet batch files directly (one write per view instead
-of a push that rereads the file), with ``created`` set to the row's own event time
+The first load writes each view's parquet parts directly (one part per event date),
+with ``created`` set to the row's own event time
 (features) or label time (labels), so the same history always gives the same files.
 Later data arrives through the ingest service's pushes.
 """
@@ -20,7 +20,7 @@ from services.features.feast_repo import (
     arrow_schema,
     load_layout,
 )
-from services.files import replacing
+from services.features.parts import ensure_parts, list_parts, write_parts
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -41,13 +41,14 @@ def write_history(
     mode: Literal["overwrite", "append"] = "overwrite",
     online: bool = False,
 ) -> dict[str, int]:
-    """Write ``frame`` (from ``Generator.history``) to each view's parquet file.
+    """Write ``frame`` (from ``Generator.history``) to each view's parts directory.
 
-    ``mode="append"`` keeps the rows already there. ``online=True`` also writes each
-    key's latest row of the online views to the online store. Returns rows per view.
+    ``mode="append"`` adds parts beside those already there; ``"overwrite"`` removes
+    the old parts once the new ones are written (a reader in between sees both: this is
+    a first load, not a live path). ``online=True`` also writes each key's latest row
+    of the online views to the online store. Returns the rows written per view.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     layout = load_layout(store, model)
     parts = [(v, TIMESTAMP_COLUMN) for v in layout.views] + [(layout.labels, LABEL_TIME_COLUMN)]
@@ -57,10 +58,13 @@ def write_history(
         table = pa.Table.from_pandas(
             view_frame(frame, view, created_from), schema=schema, preserve_index=False
         )
-        if mode == "append" and view.path.exists():
-            table = pa.concat_tables([pq.read_table(view.path).cast(schema), table])
-        with replacing(view.path) as tmp:
-            pq.write_table(table, tmp)
+        old = list_parts(view.path) if mode == "overwrite" else []
+        write_parts(view.path, table, TIMESTAMP_COLUMN)
+        for part in old:
+            part.unlink()
+            if not any(part.parent.iterdir()):
+                part.parent.rmdir()
+        ensure_parts(view.path, schema)
         written[view.name] = table.num_rows
     if online:
         for view in layout.views:

@@ -33,6 +33,7 @@ from services.features.feast_repo import (
     TIMESTAMP_COLUMN,
     ModelLayout,
     ViewLayout,
+    arrow_schema,
 )
 from streams.contracts import FeatureEvent, LabelEvent
 
@@ -58,10 +59,10 @@ class Reject:
 class PushBatch:
     """Rows for one push source: every batch-source column, ``created`` included.
 
-    ``frame`` goes to the offline store (the parquet file at ``path`` for the file
-    store). ``online`` (online views only) holds the newest row per entity key of
-    ``frame``: the online store keeps one row per key, so the older rows of a batch
-    would only be overwritten, at Feast's per-row cost.
+    ``frame`` goes to the offline store: new parquet parts in the view's parts
+    directory ``path``, typed by ``schema``. ``online`` (online views only) holds the
+    newest row per entity key of ``frame``: the online store keeps one row per key, so
+    the older rows of a batch would only be overwritten, at Feast's per-row cost.
     """
 
     push_source: str
@@ -69,6 +70,8 @@ class PushBatch:
     frame: pd.DataFrame
     online: pd.DataFrame | None = None
     path: Path | None = None
+    schema: Any = None
+    """The parts' ``pyarrow.Schema`` (the view's batch-source columns)."""
 
 
 class _Model:
@@ -283,7 +286,7 @@ def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -
     if view.online:
         online = df.drop_duplicates(list(view.join_keys), keep="last", ignore_index=True)
     return PushBatch(push_source=view.push_source, view=view.name, frame=df, online=online,
-                     path=view.path)
+                     path=view.path, schema=arrow_schema(view))
 
 
 PartitionKey = tuple[str, int]

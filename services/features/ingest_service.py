@@ -9,9 +9,10 @@ Each push records ``driftloop.ingest.freshness_lag`` per model: the age of the o
 feature event it wrote. Labels still waiting for their features hold their offsets
 back, so a crash re-reads them; every pushed feature event is recorded in a durable
 index (:mod:`services.features.event_index`, in the state directory) before its offset
-is committed, so a label that arrives after a restart still finds its features. Run one
-ingest consumer per offline file set: an offline push rewrites the parquet file, and
-two writers at once would lose rows.
+is committed, so a label that arrives after a restart still finds its features. The
+offline rows are appended as new parquet parts (:mod:`services.features.parts`), so a
+push costs the same whatever the history, and several ingest consumers may share one
+offline store.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.features.event_index import EventIndex
-from services.features.feast_repo import ensure_offline_file, load_layout, open_store
+from services.features.feast_repo import ensure_offline_parts, load_layout, open_store
 from services.features.ingest import IngestBuffer, OffsetTracker, Reject
 from services.features.sink import SinkStats, push_batches
 from services.runtime import StreamService
@@ -58,7 +59,7 @@ class IngestService(StreamService):
         self.layouts = {m: load_layout(self.store, m) for m in names}
         for layout in self.layouts.values():
             for view in (*layout.views, layout.labels):
-                ensure_offline_file(self.store, self.store.get_feature_view(view.name))
+                ensure_offline_parts(self.store, self.store.get_feature_view(view.name))
         self.index = EventIndex(Path(settings.state_dir) / "ingest" / "event-index.sqlite3")
         self.buffer = IngestBuffer(self.layouts, lookup=self.index.get)
         self._unindexed: list[tuple[str, str, datetime]] = []

@@ -197,7 +197,8 @@ def create_snapshot(
             features=[*refs, layout.label_ref],
             join_keys=[layout.event_key, layout.spec.entity],
             full_feature_names=False,
-            storage=SavedDatasetFileStorage(path=relative),
+            # absolute: Feast's DuckDB store reads a path as given, not against the repo
+            storage=SavedDatasetFileStorage(path=str(path)),
             tags={
                 "model": spec.model,
                 "sha256": digest,

@@ -92,7 +92,7 @@ def test_generate_then_snapshot(
         )
         assert result.exit_code == 0, result.output
         store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
-        labels = pd.read_parquet(repo / "data" / "fraud_labels.parquet")
+        labels = pd.read_parquet(repo / "data" / "offline" / "fraud_labels")
         assert len(labels) == 3000
         assert _count(settings, settings.topic("features"), 200) == 200
         assert _count(settings, settings.topic("labels"), 200) == 200
