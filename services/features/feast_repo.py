@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+from services.features.engines import adapt_sources
 from services.features.parts import ensure_parts, list_parts, parts_root
 from services.featurespec import FeatureKind, FeatureSpec, ModelSpec
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-Variant = Literal["embedded", "real", "file"]
+Variant = Literal["embedded", "real", "file", "spark"]
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 """The checked-in Feast repository."""
@@ -34,6 +35,7 @@ YAML_FILES: dict[str, str] = {
     "embedded": "feature_store.yaml",
     "real": "feature_store.real.yaml",
     "file": "feature_store.file.yaml",  # Feast's file offline store: the baseline
+    "spark": "feature_store.spark.yaml",  # Feast's Spark offline store, same parts
 }
 TIMESTAMP_COLUMN = "event_timestamp"
 CREATED_COLUMN = "created"
@@ -154,7 +156,7 @@ def apply_repo(store: FeatureStore) -> list[str]:
     """
     from feast import FeatureView
 
-    objects = load_definitions(store.repo_path)
+    objects = adapt_sources(load_definitions(store.repo_path), store.config.offline_store.type)
     store.apply(objects)
     for obj in objects:
         if isinstance(obj, FeatureView):
