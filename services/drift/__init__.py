@@ -16,7 +16,7 @@ _WHERE = {
     "ProfileCache": "profile", "ReferenceProfile": "profile",
     "build_reference_profile": "profile",
     "build_drift_report": "report", "drift_report_id": "report",
-    "retrain_request_id": "report", "window_key": "report",
+    "retrain_request_id": "report", "window_key": "report", "episode_request_id": "report",
     "FeatureStats": "stats", "WindowStatsEngine": "stats", "window_stats": "stats",
     "RetrainTrigger": "trigger", "TriggerConfig": "trigger", "TriggerDecision": "trigger",
     "ClosedWindow": "window", "WindowAccumulator": "window",

@@ -40,6 +40,20 @@ def retrain_request_id(model: str, reference_snapshot_id: str, window_key: str) 
     return _digest("retrain", model, reference_snapshot_id, window_key)
 
 
+def episode_request_id(
+    model: str, reference_snapshot_id: str, previous_request_id: str | None
+) -> str:
+    """Idempotency key of the next retrain request of ``model`` against a reference.
+
+    Derived from the model's latest request on ``retrain.requests`` (one partition per
+    model, so every reader agrees on which is latest), not from the window that fired:
+    replicas that each see their own partitions' windows alarm at about the same time,
+    and before either has read the other's request they derive the same key, so the
+    second request is a harmless duplicate instead of a second retrain.
+    """
+    return _digest("retrain-episode", model, reference_snapshot_id, previous_request_id or "-")
+
+
 def drift_report_id(model: str, reference_snapshot_id: str, window_key: str) -> str:
     """Deterministic ``event_id`` of a window's drift report."""
     return _digest("drift-report", model, reference_snapshot_id, window_key)

@@ -7,7 +7,9 @@ reference profile (the pure core in :mod:`services.drift.stats` and
 :mod:`services.drift.policy`), yields one ``drift.reports`` event, and feeds the
 model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
 ``retrain.requests`` event goes out whose ``request_id`` is derived from the model,
-the reference and the window, so a recomputed window never yields a second request.
+the reference and the model's latest request on ``retrain.requests``
+(:func:`~services.drift.report.episode_request_id`): a recomputed window, or another
+replica alarming at the same moment, yields the same key, never a second retrain.
 Input rules: an event of a model with no declared reference is dead-lettered
 (``unknown_model``), one of a model without a champion yet is skipped; feature names
 the model does not declare are ignored, and a declared feature that is absent, or not a
@@ -16,7 +18,9 @@ number where a number is expected, counts as missing in its window.
 Delivery: offsets are committed only up to the first offset, per partition, of any
 window still open, after the reports and requests of the closed ones were
 acknowledged; a restarted monitor re-reads its open windows. Trigger state (the
-streak of alarming windows) is saved locally before each commit, and every monitor
+streak of alarming windows) is this replica's own: it is saved under this replica's
+``state_dir`` before each commit and never shared (replicas each have their own state
+directory; losing it costs at most a streak restart). Every monitor
 also reads ``retrain.requests``, ``models.verdicts`` and ``models.promotions`` (not
 as a group member: all partitions, from the start) so that a request made by another
 instance, or before a restart, counts as in flight and starts the cooldown; a
@@ -46,7 +50,7 @@ from services.drift.references import (
     ReferenceProvider,
     UnknownModelError,
 )
-from services.drift.report import build_drift_report, retrain_request_id, window_key
+from services.drift.report import build_drift_report, episode_request_id, window_key
 from services.drift.stats import WindowStatsEngine
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.drift.window import ClosedWindow, WindowAccumulator
@@ -211,6 +215,7 @@ class DriftMonitor(StreamService):
         for event in self._control.drain():
             if isinstance(event, RetrainRequest):
                 self._control.requests[event.request_id] = event
+                self._control.last_request[event.model] = event.request_id
                 target = self.monitors.get(event.model)
                 if target is not None:
                     target.trigger.record_request(event.request_id, event.window_end)
@@ -359,7 +364,8 @@ class DriftMonitor(StreamService):
     def _decide(self, model: str, monitor: ModelMonitor, key: str, verdict: WindowVerdict,
                 report_id: str, window_end: datetime, n_events: int) -> None:
         reference = monitor.reference
-        request_id = retrain_request_id(model, reference.snapshot_id, key)
+        request_id = episode_request_id(model, reference.snapshot_id,
+                                        self._control.last_request.get(model))
         if n_events < monitor.config.min_window_events:
             return
         decision = monitor.trigger.observe(verdict.drifted, window_end, key, request_id)
@@ -388,6 +394,7 @@ class DriftMonitor(StreamService):
                 requested_at=datetime.now(UTC),
             )
             self.producer.send(self.settings.topic("retrain.requests"), request, key=model)
+        self._control.last_request[model] = request_id
         self.metrics.record_retrain_request(model, "covariate")
         self.stats.requests += 1
         log.info("%s: retrain request %s (%s)", model, request_id, decision.reason)
@@ -409,6 +416,8 @@ class _ControlReader:
         self._settings = settings
         self._consumer: Consumer | None = None
         self.requests: dict[str, RetrainRequest] = {}
+        self.last_request: dict[str, str] = {}
+        """Per model, the id of its latest request in topic order (one partition each)."""
         self.verdicts: list[ShadowVerdict] = []
 
     def _open(self) -> Consumer:

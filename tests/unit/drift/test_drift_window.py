@@ -181,3 +181,14 @@ def test_single_and_no_numeric_features() -> None:
     acc.add(T0, {"c": "x"})
     w = acc.add(T0, {"c": None})
     assert w is not None and w.numeric.shape == (2, 0) and w.categorical == {"c": ["x", None]}
+
+
+def test_episode_request_id_follows_the_models_latest_request() -> None:
+    from services.drift.report import episode_request_id
+
+    first = episode_request_id("m", "snap", None)
+    assert len(first) == 32 and first == episode_request_id("m", "snap", None)
+    second = episode_request_id("m", "snap", first)
+    assert second not in {first, episode_request_id("m", "snap", "other")}
+    assert first != episode_request_id("m2", "snap", None)
+    assert first != episode_request_id("m", "snap2", None)
