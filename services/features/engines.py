@@ -71,3 +71,23 @@ def adapt_sources(objects: list[Any], offline_type: str) -> list[Any]:
             obj = convert(obj)
         out.append(obj)
     return out
+
+
+
+
+def load_saved_dataset(store: Any, name: str) -> tuple[Any, Any]:
+    """A saved dataset (a snapshot's parquet file) and its rows as a pandas frame.
+
+    Through the store where it can; Feast 0.67's Spark store cannot read saved datasets
+    back (it refuses file storage, and ``SavedDatasetSparkStorage.to_data_source``
+    builds a ``SparkSource`` without a name, which fails), so on Spark the dataset comes
+    from the registry and its file is read directly: one parquet file, checked against
+    its sha256 by the caller.
+    """
+    if not is_spark(store.config.offline_store.type):
+        dataset = store.get_saved_dataset(name)
+        return dataset, dataset.to_df()
+    import pyarrow.parquet as pq
+
+    dataset = store.registry.get_saved_dataset(name, store.project)
+    return dataset, pq.read_table(dataset.storage.file_options.uri).to_pandas()

@@ -26,7 +26,7 @@ from services.featurespec import FeatureKind, FeatureSpec, ModelSpec
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-Variant = Literal["embedded", "real", "file", "spark"]
+Variant = Literal["embedded", "real", "file", "spark", "cluster"]
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 """The checked-in Feast repository."""
@@ -36,6 +36,7 @@ YAML_FILES: dict[str, str] = {
     "real": "feature_store.real.yaml",
     "file": "feature_store.file.yaml",  # Feast's file offline store: the baseline
     "spark": "feature_store.spark.yaml",  # Feast's Spark offline store, same parts
+    "cluster": "feature_store.cluster.yaml",  # Spark + Redis + SQL registry (deploy/k8s)
 }
 TIMESTAMP_COLUMN = "event_timestamp"
 CREATED_COLUMN = "created"

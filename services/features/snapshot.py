@@ -236,10 +236,12 @@ def load_snapshot_frame(
     store: FeatureStore, snapshot_id: str, *, verify: bool = True
 ) -> pd.DataFrame:
     """The canonical frame of a saved snapshot; checks its sha256 when ``verify``."""
-    dataset = store.get_saved_dataset(snapshot_id)
+    from services.features.engines import load_saved_dataset
+
+    dataset, rows = load_saved_dataset(store, snapshot_id)
     model = dataset.feature_service_name or dataset.tags["model"]
     layout = load_layout(store, model)
-    frame = canonical_frame(dataset.to_df(), layout)
+    frame = canonical_frame(rows, layout)
     if verify:
         expected = dataset.tags.get("sha256")
         actual = content_hash(frame)

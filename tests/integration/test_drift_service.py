@@ -162,7 +162,9 @@ def test_two_monitors_in_one_group_cover_every_partition_once(settings: Settings
     s = _settings(settings, window_events=100, idle_flush_seconds=2)
     events = _events(_frame(1200, 5), 0)
     references = StaticReferences({"m1": _reference("snap-a")})
-    monitors = [DriftMonitor(s, references=references) for _ in range(2)]
+    # Each member keeps its own state directory: replicas never share a state file.
+    monitors = [DriftMonitor(s.model_copy(update={"state_dir": s.state_dir / f"member-{i}"}),
+                             references=references) for i in range(2)]
 
     def total() -> int:
         return sum(m.stats.events_reported for m in monitors)
