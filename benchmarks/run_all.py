@@ -16,6 +16,7 @@ BENCHMARKS = (
     "bench_drift_detection",
     "bench_drift_e2e",
     "bench_ingest",
+    "bench_offline",
     "bench_finetune",
     "bench_shadow",
     "bench_online",

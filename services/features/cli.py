@@ -187,6 +187,44 @@ def _replay(gen: Generator, start: datetime, events: int, rate: float, model: st
     )
 
 
+@data_app.command("compact")
+def compact(
+    model: Annotated[str, typer.Option(help="Model whose offline views to compact.")] = MODEL,
+    before: Annotated[
+        str | None,
+        typer.Option(help="Compact dates before this UTC date (default: today, i.e. every "
+                          "closed date)."),
+    ] = None,
+    min_parts: Annotated[int, typer.Option(help="Leave dates with fewer parts alone.")] = 2,
+    variant: VariantOption = None,
+    repo: RepoOption = None,
+) -> None:
+    """Merge the small parquet parts of closed dates into one part per date.
+
+    Safe while the ingest runs: readers see the old parts or the merged one, never both.
+    """
+    from services.features.compact import CompactionBusy, compact_view
+    from services.features.feast_repo import load_layout
+
+    cutoff = datetime.fromisoformat(before).date() if before else datetime.now(UTC).date()
+    store = _store(variant, repo)
+    try:
+        layout = load_layout(store, model)
+    except Exception as exc:  # unknown model: one line, not a traceback
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    for view in (*layout.views, layout.labels):
+        try:
+            done = compact_view(view.path, before=cutoff, min_parts=min_parts)
+        except (CompactionBusy, OSError) as exc:
+            console.print(f"[red]error:[/] {view.name}: {exc}")
+            raise typer.Exit(1) from None
+        console.print(
+            f"{view.name}: {len(done.dates)} dates compacted, {done.parts_before} -> "
+            f"{done.parts_after} parts ({done.rows} rows merged)"
+        )
+
+
 @snapshot_app.command("create")
 def create(
     model: Annotated[str, typer.Option(help="Model (its FeatureService).")],

@@ -61,8 +61,8 @@ def write_history(
         old = list_parts(view.path) if mode == "overwrite" else []
         write_parts(view.path, table, TIMESTAMP_COLUMN)
         for part in old:
-            part.unlink()
-            if not any(part.parent.iterdir()):
+            part.unlink(missing_ok=True)
+            if part.parent.is_dir() and not any(part.parent.iterdir()):
                 part.parent.rmdir()
         ensure_parts(view.path, schema)
         written[view.name] = table.num_rows

@@ -17,13 +17,15 @@ Writers take a shared lock on ``<root>/.lock`` while they write and rename; comp
 directory, so a write never lands in a directory that is being replaced.
 
 The Feast source of a view names ``<root>/event_date=*/part-*.parquet`` (``PART_GLOB``);
-an empty view holds one zero-row part so that every engine can read its schema.
+an empty view holds one zero-row part so that every engine can read its schema (removed
+by the first write of real rows).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -154,8 +156,16 @@ def write_parts(root: Path, table: pa.Table, column: str) -> list[Path]:
             written.append(write_part_file(partition_dir(root, day), rows))
         for directory in {p.parent for p in written}:
             fsync_dir(directory)
+        _drop_empty_seed(root)
     fsync_dir(root)
     return written
+
+
+def _drop_empty_seed(root: Path) -> None:
+    """Remove the zero-row schema part once real parts exist (dask trips over it)."""
+    seed = partition_dir(root, EMPTY_DATE)
+    if seed.is_dir():
+        shutil.rmtree(seed, ignore_errors=True)
 
 
 def ensure_parts(root: Path, schema: pa.Schema) -> None:

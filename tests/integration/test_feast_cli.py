@@ -125,3 +125,47 @@ def test_generate_then_snapshot(
     finally:
         if store is not None:
             drop_project(store)
+
+
+def test_data_compact_merges_parts_and_keeps_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.features.feast_repo import apply_repo, load_layout
+    from services.features.generate import Generator, GeneratorConfig
+    from services.features.history import write_history
+    from services.features.parts import list_parts, partitions
+    from services.features.snapshot import build_training_frame
+
+    project = f"t_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv(ENV_PROJECT, project)
+    repo = copy_repo(tmp_path / "repo")
+    store = open_store("embedded", repo_path=repo, project=project)
+    apply_repo(store)
+    end = datetime(2026, 5, 2, 0, 0, 10, tzinfo=UTC)  # 3,000 rows at 100/s: two dates
+    for seed, mode in ((1, "overwrite"), (2, "append"), (3, "append")):
+        write_history(store, Generator(GeneratorConfig(seed=seed)).history(end, 3000),
+                      mode=mode)  # type: ignore[arg-type]
+    layout = load_layout(store, "fraud")
+    views = (*layout.views, layout.labels)
+    assert all(len(list_parts(v.path)) == 6 for v in views)
+    window = (end - timedelta(days=1), end + timedelta(days=1))
+    before, labelled = build_training_frame(store, layout, *window)
+    assert labelled == 9000 and len(before) == 9000
+
+    result = CliRunner().invoke(
+        _app(), ["data", "compact", "--model", "fraud", "--before", "2026-05-02",
+                 "--repo", str(repo), "--variant", "embedded"])
+    assert result.exit_code == 0, result.output
+    assert "fraud_card: 1 dates compacted, 6 -> 4 parts (6000 rows merged)" in result.output
+    for view in views:  # the closed date is one part; the open one is left as it was
+        counts = [len(list(d.glob("part-*.parquet"))) for d in partitions(view.path)]
+        assert counts == [1, 3], view.name
+    after, _ = build_training_frame(store, layout, *window)
+    pd.testing.assert_frame_equal(after, before, check_exact=True)
+
+    unknown = CliRunner().invoke(_app(), ["data", "compact", "--model", "nope",
+                                          "--repo", str(repo), "--variant", "embedded"])
+    assert unknown.exit_code == 2 and "error:" in unknown.output
+    drop_project(store)

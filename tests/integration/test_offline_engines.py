@@ -1,191 +1,142 @@
-"""The same parquet parts and definitions on two offline engines: DuckDB and Spark.
+"""The same parquet parts through three offline engines: Feast's file store, Feast's
+DuckDB store and the embedded default (DuckDB with an ASOF join), all real.
 
-One repo copy holds the data once (``data/offline/<view>/event_date=*/part-*.parquet``);
-the embedded variant (Feast's DuckDB offline store) and the ``spark`` variant (Feast's
-Spark offline store, pyspark in local mode) each register the repo's definitions and
-take the same snapshot. The snapshots must be equal row for row, and the point-in-time
-cases below must come out as computed by hand, on both engines:
-
-- a card whose only state is older than the view's TTL: the payment's row is kept,
-  its card features are null (not dropped);
-- two payments of one card at the same instant: two rows (not collapsed);
-- a label corrected later (a newer ``created``): the newest label wins, and the
-  features are still those as of the payment's time;
-- the card's state changing after a payment: the payment sees the older state.
-
-Spark starts in seconds, so the data is written once and each engine is opened once
-for the module (one SparkSession, two cores, small data).
+Point-in-time edge cases, each engine's answer asserted:
+- a card whose only row is older than the TTL: DuckDB (both) keeps the entity row with
+  null features, as Feast documents; the file store drops the row;
+- an unknown card: null features everywhere;
+- two rows of one card with the same timestamp: the newer ``created`` wins;
+- two entity rows with the same key and timestamp (feast issue 6787): both come back
+  on DuckDB; the file store collapses them into one (wrong);
+- a feature row that arrived late (written after the entity time, event time before
+  it) is used: the join goes by event time, not by arrival;
+- a corrected (late) label replaces the first in a snapshot.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from services.features.feast_repo import (
-    CREATED_COLUMN,
-    LABEL_TIME_COLUMN,
-    TIMESTAMP_COLUMN,
-    ModelLayout,
     apply_repo,
     arrow_schema,
     copy_repo,
     load_layout,
-    load_model_spec,
+    load_repo_config_dict,
     open_store,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.history import write_history
-from services.features.parts import write_parts
-from services.features.snapshot import (
-    build_training_frame,
-    content_hash,
-    create_snapshot,
-    load_snapshot_frame,
-)
+from services.features.sink import append_parts
+from services.features.snapshot import build_training_frame
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::RuntimeWarning"),
-              pytest.mark.filterwarnings("ignore::UserWarning")]
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-HISTORY_ROWS = 1500
-WINDOW = (T0 - timedelta(days=2), T0 + timedelta(days=1))
-BASE = next(iter(Generator(GeneratorConfig(seed=5)).live(T0, 1)))[0].features
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
+CARD_FEATURES = ["txn_count_1h", "txn_count_24h", "avg_amount_7d", "card_age_days",
+                 "account_balance", "velocity_score", "failed_pins_24h"]
+ENGINES = ("file", "duckdb", "asof")
 
 
-def _rows(view_columns: tuple[str, ...], rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows of one view; features not given take the BASE payment's values."""
-    filled = [{c: r.get(c, BASE.get(c)) for c in view_columns} for r in rows]
-    return pd.DataFrame(filled, columns=list(view_columns))
+def _stores(tmp_path: Path) -> dict[str, Any]:
+    """One repo (one registry, one set of parts) opened with each offline engine."""
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    repo = copy_repo(tmp_path / "repo")
+    project = f"t_{uuid.uuid4().hex[:12]}"
+    stores = {"asof": open_store("embedded", repo_path=repo, project=project),
+              "file": open_store("file", repo_path=repo, project=project)}
+    raw = load_repo_config_dict("embedded", repo, project)
+    raw["offline_store"] = {"type": "duckdb"}
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    stores["duckdb"] = FeatureStore(repo_path=str(repo), config=config)
+    assert stores["asof"].config.offline_store.type.endswith("DuckDBAsofOfflineStore")
+    apply_repo(stores["asof"])
+    return stores
 
 
-def _append(view: Any, frame: pd.DataFrame) -> None:
-    table = pa.Table.from_pandas(frame, schema=arrow_schema(view), preserve_index=False)
-    write_parts(view.path, table, TIMESTAMP_COLUMN)
+def _card_rows(store: Any, rows: list[tuple[str, datetime, datetime, float]]) -> None:
+    """Card rows (card, event time, created, account_balance) as one new part each call."""
+    view = load_layout(store, "fraud").views[1]
+    frame = pd.DataFrame({
+        "card_id": [r[0] for r in rows],
+        **{f: [1.0] * len(rows) for f in CARD_FEATURES if f != "account_balance"},
+        "account_balance": [r[3] for r in rows],
+        "event_timestamp": pd.to_datetime([r[1] for r in rows], utc=True),
+        "created": pd.to_datetime([r[2] for r in rows], utc=True),
+    })
+    append_parts(view.path, frame, arrow_schema(view))
 
 
-def write_edge_cases(layout: ModelLayout) -> None:
-    """The point-in-time cases, written as parts beside the generated history."""
-    tx, card = layout.views
-    t1, t2, t3 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
-    old = T0 - timedelta(days=40)  # older than fraud_card's 30-day TTL
-    _append(tx, _rows(tx.columns, [
-        {"event_id": "e1", "amount": 10.0, TIMESTAMP_COLUMN: t1, CREATED_COLUMN: t1},
-        {"event_id": "e2", "amount": 20.0, TIMESTAMP_COLUMN: t2, CREATED_COLUMN: t2},
-        {"event_id": "e7", "amount": 70.0, TIMESTAMP_COLUMN: t2, CREATED_COLUMN: t2},
-        {"event_id": "e8", "amount": 80.0, TIMESTAMP_COLUMN: t3, CREATED_COLUMN: t3},
-        {"event_id": "e9", "amount": 90.0, TIMESTAMP_COLUMN: t3, CREATED_COLUMN: t3},
-        {"event_id": "e-unlabelled", "amount": 1.0, TIMESTAMP_COLUMN: t3, CREATED_COLUMN: t3},
-    ]))
-    _append(card, _rows(card.columns, [
-        {"card_id": "c1", "account_balance": 150.0, TIMESTAMP_COLUMN: t1, CREATED_COLUMN: t1},
-        {"card_id": "c1", "account_balance": 900.0, TIMESTAMP_COLUMN: t2, CREATED_COLUMN: t2},
-        {"card_id": "c7", "account_balance": 7.0, TIMESTAMP_COLUMN: old, CREATED_COLUMN: old},
-        {"card_id": "c8", "account_balance": 55.0, TIMESTAMP_COLUMN: t3, CREATED_COLUMN: t3},
-    ]))
-    labels = layout.labels
-    late = t3 + timedelta(hours=2)
-    _append(labels, _rows(labels.columns, [
-        {"event_id": "e1", "card_id": "c1", "is_fraud": 0.0, TIMESTAMP_COLUMN: t1,
-         LABEL_TIME_COLUMN: t1 + timedelta(minutes=1), CREATED_COLUMN: t1 + timedelta(minutes=1)},
-        # e1's label is corrected after e2 happened (a later created time): 1.0 wins.
-        {"event_id": "e1", "card_id": "c1", "is_fraud": 1.0, TIMESTAMP_COLUMN: t1,
-         LABEL_TIME_COLUMN: late, CREATED_COLUMN: late},
-        {"event_id": "e2", "card_id": "c1", "is_fraud": 0.0, TIMESTAMP_COLUMN: t2,
-         LABEL_TIME_COLUMN: late, CREATED_COLUMN: late},
-        {"event_id": "e7", "card_id": "c7", "is_fraud": 1.0, TIMESTAMP_COLUMN: t2,
-         LABEL_TIME_COLUMN: late, CREATED_COLUMN: late},
-        {"event_id": "e8", "card_id": "c8", "is_fraud": 0.0, TIMESTAMP_COLUMN: t3,
-         LABEL_TIME_COLUMN: late, CREATED_COLUMN: late},
-        {"event_id": "e9", "card_id": "c8", "is_fraud": 1.0, TIMESTAMP_COLUMN: t3,
-         LABEL_TIME_COLUMN: late, CREATED_COLUMN: late},
-    ]))
+def _join(store: Any, entity: pd.DataFrame) -> list[tuple[str, str, float | None]]:
+    out = store.get_historical_features(
+        entity_df=entity.copy(), features=["fraud_card:account_balance"]).to_df()
+    rows = [(r.event_id, r.card_id, None if pd.isna(r.account_balance) else r.account_balance)
+            for r in out.itertuples()]
+    return sorted(rows, key=lambda r: (r[0], r[1], -1.0 if r[2] is None else r[2]))
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One repo copy with the history and the edge cases written once, as parts."""
-    path = copy_repo(tmp_path_factory.mktemp("engines") / "repo")
-    store = open_store("embedded", repo_path=path, project=f"t_{uuid.uuid4().hex[:12]}")
-    apply_repo(store)
-    write_history(store, Generator(GeneratorConfig(seed=41)).history(T0, HISTORY_ROWS))
-    write_edge_cases(load_layout(store, "fraud"))
-    return path
+def test_point_in_time_edge_cases_on_each_engine(tmp_path: Path) -> None:
+    stores = _stores(tmp_path)
+    hour = timedelta(hours=1)
+    _card_rows(stores["asof"], [
+        ("c1", T0, T0, 1.0),
+        ("c1", T0 + hour, T0 + hour, 2.0),
+        ("c1", T0 + 2 * hour, T0 + 2 * hour, 3.0),
+        ("c2", T0 - timedelta(days=40), T0 - timedelta(days=40), 9.0),  # outside the 30-day TTL
+    ])
+    # later arrivals, in a part of their own: a correction of c1 at T0+2h (same key and
+    # timestamp, newer created) and a late row of c4 that happened before its entity time
+    _card_rows(stores["asof"], [("c1", T0 + 2 * hour, T0 + 5 * hour, 4.0),
+                                ("c4", T0, T0 + 6 * hour, 7.0)])
+    entity = pd.DataFrame({
+        "event_id": ["a", "b", "b", "c", "d", "e"],
+        "card_id": ["c1", "c1", "c1", "c2", "c3", "c4"],
+        "event_timestamp": pd.to_datetime(
+            [T0 + 2 * hour, T0 + 1.5 * hour, T0 + 1.5 * hour, T0, T0, T0 + hour], utc=True),
+    })
+    correct = [("a", "c1", 4.0), ("b", "c1", 2.0), ("b", "c1", 2.0), ("c", "c2", None),
+               ("d", "c3", None), ("e", "c4", 7.0)]
+    got = {name: _join(store, entity) for name, store in stores.items()}
+    assert got["asof"] == correct
+    assert got["duckdb"] == correct
+    # the file store drops the entity row whose card is outside the TTL and collapses
+    # the two same-key, same-time rows (feast issue 6787)
+    assert got["file"] == [("a", "c1", 4.0), ("b", "c1", 2.0), ("d", "c3", None),
+                           ("e", "c4", 7.0)]
 
 
-@pytest.fixture(scope="module")
-def stores(repo: Path) -> dict[str, Any]:
-    """A store per engine over the same repo and parts (each with its own registry)."""
-    out: dict[str, Any] = {}
-    for variant, engine in (("embedded", "duckdb"), ("spark", "spark")):
-        store = open_store(variant, repo_path=repo, project=f"t_{uuid.uuid4().hex[:12]}")
-        assert store.config.offline_store.type == engine
-        apply_repo(store)
-        out[engine] = store
-    return out
-
-
-@pytest.fixture(scope="module")
-def snapshots(stores: dict[str, Any]) -> Iterator[dict[str, pd.DataFrame]]:
-    """The window's training frame from each engine over the same parts."""
-    frames: dict[str, pd.DataFrame] = {}
-    for engine, store in stores.items():
-        frames[engine], _ = build_training_frame(store, load_layout(store, "fraud"), *WINDOW)
-    yield frames
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
-
-
-@pytest.mark.parametrize("engine", ["duckdb", "spark"])
-def test_point_in_time_cases(snapshots: dict[str, pd.DataFrame], engine: str) -> None:
-    frame = snapshots[engine]
-    assert len(frame) == HISTORY_ROWS + 5  # every labelled payment; the unlabelled one not
-    assert "e-unlabelled" not in set(frame["event_id"])
-    by_id = frame.set_index("event_id")
-    # The card's state as of each payment, not the latest one.
-    assert by_id.loc["e1", "account_balance"] == 150.0
-    assert by_id.loc["e2", "account_balance"] == 900.0
-    # A corrected label: the newest one.
-    assert by_id.loc["e1", "is_fraud"] == 1.0
-    # No card state within the TTL: the row stays, its card features are null.
-    assert by_id.loc["e7", "amount"] == 70.0
-    assert np.isnan(by_id.loc["e7", "account_balance"])
-    # Same card, same instant: both payments, each with its own features and label.
-    same = frame[frame["card_id"] == "c8"].set_index("event_id")
-    assert sorted(same.index) == ["e8", "e9"]
-    assert same["amount"].to_dict() == {"e8": 80.0, "e9": 90.0}
-    assert same["account_balance"].to_dict() == {"e8": 55.0, "e9": 55.0}
-    assert same["is_fraud"].to_dict() == {"e8": 0.0, "e9": 1.0}
-
-
-def test_spark_snapshot_equals_duckdb_row_for_row(snapshots: dict[str, pd.DataFrame]) -> None:
-    duck, spark = snapshots["duckdb"], snapshots["spark"]
-    assert len(duck) == HISTORY_ROWS + 5
-    pd.testing.assert_frame_equal(spark, duck, check_exact=True)
-    assert content_hash(spark) == content_hash(duck)  # the snapshot id would be the same
-
-
-def test_saved_snapshots_agree_and_load_back_on_both(
-    stores: dict[str, Any], snapshots: dict[str, pd.DataFrame]
-) -> None:
-    """``create_snapshot`` names the same data the same on both engines, and each engine
-    reads its saved dataset back to exactly the hashed rows."""
-    made = {engine: create_snapshot(store, load_model_spec(store, "fraud"), *WINDOW,
-                                    with_profile=False) for engine, store in stores.items()}
-    assert made["spark"].snapshot_id == made["duckdb"].snapshot_id
-    assert made["spark"].rows == HISTORY_ROWS + 5
-    for engine, store in stores.items():
-        frame = load_snapshot_frame(store, made[engine].snapshot_id)
-        pd.testing.assert_frame_equal(frame, snapshots["duckdb"], check_exact=True)
+def test_snapshots_are_equal_row_for_row_on_every_engine(tmp_path: Path) -> None:
+    stores = _stores(tmp_path)
+    store = stores["asof"]
+    history = Generator(GeneratorConfig(seed=7)).history(T0, 3000)
+    write_history(store, history)
+    layout = load_layout(store, "fraud")
+    # a corrected label for the first 50 events, arriving a day later in a new part
+    first = history.sort_values("event_timestamp").head(50)
+    late = pd.DataFrame({
+        "event_id": first["event_id"], "card_id": first["card_id"],
+        "label_time": first["label_time"] + timedelta(days=1),
+        "is_fraud": 1.0 - first["is_fraud"],
+        "event_timestamp": first["event_timestamp"],
+        "created": first["label_time"] + timedelta(days=1),
+    })
+    append_parts(layout.labels.path, late, arrow_schema(layout.labels))
+    start, end = T0 - timedelta(days=30), T0 + timedelta(days=1)
+    frames = {name: build_training_frame(s, layout, start, end) for name, s in stores.items()}
+    expected = history.set_index("event_id")["is_fraud"].copy()
+    expected.loc[first["event_id"]] = 1.0 - first["is_fraud"].to_numpy()
+    for name, (frame, labelled) in frames.items():
+        assert labelled == len(history) and len(frame) == len(history), name
+        got = frame.set_index("event_id")["is_fraud"]
+        assert got.sort_index().equals(expected.sort_index().astype(np.float64)), name
+    for name in ("file", "duckdb"):
+        pd.testing.assert_frame_equal(frames[name][0], frames["asof"][0], check_exact=True)

@@ -1,0 +1,216 @@
+"""Offline data path: ingest throughput against the history size, snapshot engines.
+
+1. Ingest end to end from Kafka: ``events`` feature events and their labels are
+   replayed into the embedded broker, then the real ingest service (one process, its
+   defaults: flush every 50,000 rows or 5 s, card state online in SQLite, every row
+   offline as new parquet parts) consumes them into a repo that already holds
+   ``history`` rows per view. Timed from its first consumed message until every row
+   is written. Cost must grow with the new data, not the history.
+   Targets: rate with the largest history >= 0.9 x rate with the smallest;
+   >= 30,000 events/s (feature and label messages) with every history.
+2. Snapshot (``create_snapshot`` without the drift profile: labels pull,
+   point-in-time join, canonical frame, hash, saved dataset) over ``rows`` labelled
+   events, on the embedded default (DuckDB, ASOF join), Feast's own DuckDB store and
+   Feast's file store (the old default, the baseline), same parts, same run; each
+   engine in a child process with a time limit (``null`` when it did not finish).
+   Targets: the largest snapshot >= 100,000 rows/s on DuckDB and >= 10x the file store.
+
+Run: ``python -m benchmarks.bench_offline [--quick]``; writes
+``benchmarks/results/offline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.kafka_harness import embedded_broker
+
+RESULTS = Path(__file__).parent / "results" / "offline.json"
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+TARGET_HISTORY_RATIO = 0.9
+TARGET_INGEST_EVENTS_PER_S = 30_000
+TARGET_SNAPSHOT_ROWS_PER_S = 100_000
+TARGET_SNAPSHOT_VS_FILE = 10.0
+ENGINES = {
+    "duckdb_asof": None,  # the embedded default's feature_store.yaml
+    "duckdb_feast": "duckdb",
+    "file": "file",
+}
+
+
+def _repo(tmp: Path, history: int) -> tuple[Path, str]:
+    from services.features.feast_repo import apply_repo, copy_repo, open_store
+    from services.features.generate import Generator, GeneratorConfig
+    from services.features.history import write_history
+
+    repo = copy_repo(tmp / f"repo-{history}")
+    project = f"bench_{uuid.uuid4().hex[:8]}"
+    store = open_store("embedded", repo_path=repo, project=project)
+    apply_repo(store)
+    if history:
+        write_history(store, Generator(GeneratorConfig(seed=3)).history(T0, history))
+    return repo, project
+
+
+def _open(repo: Path, project: str, offline: str | None) -> Any:
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+    from services.features.feast_repo import load_repo_config_dict
+
+    raw = load_repo_config_dict("embedded", repo, project)
+    if offline:
+        raw["offline_store"] = {"type": offline}
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return FeatureStore(repo_path=str(repo), config=config)
+
+
+def ingest(history: int, events: int) -> dict[str, Any]:
+    from services.features.generate import Generator, GeneratorConfig
+    from services.features.ingest_service import IngestService
+    from services.features.parts import list_parts
+    from services.features.replay import replay
+    from streams.producer import EventProducer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        repo, project = _repo(Path(tmp), history)
+        setup_s = time.perf_counter() - started
+        store = _open(repo, project, None)
+        # 1,000 events/s of event time: the whole replay stays inside the ingest's
+        # label wait (10 minutes of event time), however the partitions interleave
+        live = GeneratorConfig(seed=11, label_delay_s=1.0, events_per_second=1000.0)
+        pairs = list(Generator(live).live(T0 + timedelta(hours=1), events))
+        with embedded_broker() as settings:
+            with EventProducer(settings, "bench") as producer:
+                replay(producer, settings, pairs)
+            service = IngestService(settings, store=store)
+            first: list[float] = []
+
+            def done() -> bool:
+                if not first and service.loop.stats.consumed:
+                    first.append(time.perf_counter())
+                return service.sink.rows >= 3 * events
+
+            service.run(until=done, idle_timeout_s=120)
+            elapsed = time.perf_counter() - first[0]
+            rows = service.sink.rows
+            parts = sum(len(list_parts(v)) for v in (Path(repo) / "data" / "offline").iterdir())
+    assert rows == 3 * events, f"wrote {rows} rows, expected {3 * events}"
+    return {
+        "history_rows_per_view": history,
+        "feature_events": events,
+        "messages": 2 * events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(2 * events / elapsed),
+        "feature_events_per_s": round(events / elapsed),
+        "flushes": service.sink.pushes // 3,
+        "parts_after": parts,
+        "setup_seconds": round(setup_s, 1),
+    }
+
+
+def _snapshot_child(repo: str, project: str, offline: str | None, queue: Any) -> None:
+    warnings.simplefilter("ignore")
+    from services.features.feast_repo import load_model_spec
+    from services.features.snapshot import create_snapshot
+
+    store = _open(Path(repo), project, offline)
+    spec = load_model_spec(store, "fraud")
+    started = time.perf_counter()
+    snap = create_snapshot(store, spec, T0 - timedelta(days=30), T0 + timedelta(days=1),
+                           with_profile=False)
+    queue.put((time.perf_counter() - started, snap.rows, snap.sha256))
+
+
+def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"rows": rows, "engines": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo, project = _repo(Path(tmp), rows)
+        ctx = multiprocessing.get_context("spawn")
+        for name, offline in ENGINES.items():
+            queue = ctx.Queue()
+            child = ctx.Process(target=_snapshot_child, args=(str(repo), project, offline, queue))
+            child.start()
+            child.join(limit_s)
+            if child.is_alive():
+                child.kill()
+                child.join()
+                out["engines"][name] = {"finished": False, "limit_s": limit_s}
+                continue
+            if child.exitcode != 0 or queue.empty():
+                out["engines"][name] = {"finished": False, "exitcode": child.exitcode}
+                continue
+            seconds, got, digest = queue.get()
+            assert got == rows, f"{name}: snapshot of {got} rows, expected {rows}"
+            out["engines"][name] = {"finished": True, "seconds": round(seconds, 3),
+                                    "rows_per_s": round(rows / seconds), "sha256": digest}
+    finished = [e for e in out["engines"].values() if e.get("finished")]
+    out["same_sha256"] = len({e["sha256"] for e in finished}) == 1
+    asof, file = out["engines"]["duckdb_asof"], out["engines"]["file"]
+    if asof.get("finished") and file.get("finished"):
+        out["asof_vs_file"] = round(asof["rows_per_s"] / file["rows_per_s"], 1)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--events", type=int, default=None)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    if args.quick:
+        histories, events, snaps, limit = (10_000, 50_000), args.events or 5_000, (20_000,), 300
+    else:
+        histories = (100_000, 1_000_000, 5_000_000)
+        events, snaps, limit = args.events or 100_000, (100_000, 1_000_000), 600
+    load = os.getloadavg()
+    result: dict[str, Any] = {
+        "benchmark": "offline",
+        "quick": args.quick,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in load],
+        "ingest": [ingest(h, events) for h in histories],
+        "snapshot": [snapshot(n, limit) for n in snaps],
+    }
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    runs = result["ingest"]
+    ratio = runs[-1]["events_per_s"] / runs[0]["events_per_s"]
+    largest = result["snapshot"][-1]
+    asof = largest["engines"]["duckdb_asof"]
+    checks = {
+        "ingest_history_ratio": round(ratio, 3),
+        "ingest_history_ratio_ok": ratio >= TARGET_HISTORY_RATIO,
+        "ingest_min_events_per_s": min(r["events_per_s"] for r in runs),
+        "ingest_rate_ok": all(r["events_per_s"] >= TARGET_INGEST_EVENTS_PER_S for r in runs),
+        "snapshot_rows_per_s": asof.get("rows_per_s"),
+        "snapshot_rate_ok": (asof.get("rows_per_s") or 0) >= TARGET_SNAPSHOT_ROWS_PER_S,
+        "snapshot_vs_file": largest.get("asof_vs_file"),
+        "snapshot_vs_file_ok": (largest.get("asof_vs_file") or 0) >= TARGET_SNAPSHOT_VS_FILE,
+        "snapshots_identical": all(s["same_sha256"] for s in result["snapshot"]),
+    }
+    result["checks"] = checks
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    passed = [v for k, v in checks.items() if k.endswith("_ok") or k == "snapshots_identical"]
+    return 0 if all(passed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
