@@ -37,6 +37,11 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="driftloop" \
       org.opencontainers.image.description="Continuous learning on Kafka: drift, retrain, shadow, promote" \
       org.opencontainers.image.licenses="Apache-2.0"
+# A Java runtime for Spark: the cluster variant (DRIFTLOOP_FEAST_VARIANT=cluster) runs
+# Feast's Spark offline store with pyspark in local mode inside the pod (Java 17+).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends default-jre-headless \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 driftloop \
  && useradd --system --uid 10001 --gid driftloop --home-dir /app --shell /usr/sbin/nologin driftloop \
  && mkdir -p /var/lib/driftloop/registry /var/lib/driftloop/state /app/feature_repo/data \

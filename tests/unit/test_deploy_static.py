@@ -146,7 +146,7 @@ def test_kustomize_build_validates() -> None:
 def test_one_deployment_per_service_with_probes_and_resources() -> None:
     config = next(r for r in _resources() if r["kind"] == "ConfigMap")["data"]
     port = int(config["DRIFTLOOP_HEALTH_PORT"])
-    assert config["DRIFTLOOP_FEAST_VARIANT"] == "real"
+    assert config["DRIFTLOOP_FEAST_VARIANT"] == "cluster"
     assert config["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     deployments = {r["metadata"]["name"]: r for r in _resources() if r["kind"] == "Deployment"}
     assert set(deployments) == {f"driftloop-{name}" for name in SERVICE_NAMES}
@@ -166,6 +166,77 @@ def test_one_deployment_per_service_with_probes_and_resources() -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True
     ingest = deployments["driftloop-ingest"]["spec"]
     assert ingest["replicas"] == 1 and ingest["strategy"]["type"] == "Recreate"
+
+
+def _feast_variant(name: str) -> dict[str, Any]:
+    from services.features.feast_repo import YAML_FILES
+
+    return _yaml(REPO / "feature_repo" / YAML_FILES[name])
+
+
+def test_cluster_runs_spark_redis_and_the_registry_on_s3() -> None:
+    config = next(r for r in _resources() if r["kind"] == "ConfigMap")["data"]
+    feast = _feast_variant(config["DRIFTLOOP_FEAST_VARIANT"])
+    assert feast["offline_store"]["type"] == "spark"
+    assert feast["online_store"]["type"] == "redis"
+    assert feast["registry"]["registry_type"] == "sql"
+    assert config["DRIFTLOOP_REGISTRY_URI"].startswith("s3://")
+    for deployment in (r for r in _resources() if r["kind"] == "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        secrets = [e["secretRef"] for e in container["envFrom"] if "secretRef" in e]
+        assert {"name": "driftloop-s3", "optional": True} in secrets, deployment["metadata"]
+
+
+def test_no_state_volume_is_shared_between_replicas() -> None:
+    """Each pod's state dir is its own: an emptyDir, or a ReadWriteOnce claim used by one
+    single-replica Deployment that never runs two pods at once. Only the offline parts
+    (write-once files) sit on a ReadWriteMany volume."""
+    resources = _resources()
+    config = next(r for r in resources if r["kind"] == "ConfigMap")["data"]
+    claims = {r["metadata"]["name"]: r for r in resources if r["kind"] == "PersistentVolumeClaim"}
+    users: dict[str, list[str]] = {}
+    for deployment in (r for r in resources if r["kind"] == "Deployment"):
+        name, spec = deployment["metadata"]["name"], deployment["spec"]
+        pod = spec["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        state = volumes[mounts[config["DRIFTLOOP_STATE_DIR"]]]
+        for volume in volumes.values():
+            if "persistentVolumeClaim" in volume:
+                users.setdefault(volume["persistentVolumeClaim"]["claimName"], []).append(name)
+        if "emptyDir" in state:
+            continue
+        claim = claims[state["persistentVolumeClaim"]["claimName"]]
+        assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], name
+        assert spec["replicas"] == 1, name
+        strategy = spec["strategy"]
+        assert strategy["type"] == "Recreate" or strategy["rollingUpdate"]["maxSurge"] == 0, name
+    for claim, deployments in users.items():
+        modes = claims[claim]["spec"]["accessModes"]
+        assert len(deployments) == 1 or modes == ["ReadWriteMany"], (claim, deployments)
+    assert set(users["feature-data"]) == {f"driftloop-{n}" for n in SERVICE_NAMES}
+    drift = next(r for r in resources if r["metadata"]["name"] == "driftloop-drift")
+    assert drift["spec"]["replicas"] > 1  # the replicated service keeps per-pod state
+
+
+def test_compose_registry_on_s3_and_one_state_volume_per_service(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["s3"]["image"].startswith("chrislusf/seaweedfs:")
+    assert _feast_variant("real")["online_store"]["type"] == "redis"
+    assert "duckdb" in _feast_variant("real")["offline_store"]["type"].lower()
+    seen: dict[str, str] = {}
+    for name in SERVICE_NAMES:
+        env = services[name]["environment"]
+        assert env["DRIFTLOOP_REGISTRY_URI"].startswith("s3://")
+        assert env["AWS_ENDPOINT_URL"] == "http://s3:8333"
+        state_dir = env["DRIFTLOOP_STATE_DIR"]
+        (state,) = [v.split(":")[0] for v in services[name]["volumes"]
+                    if v.split(":")[1] == state_dir]
+        assert state not in seen, (name, seen)
+        seen[state] = name
 
 
 # ---------------------------------------------------------------- telemetry stack
