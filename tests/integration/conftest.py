@@ -28,13 +28,14 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3
     storage.stop()
 
 
-def s3_options(storage: SeaweedS3) -> dict[str, object]:
-    """fsspec/s3fs options for ``storage`` (what ``AWS_*`` variables give a deployment)."""
+@pytest.fixture
+def s3_options(object_store: SeaweedS3) -> dict[str, object]:
+    """fsspec/s3fs options for ``object_store`` (what ``AWS_*`` variables give a pod)."""
     return {
-        "key": storage.access_key,
-        "secret": storage.secret_key,
-        "endpoint_url": storage.endpoint,
-        "client_kwargs": {"region_name": storage.region},
+        "key": object_store.access_key,
+        "secret": object_store.secret_key,
+        "endpoint_url": object_store.endpoint,
+        "client_kwargs": {"region_name": object_store.region},
     }
 
 

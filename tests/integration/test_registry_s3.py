@@ -16,7 +16,6 @@ from itertools import pairwise
 
 import pytest
 import torch
-from conftest import s3_options
 from workers.alias_race import race
 
 from services.registry.manifest import Lineage
@@ -26,7 +25,6 @@ from services.registry.store import (
     ModelRegistry,
     VersionNotFoundError,
 )
-from streams.durable import SeaweedS3
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +41,8 @@ def _register(registry: ModelRegistry, request_id: str | None, scale: float = 1.
     ).version
 
 
-def test_versions_aliases_and_integrity_on_s3(object_store: SeaweedS3, s3_prefix: str) -> None:
-    registry = ModelRegistry(s3_prefix, storage_options=s3_options(object_store))
+def test_versions_aliases_and_integrity_on_s3(s3_options: dict, s3_prefix: str) -> None:
+    registry = ModelRegistry(s3_prefix, storage_options=s3_options)
     v1 = _register(registry, "r1", 1.0)
     v2 = _register(registry, "r2", 2.0)
     assert (v1, v2) == (1, 2)
@@ -64,7 +62,7 @@ def test_versions_aliases_and_integrity_on_s3(object_store: SeaweedS3, s3_prefix
     assert registry.aliases("m") == {"champion": 2, "candidate-2": 2}
 
     # A second client (another machine) sees every change at once: no stale listing.
-    other = ModelRegistry(s3_prefix, storage_options=s3_options(object_store))
+    other = ModelRegistry(s3_prefix, storage_options=s3_options)
     assert other.get_alias("m", "champion") == 2
     other.set_alias("m", "champion", 1, expected=2)
     assert registry.get_alias("m", "champion") == 1
@@ -79,9 +77,9 @@ def test_versions_aliases_and_integrity_on_s3(object_store: SeaweedS3, s3_prefix
 
 
 def test_concurrent_registrations_of_one_request_yield_one_version(
-    object_store: SeaweedS3, s3_prefix: str
+    s3_options: dict, s3_prefix: str
 ) -> None:
-    registry = ModelRegistry(s3_prefix, storage_options=s3_options(object_store))
+    registry = ModelRegistry(s3_prefix, storage_options=s3_options)
     results: list[int] = []
     barrier = threading.Barrier(4)
 
@@ -102,13 +100,13 @@ def test_concurrent_registrations_of_one_request_yield_one_version(
 
 
 def test_concurrent_alias_writers_in_separate_processes(
-    object_store: SeaweedS3, s3_prefix: str
+    s3_options: dict, s3_prefix: str
 ) -> None:
     """Four processes race to move ``champion`` from the value each just read, round after
     round. Whatever the interleaving, the successful writes form one chain: the alias's
     log, read from S3, holds exactly the winners' writes, each taking over from the one
     before (no two writers succeed from the same value, no update is lost)."""
-    options = s3_options(object_store)
+    options = s3_options
     registry = ModelRegistry(s3_prefix, storage_options=options)
     versions = [_register(registry, f"r{i}", float(i)) for i in range(1, 5)]
     rounds = 6
