@@ -55,3 +55,39 @@ def test_negative_zero_and_nan_payloads_hash_alike(layout: ModelLayout) -> None:
     a.loc[0, "velocity_score"] = 0.0
     b.loc[0, "velocity_score"] = -0.0
     assert content_hash(a) == content_hash(b)
+
+
+def _reference_hash(frame: pd.DataFrame) -> str:
+    """The hash as first written, value by value in Python: snapshot ids must not move."""
+    import hashlib
+
+    from pandas import DatetimeTZDtype
+
+    digest = hashlib.sha256()
+    digest.update(f"rows={len(frame)}\n".encode())
+    for name in frame.columns:
+        col = frame[name]
+        if isinstance(col.dtype, DatetimeTZDtype):
+            digest.update(f"{name}:ts\n".encode())
+            values = col.dt.tz_convert(UTC).dt.as_unit("us").astype("int64").to_numpy()
+            digest.update(values.astype("<i8").tobytes())
+        elif pd.api.types.is_float_dtype(col.dtype):
+            digest.update(f"{name}:f8\n".encode())
+            values = col.to_numpy(np.float64) + 0.0
+            values[np.isnan(values)] = np.nan
+            digest.update(values.astype("<f8").tobytes())
+        else:
+            digest.update(f"{name}:str\n".encode())
+            parts = [b"\xff" if v is None else f"{len(v)}:{v}".encode() for v in col.tolist()]
+            digest.update(b"\x00".join(parts))
+    return digest.hexdigest()
+
+
+def test_hash_is_the_reference_hash_with_nulls_and_non_ascii(layout: ModelLayout) -> None:
+    frame = _frame(layout)
+    frame["country"] = frame["country"].where(frame.index % 7 != 0, None)
+    frame.loc[1, "channel"] = "carte bancaire – ünïcødé ✓"
+    frame.loc[2, "merchant_category"] = ""
+    assert content_hash(frame) == _reference_hash(frame)
+    assert content_hash(frame.head(1)) == _reference_hash(frame.head(1))
+    assert content_hash(frame.head(0)) == _reference_hash(frame.head(0))
