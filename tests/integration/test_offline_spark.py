@@ -53,7 +53,9 @@ from services.features.snapshot import (
     load_snapshot_frame,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
+# ~35 s alone on 2 cores; the module's first test also pays for the data and a JVM,
+# which took over 300 s once with the machine's load average above 20.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.filterwarnings("ignore::RuntimeWarning"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
 
