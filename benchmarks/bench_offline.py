@@ -63,6 +63,9 @@ def _repo(tmp: Path, history: int) -> tuple[Path, str]:
     apply_repo(store)
     if history:
         write_history(store, Generator(GeneratorConfig(seed=3)).history(T0, history))
+        # "already stored": on disk, not in the page cache waiting for writeback (ext4's
+        # journal commit would otherwise make the ingest's first fsyncs wait for it)
+        os.sync()
     return repo, project
 
 
@@ -180,6 +183,7 @@ def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
         for name, offline in ENGINES.items():
             queue = ctx.Queue()
             child = ctx.Process(target=_snapshot_child, args=(str(repo), project, offline, queue))
+            started = time.perf_counter()
             child.start()
             child.join(limit_s)
             if child.is_alive():
@@ -187,8 +191,10 @@ def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
                 child.join()
                 out["engines"][name] = {"finished": False, "limit_s": limit_s}
                 continue
-            if child.exitcode != 0 or queue.empty():
-                out["engines"][name] = {"finished": False, "exitcode": child.exitcode}
+            if child.exitcode != 0 or queue.empty():  # e.g. killed for memory
+                out["engines"][name] = {
+                    "finished": False, "exitcode": child.exitcode,
+                    "died_after_s": round(time.perf_counter() - started, 1)}
                 continue
             seconds, got, digest = queue.get()
             assert got == rows, f"{name}: snapshot of {got} rows, expected {rows}"
@@ -199,6 +205,9 @@ def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
     asof, file = out["engines"]["duckdb_asof"], out["engines"]["file"]
     if asof.get("finished") and file.get("finished"):
         out["asof_vs_file"] = round(asof["rows_per_s"] / file["rows_per_s"], 1)
+    elif asof.get("finished") and "died_after_s" in file:
+        # the file store ran that long without finishing: a lower bound of the ratio
+        out["asof_vs_file_at_least"] = round(file["died_after_s"] / asof["seconds"], 1)
     return out
 
 
@@ -237,7 +246,10 @@ def main() -> int:
         "snapshot_rows_per_s": asof.get("rows_per_s"),
         "snapshot_rate_ok": (asof.get("rows_per_s") or 0) >= TARGET_SNAPSHOT_ROWS_PER_S,
         "snapshot_vs_file": largest.get("asof_vs_file"),
-        "snapshot_vs_file_ok": (largest.get("asof_vs_file") or 0) >= TARGET_SNAPSHOT_VS_FILE,
+        "snapshot_vs_file_at_least": largest.get("asof_vs_file_at_least"),
+        "snapshot_vs_file_ok": max(largest.get("asof_vs_file") or 0,
+                                   largest.get("asof_vs_file_at_least") or 0)
+        >= TARGET_SNAPSHOT_VS_FILE,
         "snapshots_identical": all(s["same_sha256"] for s in result["snapshot"]),
     }
     result["checks"] = checks

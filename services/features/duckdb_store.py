@@ -107,7 +107,7 @@ class _Query:
         con = duckdb.connect()
         try:
             con.register(self.entity, self.entity_df)
-            return con.execute(self.sql).to_arrow_table()
+            return con.sql(self.sql).to_arrow_table()
         finally:
             con.close()
 
