@@ -112,6 +112,8 @@ class Lives:
     base_args: dict[str, Any]
     lives: list[Life] = field(default_factory=list)
     marker_wait_s: float = MARKER_WAIT_S
+    commit_wait_s: float = 3 * MARKER_WAIT_S
+    """How long a life aimed at :data:`COMMIT_WINDOW` may take to reach its first commit."""
 
     def _args(self, life: Life, **extra: Any) -> dict[str, Any]:
         return {**self.base_args, "markers": str(life.markers), "log": str(life.log),
@@ -134,7 +136,8 @@ class Lives:
         process.start()
         anchor = life.started
         if not point.at_start:
-            deadline = life.started + self.marker_wait_s
+            wait = self.commit_wait_s if point.anchor == COMMIT_WINDOW else self.marker_wait_s
+            deadline = life.started + wait
             while (process.is_alive() and not _has_marker(life.markers, point.anchor)
                    and time.monotonic() < deadline):
                 time.sleep(0.005)

@@ -96,6 +96,7 @@ def _lives_for(tmp_path: Path, name: str, target: Any, args: dict[str, Any],
     lives = _lives(tmp_path, name, target, {**args, "session_timeout_ms": session_ms})
     if session_ms > SHORT_SESSION_MS:  # a join waits for the dead member's session
         lives.marker_wait_s = 3 * session_ms / 1000 + 5
+        lives.commit_wait_s = lives.marker_wait_s + 10
     return lives
 
 
