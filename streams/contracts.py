@@ -82,6 +82,9 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     missing_share: float
     drifted: bool
     critical: bool = False
+    # Values of this feature in the window that were not finite numbers (counted as
+    # missing in the statistics).
+    invalid: int = 0
     # Histogram for dashboards and reports: bin labels (numeric ranges or categories,
     # with "missing" and "other"), and the reference and window shares per bin.
     bins: list[str] = []
