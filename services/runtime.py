@@ -99,7 +99,7 @@ class StreamService:
     ) -> LoopStats:
         """Consume until stopped (or a bound is reached), then commit, flush and close."""
         self.health = start_health_server(
-            self.telemetry, http=self.settings.http, status=self.health_status,
+            self.telemetry, http=self.settings.http, status=self._health,
             routes=self.http_routes(),
         )
         try:
@@ -113,6 +113,16 @@ class StreamService:
                 self.producer.close()
             finally:
                 self.telemetry.force_flush()
+
+    def _health(self) -> str | tuple[str, dict[str, Any]]:
+        """The service's own status, degraded while its group join is stalled."""
+        result = self.health_status()
+        status, detail = (result, {}) if isinstance(result, str) else result
+        stalled = self.loop.join_stalled_s
+        if stalled is not None:
+            detail = {**detail, "group_join": f"no partitions assigned after {stalled:.0f} s"}
+            return "degraded", detail
+        return status, detail
 
     def _until(self, until: Callable[[], bool] | None) -> Callable[[], bool]:
         def check() -> bool:

@@ -17,6 +17,17 @@ in a row is broken, not fed poison: the loop raises :class:`HandlerBroken`.
 
 SIGTERM/SIGINT finish the current batch, commit, and close the consumer (leaving
 the group at once instead of after a session timeout).
+
+Leaving during a join: on the embedded broker, a member that leaves the group while its
+own join is still pending (a start-up failure, a stop right after subscribing) leaves
+the group without a working generation: every later member joins and never gets a
+partition (reproduced in tests/integration/test_streams_group_join.py; rejoining does
+not repair it, waiting does not either). So the loop never leaves mid-join: on every
+exit path, a member that has subscribed but not yet received its assignment keeps
+polling (bounded by the session timeout, messages dropped uncommitted) until the join
+completes, then leaves. A member still without any assignment
+``resilience.assignment_timeout_s`` after subscribing logs an error and reports it in
+:attr:`ConsumerLoop.join_stalled_s` (the services' ``/healthz`` turns degraded).
 """
 
 from __future__ import annotations
@@ -177,6 +188,14 @@ class ConsumerLoop:
         self._max_consecutive_errors = settings.resilience.max_consecutive_handler_errors
         self._consecutive_errors = 0
         self._last_handler_error: Exception | None = None
+        self._assignment_timeout_s = settings.resilience.assignment_timeout_s
+        self._join_settle_s = settings.kafka.session_timeout_ms / 1000.0
+        self._subscribed_at: float | None = None
+        self._joined = False  # an assignment (maybe empty) arrived since the last revoke
+        self._ever_assigned = False
+        self._closing = False
+        self._settle_keys: set[PartitionKey] = set()
+        self._stall_logged = False
         self._consumer = Consumer(config)
         self._stop = threading.Event()
         self._failed = False
@@ -208,16 +227,20 @@ class ConsumerLoop:
         until: Callable[[], bool] | None = None,
     ) -> LoopStats:
         """Consume until stopped (or a bound is reached), then commit and close."""
-        self._consumer.subscribe(
-            list(self._topics), on_assign=self._assigned, on_revoke=self._revoked,
-            on_lost=self._lost,
-        )
-        last_message = time.monotonic()
         self._failed = False
+        if self._stop.is_set():  # stopped before it started: never join the group
+            self._close()
+            return self.stats
         try:
+            self._consumer.subscribe(
+                list(self._topics), on_assign=self._assigned, on_revoke=self._revoked,
+                on_lost=self._lost,
+            )
+            self._subscribed_at = last_message = time.monotonic()
             while not self._stop.is_set():
                 got = self.poll_once()
                 now = time.monotonic()
+                self._watch_assignment(now)
                 if got:
                     last_message = now
                 if max_batches is not None and self.stats.batches >= max_batches:
@@ -234,7 +257,42 @@ class ConsumerLoop:
             self._close()
         return self.stats
 
+    @property
+    def join_stalled_s(self) -> float | None:
+        """Seconds subscribed without any assignment, once past the configured bound."""
+        if self._subscribed_at is None or self._ever_assigned or not self._assignment_timeout_s:
+            return None
+        waited = time.monotonic() - self._subscribed_at
+        return waited if waited > self._assignment_timeout_s else None
+
+    def _watch_assignment(self, now: float) -> None:
+        stalled = self.join_stalled_s
+        if stalled is not None and not self._stall_logged:
+            self._stall_logged = True
+            log.error(
+                "%s: no partitions assigned %.0f s after joining group %s (its topics have "
+                "partitions): the group may be stuck; check for a member that left during "
+                "its join", self.service_name, stalled, self.group_id,
+            )
+
+    def _settle_join(self) -> None:
+        """Before leaving: let a pending join complete (see the module doc), bounded."""
+        if self._subscribed_at is None or self._joined:
+            return
+        deadline = time.monotonic() + self._join_settle_s
+        log.info("%s: waiting for the pending group join before leaving", self.service_name)
+        while not self._joined and time.monotonic() < deadline:
+            self._consumer.consume(num_messages=500, timeout=0.1)  # dropped, uncommitted
+        if not self._joined:
+            log.warning("%s: leaving group %s before its join completed", self.service_name,
+                        self.group_id)
+
     def _close(self) -> None:
+        self._closing = True
+        try:
+            self._settle_join()
+        except Exception as exc:  # closing must go on
+            log.warning("%s: settling the group join failed: %s", self.service_name, exc)
         try:
             if self._owns_producer:
                 self.producer.close()
@@ -442,6 +500,10 @@ class ConsumerLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = self._ever_assigned = True
+        if self._closing:  # assigned only so that the member can leave cleanly
+            self._settle_keys.update(keys)
+            return
         self.assignment.update(keys)
         log.info("%s assigned %s", self.service_name, keys)
         if self._on_assign is not None:
@@ -449,6 +511,11 @@ class ConsumerLoop:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = False
+        if self._settle_keys:
+            keys = [k for k in keys if k not in self._settle_keys]
+            if not keys:
+                return
         log.info("%s revoked %s", self.service_name, keys)
         if self._on_revoke is not None:
             plan = self._on_revoke(keys)
@@ -459,6 +526,11 @@ class ConsumerLoop:
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = False
+        if self._settle_keys:
+            keys = [k for k in keys if k not in self._settle_keys]
+            if not keys:
+                return
         log.warning("%s lost %s", self.service_name, keys)
         if self._on_revoke is not None:
             self._on_revoke(keys)
