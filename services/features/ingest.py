@@ -265,15 +265,34 @@ class IngestBuffer:
         return out
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_microseconds(times: list[datetime]) -> pd.DatetimeIndex:
+    """Aware datetimes as a UTC index of microsecond resolution, for any year.
+
+    Built from integer microseconds since the epoch: a nanosecond index (pandas' default)
+    ends in 2262 (``OutOfBoundsDatetime`` on 2300-01-01), and converting
+    ``0001-01-01T00:00:00+14:00`` to UTC through ``datetime`` lands in year 0.
+    """
+    values = np.array(
+        [((t if t.tzinfo is not None else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+         for t in times],
+        dtype=np.int64,
+    )
+    return pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize(UTC)
+
+
 def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -> PushBatch:
     n = len(columns[TIMESTAMP_COLUMN])
     kinds = dict(zip(view.features, view.kinds, strict=True))
     frame: dict[str, object] = {}
     for name in view.columns:
         if name == CREATED_COLUMN:
-            frame[name] = pd.DatetimeIndex([created] * n).tz_convert(UTC).as_unit("us")
+            frame[name] = utc_microseconds([created] * n)
         elif name in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
-            frame[name] = pd.DatetimeIndex(columns[name]).tz_convert(UTC).as_unit("us")
+            frame[name] = utc_microseconds(columns[name])
         elif kinds.get(name) == "numeric":
             frame[name] = np.array(columns[name], dtype=np.float64)  # None -> NaN
         else:

@@ -185,3 +185,19 @@ def test_repeated_labels_that_never_match_are_all_given_up(layout: ModelLayout) 
     buffer.add_features(pairs[1][0])
     expired = buffer.expired()
     assert [(e.event_id, r.reason) for e, r in expired] == [("never", "label_unmatched")] * 2
+
+
+def test_event_times_of_any_year_become_a_utc_index_without_overflow() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from services.features.ingest import utc_microseconds
+
+    index = utc_microseconds([
+        datetime(2300, 1, 1, tzinfo=UTC),  # past pandas' nanosecond range (2262)
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # year 0 in UTC
+        datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=timezone(timedelta(hours=2))),
+    ])
+    assert str(index.dtype) == "datetime64[us, UTC]"
+    assert index[0].year == 2300
+    assert index.asi8[1] == -62_135_647_200 * 1_000_000  # 0001-01-01 minus 14 h, in µs
+    assert index[2].isoformat() == "2025-12-31T23:02:03.000004+00:00"
