@@ -1,6 +1,7 @@
-"""libFuzzer target over the wire codec: every input, decoded as every event type, either
-becomes an event or raises :class:`~streams.codec.DecodeFailure` with a known reason
-(what the consumer loop dead-letters). Anything else (``RecursionError``, ``ValueError``
+"""libFuzzer target over the contract edge: every input, decoded as every event type and
+then checked by the semantic validation, either becomes an event or raises
+:class:`~streams.codec.DecodeFailure` with a known reason (what the consumer loop
+dead-letters). Anything else (``RecursionError``, ``ValueError``
 from a date, an ``OverflowError``) is a crash: atheris prints the input and exits non-zero.
 
 Run: ``python -m chaos.fuzz.codec_target -runs=N -seed=S [corpus dirs]`` (``PYTHONPATH``
@@ -19,6 +20,10 @@ import atheris
 with atheris.instrument_imports(include=["streams"]):
     from streams.codec import DecodeFailure, DecodeReason, decode, encode
     from streams.contracts import EVENT_TYPES, Event, FeatureEvent, LabelEvent, RetrainRequest
+    from streams.settings import ValidationSettings
+    from streams.validation import validate
+
+LIMITS = ValidationSettings()
 
 REASONS = {reason.value for reason in DecodeReason} | {"too_deep", "decode_error"}
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -38,7 +43,7 @@ def seeds() -> list[Event]:
 def one_input(data: bytes) -> None:
     for event_type in EVENT_TYPES:
         try:
-            decode(data, event_type)
+            validate(decode(data, event_type), LIMITS)
         except DecodeFailure as failure:
             if failure.reason.value not in REASONS:
                 raise AssertionError(f"unknown reason {failure.reason!r}") from None
