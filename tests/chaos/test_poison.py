@@ -44,11 +44,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from chaos.ledger import FaultRecorder
-from chaos.topics import read_all
+from chaos.topics import Record
 from streams.broker import free_port
+from streams.codec import decode
 from streams.contracts import DriftReport
 from streams.deadletter import DETAIL_HEADER, REASON_HEADER, SERVICE_HEADER
 from streams.producer import EventProducer
@@ -236,8 +237,32 @@ def _round(settings: Settings, services: Services, rows: list[dict[str, Any]], t
                                                                             minutes=5))])
 
 
-def _letters(settings: Settings) -> list[Any]:
-    return read_all(settings, "deadletter", quiet_s=1.5, timeout_s=30)
+def _read(settings: Settings, topic: str, event_type: type | None = None,
+          quiet_s: float = 1.0) -> list[Record]:
+    """Every message of ``topic``, by assigned partitions (no group join to wait for)."""
+    consumer = Consumer(settings.kafka.consumer_config(f"reader-{uuid.uuid4().hex[:8]}"))
+    consumer.assign([TopicPartition(settings.topic(topic), p, OFFSET_BEGINNING)
+                     for p in range(settings.topics.partitions)])
+    out: list[Record] = []
+    started = time.monotonic()
+    last = started
+    try:
+        # Quiet counts from the first message (the first fetch may take seconds); an empty
+        # topic is empty after 10 s.
+        while time.monotonic() - last < (quiet_s if out else 10.0):
+            for m in consumer.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    last = time.monotonic()
+                    event = decode(m.value(), event_type) if event_type is not None else None
+                    out.append(Record(m.partition(), m.offset(), m.value(),
+                                      dict(m.headers() or []), event))
+    finally:
+        consumer.close()
+    return out
+
+
+def _letters(settings: Settings) -> list[Record]:
+    return _read(settings, "deadletter")
 
 
 @pytest.mark.timeout(240)
@@ -304,8 +329,8 @@ def test_poison_inputs_are_dead_lettered_and_every_service_lives(
         _round(settings, second, rows[2 * N_VALID:], "r2", T0 + timedelta(hours=1), poison)
         _wait(lambda: _learned(second.url) >= 4 * N_VALID, "the valid events learned again",
               second.proc)
-        n_features = len(read_all(settings, "features"))
-        n_labels = len(read_all(settings, "labels"))
+        n_features = len(_read(settings, "features"))
+        n_labels = len(_read(settings, "labels"))
         for service in READERS["features"]:
             _wait(lambda s=service: _committed(settings, GROUPS[s], "features") == n_features,
                   f"{service} committed past every feature event", second.proc)
@@ -338,7 +363,7 @@ def test_poison_inputs_are_dead_lettered_and_every_service_lives(
         alive = second.proc.poll() is None and bool(health_2) and health_2["status"] == "ok"
         # The drift monitor reported windows of the valid events sent after the poison.
         last_sent = T0 + timedelta(hours=1, minutes=5, seconds=N_VALID - 1)
-        reports = _wait(lambda: [r for r in read_all(settings, "drift.reports", DriftReport)
+        reports = _wait(lambda: [r for r in _read(settings, "drift.reports", DriftReport)
                                  if r.event.window.end_time >= last_sent],
                         "a drift report after the poison", second.proc)
         assert all(f.invalid == 0 for r in reports for f in r.event.features)
