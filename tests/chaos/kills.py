@@ -41,6 +41,7 @@ COMMIT_WINDOW = "commit-window"
 """Anchor: the marker a worker writes after its output flush, before its offset commit."""
 COMMIT_HOLD_S = 0.4  # how long such a life holds each commit (kills land inside it)
 COMMIT_DELAY_S = (0.0, 0.2)  # kill delay after that marker: always inside the hold
+CHUNK_WAIT_S = 120.0  # a chunk takes about a second to send; more only on a starved machine
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,12 +225,12 @@ def kill_through(lives: Lives, plan: list[KillPoint], chunks: Sequence[Sequence[
     for point, chunk in zip(plan, chunks, strict=False):
         thread, produced = start_chunk(chunk)
         life = lives.kill_once(point, **extra)
-        thread.join(60)
+        thread.join(CHUNK_WAIT_S)
         if not produced.is_set():
             raise AssertionError(f"the input of life {life.number} was not all produced")
         life.given = tuple(ids(item) for item in chunk)
     thread, produced = start_chunk(chunks[-1])
-    thread.join(60)
+    thread.join(CHUNK_WAIT_S)
     if not produced.is_set():
         raise AssertionError("the input of the final life was not all produced")
 

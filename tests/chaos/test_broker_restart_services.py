@@ -77,7 +77,7 @@ class Running:
         self.thread.join(30)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_services_reconnect_after_broker_kill9(
     durable_broker: EmbeddedBroker, durable_settings: Settings, ledger: FaultRecorder,
 ) -> None:

@@ -327,7 +327,7 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     return lives
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_training_worker_survives_kill9(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
 ) -> None:

@@ -67,7 +67,7 @@ def test_training_worker_kill9_with_product_session(
                                         SEED + 1))
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_shadow_service_kill9_with_product_session(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
 ) -> None:
