@@ -3,8 +3,10 @@
 Each service runs as a sequence of worker processes (``chaos/workers/``, forked from a
 fork server that imported them once, see :mod:`chaos.kills`) on the test's embedded
 broker, with its state directory and registry shared by all its lives; twenty lives are
-SIGKILLed (about a quarter during start-up and group join, the rest a random moment after
-their first batch), then one more runs to the end. Afterwards:
+SIGKILLed (about a quarter during start-up and group join, most of the rest a random
+moment after their first batch, about 30% between a batch's output flush and its offset
+commit, see :data:`chaos.kills.COMMIT_WINDOW`), then one more runs to the end on fresh
+input. Afterwards:
 
 - drift: every event offset lies in the window of at least one ``drift.reports`` event,
   and the one drift episode yielded exactly one retrain request id;
