@@ -63,17 +63,24 @@ def _check_name(path: str, value: str) -> None:
 
 
 def _check_features(features: dict[str, Any], limits: ValidationSettings) -> None:
-    """The hot path: one regex over all names and string values, one compare per number."""
+    """The hot path: C-level passes over all values; a per-value walk only on a failure."""
+    values = features.values()
+    numbers = [v for v in values if type(v) is float]
+    texts = [v for v in values if type(v) is str]
     bound = limits.max_abs_value
-    if CONTROL_CHARACTERS.search("".join(features)) is not None:
-        for name in features:
-            _check_name(f"features.{name!r}", name)
-    for name, value in features.items():
+    numbers_ok = not numbers or (
+        -bound <= min(numbers) and max(numbers) <= bound and math.isfinite(sum(numbers))
+    )
+    names_ok = CONTROL_CHARACTERS.search("".join(features)) is None
+    texts_ok = not texts or CONTROL_CHARACTERS.search("".join(texts)) is None
+    if numbers_ok and names_ok and texts_ok:
+        return
+    for name, value in features.items():  # find the first offender, for the detail
+        _check_name(f"features.{name!r}", name)
         if type(value) is float:
-            if not -bound <= value <= bound:  # NaN fails the comparison too
-                _check_float(f"features.{name}", value, limits, bounded=True)
-        elif type(value) is str and CONTROL_CHARACTERS.search(value) is not None:
-            raise _fail(f"features.{name}", "contains a control character")
+            _check_float(f"features.{name}", value, limits, bounded=True)
+        elif type(value) is str:
+            _check_name(f"features.{name}", value)
 
 
 def _check_feature_event(event: FeatureEvent, limits: ValidationSettings) -> None:
