@@ -348,6 +348,9 @@ class ConsumerLoop:
             except DecodeFailure as failure:
                 self.dead_letter(msg, failure.reason.value, failure.detail)
                 continue
+            except Exception as exc:  # a check that broke on this input: still one message
+                self.dead_letter(msg, "decode_error", f"{type(exc).__name__}: {exc}")
+                continue
             append(Inbound(event, msg))
             good_keys.add(key)
         if consumed:

@@ -43,6 +43,7 @@ RejectReason = Literal[
     "wrong_type",
     "non_finite",
     "label_unmatched",
+    "invalid_time",
 ]
 
 
@@ -105,6 +106,21 @@ def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | N
     return None
 
 
+STORABLE_TIMES = (datetime(1678, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
+"""Event times the stores can hold: Feast and pyarrow convert to nanoseconds, whose range
+ends in 1677 and 2262 (the edge's configured range is normally far narrower)."""
+
+
+def check_time(event_time: datetime) -> Reject | None:
+    """``invalid_time`` for a time the stores cannot hold (a buffered row that fails every
+    push would stop the service on each restart), else ``None``."""
+    low, high = STORABLE_TIMES
+    if event_time.tzinfo is None or not low <= event_time < high:
+        return Reject("invalid_time", f"event_time {event_time.isoformat()} outside "
+                                      f"[{low.date()}, {high.date()}) or without timezone")
+    return None
+
+
 def validate_feature_event(
     event: FeatureEvent, layouts: Mapping[str, ModelLayout]
 ) -> Reject | None:
@@ -112,7 +128,7 @@ def validate_feature_event(
     layout = layouts.get(event.model)
     if layout is None:
         return Reject("unknown_model", f"no feature service for model {event.model!r}")
-    return _check_features(_Model(layout), event.features)
+    return check_time(event.event_time) or _check_features(_Model(layout), event.features)
 
 
 class IngestBuffer:
@@ -153,7 +169,7 @@ class IngestBuffer:
         model = self._models.get(event.model)
         if model is None:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        reject = _check_features(model, event.features)
+        reject = check_time(event.event_time) or _check_features(model, event.features)
         if reject is not None:
             return reject
         model.events.append(event)
@@ -171,6 +187,9 @@ class IngestBuffer:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
         if not math.isfinite(event.label):
             return Reject("non_finite", f"label is {event.label}")
+        bad_time = check_time(event.event_time)
+        if bad_time is not None:
+            return bad_time
         known = self._index.get(event.event_id)
         if known is None and self._lookup is not None:
             known = self._lookup(event.event_id)

@@ -288,6 +288,7 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             timeout = server.request_deadline_s  # per read; the watchdog bounds the whole
             _watchdog: threading.Timer | None = None
+            _cut = False  # the deadline passed: whatever was read is not answered
 
             def handle_one_request(self) -> None:
                 # The whole request (request line, headers, body) within the deadline: a
@@ -301,17 +302,21 @@ class HealthServer:
                     self._request_read()
 
             def _cut_off(self) -> None:
+                self._cut = True
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
 
-            def _request_read(self) -> None:
+            def _request_read(self) -> bool:
+                """Stop the watchdog; whether the request arrived within the deadline."""
                 if self._watchdog is not None:
                     self._watchdog.cancel()
                     self._watchdog = None
+                return not self._cut
 
             def do_GET(self) -> None:
-                self._request_read()
+                if not self._request_read():
+                    return
                 path = self.path.split("?", 1)[0]
                 if path in ("/healthz", "/livez", "/readyz"):
                     doc = server.snapshot()
@@ -329,6 +334,8 @@ class HealthServer:
                     self._send(404, "text/plain", b"not found\n")
 
             def do_POST(self) -> None:
+                if self._cut:
+                    return
                 path = self.path.split("?", 1)[0]
                 if server._route(path) is None:
                     self._send_error(404, f"no POST route {path}")
@@ -355,7 +362,8 @@ class HealthServer:
                 if len(body) != length:
                     self._send_error(400, "body shorter than Content-Length")
                     return
-                self._request_read()
+                if not self._request_read():
+                    return
                 code, out = server.handle_post(path, body)
                 self._send(code, "application/json", out)
 
@@ -364,11 +372,14 @@ class HealthServer:
                 self._send(code, "application/json", _json({"error": message}))
 
             def _send(self, code: int, content_type: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client went away (or was cut off): nobody to answer
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None  # probes every few seconds would flood the logs

@@ -407,13 +407,18 @@ class OnlineLearner:
         self, features: Mapping[str, Any], label: float, event_id: str | None = None
     ) -> Outcome:
         """Predict, score, learn one labelled event; update metrics and the detector."""
+        outcome = self._learn_one(features, label, event_id)
+        self._guard()
+        return outcome
+
+    def _learn_one(
+        self, features: Mapping[str, Any], label: float, event_id: str | None
+    ) -> Outcome:
         y = self._label(label)
         x = self.prepare(features)
         p = _p_true(self.pipeline.predict_proba_one(x))
         self.pipeline.learn_one(x, y)
-        outcome = self._after(event_id, y, p)
-        self._guard()
-        return outcome
+        return self._after(event_id, y, p)
 
     def learn_many(
         self,
@@ -447,7 +452,10 @@ class OnlineLearner:
         xs = [self.prepare(r) for r in rows]
         complete = all(len(x) == len(self._columns) for x in xs)
         if not (self.supports_many and complete):
-            return [self.learn_one(r, lab, i) for r, lab, i in zip(rows, labels, ids, strict=True)]
+            # One state check per chunk, not per event (it walks every weight).
+            out = [self._learn_one(r, lab, i) for r, lab, i in zip(rows, labels, ids, strict=True)]
+            self._guard()
+            return out
         ys = [self._label(lab) for lab in labels]
         frame = pd.DataFrame(xs, columns=list(self._columns))
         proba = self.pipeline.predict_proba_many(frame)
