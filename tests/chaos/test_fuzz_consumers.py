@@ -96,7 +96,7 @@ ANY = "*"
 """Expected reason of a corpus input: not known in advance (dead letter or handled)."""
 KNOWN_REASONS = {r.value for r in DecodeReason} | {
     "unknown_model", "invalid_label", "training_failed", "unknown_feature",
-    "missing_feature", "wrong_type", "label_unmatched", "handler_error"}
+    "missing_feature", "wrong_type", "label_unmatched", "handler_error", "invalid_time"}
 FUZZ_HEADER = "fuzz.n"
 
 
