@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from services.observability.health import HealthServer, PostHandler, start_health_server
+from services.observability.health import HealthHandle, PostHandler, start_health_server
 from services.observability.setup import Telemetry, init_telemetry
 from streams.consumer import CommitPlan, ConsumerLoop, Inbound, LoopStats, PartitionKey
 from streams.contracts import Event
@@ -63,7 +63,7 @@ class StreamService:
             on_batch=self._record_batch,
             consumer_config=consumer_config,
         )
-        self.health: HealthServer | None = None
+        self.health: HealthHandle | None = None
 
     # -- to implement ----------------------------------------------------------------
 
@@ -99,7 +99,8 @@ class StreamService:
     ) -> LoopStats:
         """Consume until stopped (or a bound is reached), then commit, flush and close."""
         self.health = start_health_server(
-            self.telemetry, status=self.health_status, routes=self.http_routes()
+            self.telemetry, http=self.settings.http, status=self._health,
+            routes=self.http_routes(),
         )
         try:
             return self.loop.run(
@@ -112,6 +113,16 @@ class StreamService:
                 self.producer.close()
             finally:
                 self.telemetry.force_flush()
+
+    def _health(self) -> str | tuple[str, dict[str, Any]]:
+        """The service's own status, degraded while its group join is stalled."""
+        result = self.health_status()
+        status, detail = (result, {}) if isinstance(result, str) else result
+        stalled = self.loop.join_stalled_s
+        if stalled is not None:
+            detail = {**detail, "group_join": f"no partitions assigned after {stalled:.0f} s"}
+            return "degraded", detail
+        return status, detail
 
     def _until(self, until: Callable[[], bool] | None) -> Callable[[], bool]:
         def check() -> bool:

@@ -7,8 +7,27 @@ what is durable: ``None`` means the whole batch; a :data:`CommitPlan` names the 
 offset to commit per partition (a windowed service holds back its open window).
 Nothing is committed before the handler returns, so a crash re-reads the batch.
 
+One rule: a message is either handled or dead-lettered with a reason, and the loop
+lives. Decoding and edge validation (``streams.validation``) failures are dead letters.
+A ``handle_batch`` that raises is retried (``resilience.handler_attempts`` tries); if it
+keeps raising, the batch is bisected to find the message(s) it fails on, those are
+dead-lettered as ``handler_error`` (exception type in the detail) and the rest are
+handled. A handler that fails for ``resilience.max_consecutive_handler_errors`` messages
+in a row is broken, not fed poison: the loop raises :class:`HandlerBroken`.
+
 SIGTERM/SIGINT finish the current batch, commit, and close the consumer (leaving
 the group at once instead of after a session timeout).
+
+Leaving during a join: on the embedded broker, a member that leaves the group while its
+own join is still pending (a start-up failure, a stop right after subscribing) leaves
+the group without a working generation: every later member joins and never gets a
+partition (reproduced in tests/integration/test_streams_group_join.py; rejoining does
+not repair it, waiting does not either). So the loop never leaves mid-join: on every
+exit path, a member that has subscribed but not yet received its assignment keeps
+polling (bounded by the session timeout, messages dropped uncommitted) until the join
+completes, then leaves. A member still without any assignment
+``resilience.assignment_timeout_s`` after subscribing logs an error and reports it in
+:attr:`ConsumerLoop.join_stalled_s` (the services' ``/healthz`` turns degraded).
 """
 
 from __future__ import annotations
@@ -26,12 +45,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from streams.codec import MAX_EVENT_BYTES, DecodeFailure, decode
+from streams.codec import MAX_EVENT_BYTES, DecodeFailure, decode, may_be_too_deep
 from streams.contracts import Event
 from streams.deadletter import DeadLetterRouter
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.tracing import extract_trace_context
+from streams.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +119,10 @@ def _span_links(batch: list[Inbound[Any]]) -> list[trace.Link]:
     return links
 
 
+class HandlerBroken(RuntimeError):
+    """The handler failed for every message of a long run: stop rather than drain the input."""
+
+
 BatchHandler = Callable[[list[Inbound[Any]]], CommitPlan | None]
 PartitionHook = Callable[[list[PartitionKey]], CommitPlan | None]
 
@@ -111,6 +135,7 @@ class LoopStats:
     consumed: int = 0
     handled: int = 0
     dead_lettered: int = 0
+    handler_errors: int = 0
     commits: int = 0
     commit_failures: int = 0
 
@@ -158,6 +183,19 @@ class ConsumerLoop:
             self.producer, settings.topic("deadletter"), service_name,
             on_dead_letter=on_dead_letter,
         )
+        self._limits = settings.validation
+        self._handler_attempts = settings.resilience.handler_attempts
+        self._max_consecutive_errors = settings.resilience.max_consecutive_handler_errors
+        self._consecutive_errors = 0
+        self._last_handler_error: Exception | None = None
+        self._assignment_timeout_s = settings.resilience.assignment_timeout_s
+        self._join_settle_s = settings.kafka.session_timeout_ms / 1000.0
+        self._subscribed_at: float | None = None
+        self._joined = False  # an assignment (maybe empty) arrived since the last revoke
+        self._ever_assigned = False
+        self._closing = False
+        self._settle_keys: set[PartitionKey] = set()
+        self._stall_logged = False
         self._consumer = Consumer(config)
         self._stop = threading.Event()
         self._failed = False
@@ -189,16 +227,20 @@ class ConsumerLoop:
         until: Callable[[], bool] | None = None,
     ) -> LoopStats:
         """Consume until stopped (or a bound is reached), then commit and close."""
-        self._consumer.subscribe(
-            list(self._topics), on_assign=self._assigned, on_revoke=self._revoked,
-            on_lost=self._lost,
-        )
-        last_message = time.monotonic()
         self._failed = False
+        if self._stop.is_set():  # stopped before it started: never join the group
+            self._close()
+            return self.stats
         try:
+            self._consumer.subscribe(
+                list(self._topics), on_assign=self._assigned, on_revoke=self._revoked,
+                on_lost=self._lost,
+            )
+            self._subscribed_at = last_message = time.monotonic()
             while not self._stop.is_set():
                 got = self.poll_once()
                 now = time.monotonic()
+                self._watch_assignment(now)
                 if got:
                     last_message = now
                 if max_batches is not None and self.stats.batches >= max_batches:
@@ -215,7 +257,42 @@ class ConsumerLoop:
             self._close()
         return self.stats
 
+    @property
+    def join_stalled_s(self) -> float | None:
+        """Seconds subscribed without any assignment, once past the configured bound."""
+        if self._subscribed_at is None or self._ever_assigned or not self._assignment_timeout_s:
+            return None
+        waited = time.monotonic() - self._subscribed_at
+        return waited if waited > self._assignment_timeout_s else None
+
+    def _watch_assignment(self, now: float) -> None:
+        stalled = self.join_stalled_s
+        if stalled is not None and not self._stall_logged:
+            self._stall_logged = True
+            log.error(
+                "%s: no partitions assigned %.0f s after joining group %s (its topics have "
+                "partitions): the group may be stuck; check for a member that left during "
+                "its join", self.service_name, stalled, self.group_id,
+            )
+
+    def _settle_join(self) -> None:
+        """Before leaving: let a pending join complete (see the module doc), bounded."""
+        if self._subscribed_at is None or self._joined:
+            return
+        deadline = time.monotonic() + self._join_settle_s
+        log.info("%s: waiting for the pending group join before leaving", self.service_name)
+        while not self._joined and time.monotonic() < deadline:
+            self._consumer.consume(num_messages=500, timeout=0.1)  # dropped, uncommitted
+        if not self._joined:
+            log.warning("%s: leaving group %s before its join completed", self.service_name,
+                        self.group_id)
+
     def _close(self) -> None:
+        self._closing = True
+        try:
+            self._settle_join()
+        except Exception as exc:  # closing must go on
+            log.warning("%s: settling the group join failed: %s", self.service_name, exc)
         try:
             if self._owns_producer:
                 self.producer.close()
@@ -258,24 +335,29 @@ class ConsumerLoop:
             # Fast path: the same decoder and checks as streams.codec.decode, bound once;
             # anything it does not accept goes through decode() for the classified failure.
             event = None
-            if value and len(value) <= MAX_EVENT_BYTES and b'"schema"' in value:
+            if (value and len(value) <= MAX_EVENT_BYTES and b'"schema"' in value
+                    and not may_be_too_deep(value)):
                 try:
                     event = decoders[topic](value)
-                except msgspec.DecodeError:
+                except Exception:
                     event = None
-            if event is None:
-                try:
+            try:
+                if event is None:
                     event = decode(value, self._topics[topic])
-                except DecodeFailure as failure:
-                    self.dead_letter(msg, failure.reason.value, failure.detail)
-                    continue
+                validate(event, self._limits)
+            except DecodeFailure as failure:
+                self.dead_letter(msg, failure.reason.value, failure.detail)
+                continue
+            except Exception as exc:  # a check that broke on this input: still one message
+                self.dead_letter(msg, "decode_error", f"{type(exc).__name__}: {exc}")
+                continue
             append(Inbound(event, msg))
             good_keys.add(key)
         if consumed:
             self.stats.batches += 1
             self.stats.consumed += consumed
             self.stats.handled += len(good)
-        plan = self._handle(good, good_keys)
+        plan = self._handle_guarded(good, good_keys)
         if consumed or plan:
             # Dead letters and the handler's output must be durable before the commit.
             self.producer.flush()
@@ -312,6 +394,81 @@ class ConsumerLoop:
         ):
             return self._handle_batch(batch)
 
+    # -- handler failures --------------------------------------------------------------
+
+    def _handle_guarded(
+        self, batch: list[Inbound[Any]], keys: set[PartitionKey]
+    ) -> CommitPlan | None:
+        """Handle ``batch``; retry, then bisect and dead-letter the messages it fails on."""
+        if not batch:
+            return self._handle(batch, keys)  # a tick: no message to blame, so it propagates
+        try:
+            return self._retrying(batch, keys)
+        except Exception:
+            if len(batch) == 1:
+                return self._handler_error(batch[0])
+            return self._bisect(batch)
+
+    def _retrying(
+        self, batch: list[Inbound[Any]], keys: set[PartitionKey] | None = None
+    ) -> CommitPlan | None:
+        for attempt in range(1, self._handler_attempts + 1):
+            try:
+                plan = self._handle(batch, keys)
+            except Exception as exc:
+                log.warning(
+                    "%s: handler failed on %d message(s), try %d of %d: %s: %s",
+                    self.service_name, len(batch), attempt, self._handler_attempts,
+                    type(exc).__name__, exc,
+                )
+                self._last_handler_error = exc
+                if attempt == self._handler_attempts:
+                    raise
+                continue
+            self._consecutive_errors = 0
+            return plan
+        raise AssertionError("unreachable")
+
+    def _bisect(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        """Handle each half once; a failing half is split again, a failing single retried."""
+        mid = len(batch) // 2
+        parts: list[tuple[list[Inbound[Any]], CommitPlan | None]] = []
+        for half in (batch[:mid], batch[mid:]):
+            if len(half) == 1:
+                try:
+                    plan = self._retrying(half)
+                except Exception:
+                    plan = self._handler_error(half[0])
+            else:
+                try:
+                    plan = self._handle(half)
+                    self._consecutive_errors = 0
+                except Exception:
+                    plan = self._bisect(half)
+            parts.append((half, plan))
+        return _merge_plans(parts)
+
+    def _handler_error(self, inbound: Inbound[Any]) -> None:
+        """Dead-letter the one message the handler keeps failing on (or stop if all fail)."""
+        exc = self._last_handler_error
+        kind = type(exc).__name__ if exc is not None else "Exception"
+        self._consecutive_errors += 1
+        if self._consecutive_errors >= self._max_consecutive_errors:
+            log.error(
+                "%s: the handler failed for %d messages in a row (last %s[%d]@%d: %s: %s); "
+                "stopping: this is a broken handler, not bad input",
+                self.service_name, self._consecutive_errors, inbound.topic,
+                inbound.partition, inbound.offset, kind, exc,
+            )
+            raise HandlerBroken(
+                f"{self.service_name}: handler failed for {self._consecutive_errors} "
+                f"messages in a row ({kind}: {exc})"
+            ) from exc
+        self.dead_letter(inbound.message, "handler_error", f"{kind}: {exc}")
+        self.stats.handler_errors += 1
+        self.stats.handled -= 1
+        return None
+
     def dead_letter(self, msg: Message, reason: str, detail: str) -> None:
         """Route one message to the dead-letter topic (also for handler-side rejects)."""
         self.dead_letters.route(
@@ -346,6 +503,10 @@ class ConsumerLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = self._ever_assigned = True
+        if self._closing:  # assigned only so that the member can leave cleanly
+            self._settle_keys.update(keys)
+            return
         self.assignment.update(keys)
         log.info("%s assigned %s", self.service_name, keys)
         if self._on_assign is not None:
@@ -353,6 +514,11 @@ class ConsumerLoop:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = False
+        if self._settle_keys:
+            keys = [k for k in keys if k not in self._settle_keys]
+            if not keys:
+                return
         log.info("%s revoked %s", self.service_name, keys)
         if self._on_revoke is not None:
             plan = self._on_revoke(keys)
@@ -363,7 +529,33 @@ class ConsumerLoop:
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._joined = False
+        if self._settle_keys:
+            keys = [k for k in keys if k not in self._settle_keys]
+            if not keys:
+                return
         log.warning("%s lost %s", self.service_name, keys)
         if self._on_revoke is not None:
             self._on_revoke(keys)
         self.assignment.difference_update(keys)
+
+
+def _merge_plans(
+    parts: list[tuple[list[Inbound[Any]], CommitPlan | None]],
+) -> CommitPlan | None:
+    """One commit plan for sub-batches handled in order: ``None`` if all were ``None``.
+
+    A sub-batch answered ``None`` is durable up to its last message; a later plan for
+    the same partition wins (it reflects the handler's state after everything before it).
+    """
+    if all(plan is None for _, plan in parts):
+        return None
+    merged: CommitPlan = {}
+    for batch, plan in parts:
+        if plan is None:
+            for inbound in batch:
+                key = (inbound.topic, inbound.partition)
+                merged[key] = max(merged.get(key, 0), inbound.offset + 1)
+        else:
+            merged.update(plan)
+    return merged

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")]
 Version = Annotated[int, msgspec.Meta(ge=1)]
 FeatureValue = float | str | None
 Reason = Literal["covariate", "concept", "manual"]
@@ -82,6 +82,9 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     missing_share: float
     drifted: bool
     critical: bool = False
+    # Values of this feature in the window that were not finite numbers (counted as
+    # missing in the statistics).
+    invalid: int = 0
     # Histogram for dashboards and reports: bin labels (numeric ranges or categories,
     # with "missing" and "other"), and the reference and window shares per bin.
     bins: list[str] = []
@@ -123,7 +126,7 @@ class ModelCandidate(Event, tag="model_candidate/1", kw_only=True):
     parent_version: Version | None
     request_id: str | None
     registry_uri: NonEmptyStr
-    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}\Z")]
 
 
 class PairedTest(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -165,6 +174,57 @@ class BrokerSettings(BaseModel):
     storage_engine: str = "memory://tansu/"
 
 
+class ValidationSettings(BaseModel):
+    """Semantic limits checked at the contract edge, right after decoding (``invalid_value``).
+
+    Event times must be timezone-aware and within ``[event_time_min, event_time_max)``;
+    every number finite, and feature values and labels within ``max_abs_value``; ids and
+    names free of control characters (checked in ``streams.validation``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_time_min: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    event_time_max: datetime = datetime(2100, 1, 1, tzinfo=UTC)
+    max_abs_value: float = Field(default=1e12, gt=0)
+
+    @field_validator("event_time_min", "event_time_max")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must be timezone-aware (e.g. 2000-01-01T00:00:00Z)")
+        return value
+
+
+class ResilienceSettings(BaseModel):
+    """How a consumer loop survives poison messages and unlucky group joins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A handler that raises for one message gets this many tries before that message is
+    # dead-lettered as ``handler_error``.
+    handler_attempts: int = Field(default=3, ge=1)
+    # This many handler failures in a row, with no message handled in between, is a
+    # broken handler (not poison input): the loop stops with an error instead.
+    max_consecutive_handler_errors: int = Field(default=20, ge=1)
+    # A member still without partitions this long after subscribing, while its topics
+    # have partitions, leaves and rejoins its group (logged). 0 turns the watch off.
+    assignment_timeout_s: float = Field(default=30.0, ge=0)
+
+
+class HttpSettings(BaseModel):
+    """The one HTTP endpoint per process (``/healthz``, ``/metrics``, service routes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: no endpoint
+    # A whole request (headers and body) must arrive within this many seconds.
+    request_deadline_s: float = Field(default=10.0, gt=0)
+    # Connections served at once; more are refused (closed) until one ends.
+    max_connections: int = Field(default=64, ge=1)
+
+
 class ModelSettings(BaseModel):
     """One model's overrides under ``models.<name>``.
 
@@ -201,6 +261,9 @@ class Settings(BaseSettings):
     registry_uri: str = ".driftloop/registry"
     feature_repo: Path = Path("feature_repo")
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -216,6 +279,22 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _health_port_env(cls, data: Any) -> Any:
+        """``DRIFTLOOP_HEALTH_PORT``/``_HOST`` (the deployed names) fill ``http`` when unset."""
+        legacy = {"port": os.environ.get("DRIFTLOOP_HEALTH_PORT"),
+                  "host": os.environ.get("DRIFTLOOP_HEALTH_HOST")}
+        legacy = {k: v for k, v in legacy.items() if v}
+        if not legacy or not isinstance(data, dict):
+            return data
+        http = data.get("http")
+        if http is None:
+            http = {}
+        elif isinstance(http, BaseModel):
+            return data
+        return {**data, "http": {**legacy, **dict(http)}}
 
     def topic(self, name: str) -> str:
         """The full (prefixed) name of one of :data:`TOPIC_NAMES`."""

@@ -26,6 +26,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[LEDGER_KEY] = Ledger()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak tests (long fuzz budgets) run only when a ``-m`` expression names ``soak``;
+    ``make test`` and the other targets never run them."""
+    if "soak" in (config.getoption("markexpr", "") or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session_finished(session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -47,7 +47,11 @@ def build_service(name: str, settings: Settings) -> Service:
 
 def run_services(settings: Settings, names: list[str]) -> int:
     """Run the named services until SIGTERM/SIGINT; returns the process exit code."""
-    services = [build_service(name, settings) for name in names]
+    return run_all([build_service(name, settings) for name in names])
+
+
+def run_all(services: list[Service]) -> int:
+    """Run built services, one thread each, until SIGTERM/SIGINT or one fails."""
     errors: list[BaseException] = []
 
     def stop_all(*_: object) -> None:

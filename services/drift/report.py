@@ -9,6 +9,7 @@ id: consumers deduplicate on them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from services.drift.policy import WindowVerdict
@@ -69,9 +70,12 @@ def build_drift_report(
     created_at: datetime | None = None,
     event_id: str | None = None,
     histograms: bool = True,
+    invalid: Mapping[str, int] | None = None,
 ) -> DriftReport:
     """The ``drift.reports`` event of one window (with each feature's PSI histogram
-    unless ``histograms`` is false)."""
+    unless ``histograms`` is false; ``invalid``: per feature, values that were not finite
+    numbers)."""
+    invalid = invalid or {}
     features = [
         FeatureDrift(
             name=f.name,
@@ -84,6 +88,7 @@ def build_drift_report(
             missing_share=f.stats.missing_share,
             drifted=f.drifted,
             critical=f.critical,
+            invalid=int(invalid.get(f.name, 0)),
             bins=list(f.stats.bins) if histograms else [],
             reference_shares=list(f.stats.reference_shares) if histograms else [],
             window_shares=list(f.stats.window_shares) if histograms else [],

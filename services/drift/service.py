@@ -345,6 +345,7 @@ class DriftMonitor(StreamService):
             report = build_drift_report(
                 model, bounds, verdict, reference.snapshot_id,
                 champion_version=reference.champion_version,
+                invalid=window.invalid_by_feature,
             )
             span.set_attributes({
                 "driftloop.report_id": report.event_id,

@@ -8,8 +8,13 @@ a partial window on demand (idle stream, shutdown, tests).
 Adding a row is cheap on purpose (the Kafka loop must sustain hundreds of thousands of
 events per second): values are appended to one flat Python list per window
 (one ``operator.itemgetter`` call per row, no per-row numpy call) and converted to a
-float64 matrix once, when the window closes. Values that are not numbers in a
-numeric feature count as missing (and are counted in ``ClosedWindow.invalid``).
+float64 matrix once, when the window closes. Values that are not finite numbers in a
+numeric feature (strings, infinities) count as missing, and are counted per feature in
+``ClosedWindow.invalid_by_feature`` (the drift report shows them).
+
+Any aware event time is accepted without converting it through the platform's
+``timestamp()`` (``0001-01-01T00:00:00+14:00`` is year 0 in UTC): epoch seconds come
+from a subtraction, and window bounds are clamped to the representable range.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -33,7 +38,8 @@ class ClosedWindow:
     numeric: np.ndarray  # (n_events, n_numeric) float64, NaN = missing
     categorical: dict[str, list[object]]  # per categorical feature, None = missing
     bounds: WindowBounds
-    invalid: int = 0  # non-numeric values found in numeric features
+    invalid: int = 0  # values in numeric features that are not finite numbers
+    invalid_by_feature: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_events(self) -> int:
@@ -94,9 +100,11 @@ class WindowAccumulator:
         ``event_time`` is a datetime (naive means UTC) or epoch seconds.
         """
         if isinstance(event_time, datetime):
-            ts = event_time.timestamp() if event_time.tzinfo is not None else _epoch(event_time)
+            ts = _epoch(event_time)
         else:
             ts = float(event_time)
+            if ts != ts:  # NaN: no place in time; the window's first event time stands in
+                ts = self._open.first_ts if self._open.n else 0.0
         w = self._open
         closed = None
         if w.n and ts - w.first_ts >= self.max_seconds:
@@ -139,9 +147,10 @@ class WindowAccumulator:
         self._open = self._new()
         k = len(self._num_names)
         matrix, invalid = _to_matrix(w.flat, w.n, k)
+        by_feature = {name: int(c) for name, c in zip(self._num_names, invalid, strict=True) if c}
         bounds = WindowBounds(
-            start_time=datetime.fromtimestamp(w.min_ts, UTC),
-            end_time=datetime.fromtimestamp(w.max_ts, UTC),
+            start_time=_from_epoch(w.min_ts),
+            end_time=_from_epoch(w.max_ts),
             n_events=w.n,
             offsets=[
                 PartitionRange(topic=t, partition=p, first_offset=r[0], last_offset=r[1])
@@ -153,33 +162,61 @@ class WindowAccumulator:
             numeric=matrix,
             categorical=dict(zip(self._cat_names, w.cats, strict=True)),
             bounds=bounds,
-            invalid=invalid,
+            invalid=int(invalid.sum()),
+            invalid_by_feature=by_feature,
         )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_TS = (datetime.min.replace(tzinfo=UTC) - _EPOCH).total_seconds() + 86_400
+_MAX_TS = (datetime.max.replace(tzinfo=UTC) - _EPOCH).total_seconds() - 86_400
+
+
 def _epoch(t: datetime) -> float:
+    """Epoch seconds of ``t`` (naive means UTC), for any year, without ``timestamp()``."""
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.timestamp()
+    return (t - _EPOCH) / timedelta(seconds=1)
 
 
-def _to_matrix(flat: list[object], n: int, k: int) -> tuple[np.ndarray, int]:
-    """Flat row-major values to an ``(n, k)`` float64 matrix (None -> NaN)."""
+def _from_epoch(ts: float) -> datetime:
+    """The UTC datetime of ``ts``, clamped to what ``datetime`` can hold."""
+    return _EPOCH + timedelta(seconds=min(max(ts, _MIN_TS), _MAX_TS))
+
+
+def _to_matrix(flat: list[object], n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat row-major values to an ``(n, k)`` float64 matrix (None -> NaN).
+
+    Also returns, per column, how many values were invalid (not a finite number); they
+    are NaN (missing) in the matrix.
+    """
     if k == 0:
-        return np.empty((n, 0)), 0
+        return np.empty((n, 0)), np.zeros(0, dtype=np.int64)
     try:
-        return np.array(flat, dtype=np.float64).reshape(n, k), 0
-    except (TypeError, ValueError):
-        pass
-    invalid = 0
-    clean: list[float] = []
-    nan = float("nan")
-    for v in flat:
-        if v is None:
-            clean.append(nan)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            clean.append(float(v))
-        else:
-            invalid += 1
-            clean.append(nan)
-    return np.array(clean, dtype=np.float64).reshape(n, k), invalid
+        matrix = np.array(flat, dtype=np.float64).reshape(n, k)
+        invalid = np.zeros(k, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        nan = float("nan")
+        clean: list[float] = []
+        bad: list[bool] = []
+        for v in flat:
+            if v is None:
+                clean.append(nan)
+                bad.append(False)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                try:
+                    clean.append(float(v))
+                    bad.append(False)
+                except OverflowError:  # an int beyond float range
+                    clean.append(nan)
+                    bad.append(True)
+            else:
+                clean.append(nan)
+                bad.append(True)
+        matrix = np.array(clean, dtype=np.float64).reshape(n, k)
+        invalid = np.array(bad, dtype=bool).reshape(n, k).sum(axis=0).astype(np.int64)
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        invalid = invalid + infinite.sum(axis=0)
+        matrix[infinite] = np.nan
+    return matrix, invalid

@@ -44,6 +44,7 @@ RejectReason = Literal[
     "wrong_type",
     "non_finite",
     "label_unmatched",
+    "invalid_time",
 ]
 
 
@@ -108,6 +109,21 @@ def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | N
     return None
 
 
+STORABLE_TIMES = (datetime(1678, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=UTC))
+"""Event times the stores can hold: Feast and pyarrow convert to nanoseconds, whose range
+ends in 1677 and 2262 (the edge's configured range is normally far narrower)."""
+
+
+def check_time(event_time: datetime) -> Reject | None:
+    """``invalid_time`` for a time the stores cannot hold (a buffered row that fails every
+    push would stop the service on each restart), else ``None``."""
+    low, high = STORABLE_TIMES
+    if event_time.tzinfo is None or not low <= event_time < high:
+        return Reject("invalid_time", f"event_time {event_time.isoformat()} outside "
+                                      f"[{low.date()}, {high.date()}) or without timezone")
+    return None
+
+
 def validate_feature_event(
     event: FeatureEvent, layouts: Mapping[str, ModelLayout]
 ) -> Reject | None:
@@ -115,7 +131,7 @@ def validate_feature_event(
     layout = layouts.get(event.model)
     if layout is None:
         return Reject("unknown_model", f"no feature service for model {event.model!r}")
-    return _check_features(_Model(layout), event.features)
+    return check_time(event.event_time) or _check_features(_Model(layout), event.features)
 
 
 class IngestBuffer:
@@ -156,7 +172,7 @@ class IngestBuffer:
         model = self._models.get(event.model)
         if model is None:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        reject = _check_features(model, event.features)
+        reject = check_time(event.event_time) or _check_features(model, event.features)
         if reject is not None:
             return reject
         model.events.append(event)
@@ -174,6 +190,9 @@ class IngestBuffer:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
         if not math.isfinite(event.label):
             return Reject("non_finite", f"label is {event.label}")
+        bad_time = check_time(event.event_time)
+        if bad_time is not None:
+            return bad_time
         known = self._index.get(event.event_id)
         if known is None and self._lookup is not None:
             known = self._lookup(event.event_id)
@@ -268,15 +287,34 @@ class IngestBuffer:
         return out
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_microseconds(times: list[datetime]) -> pd.DatetimeIndex:
+    """Aware datetimes as a UTC index of microsecond resolution, for any year.
+
+    Built from integer microseconds since the epoch: a nanosecond index (pandas' default)
+    ends in 2262 (``OutOfBoundsDatetime`` on 2300-01-01), and converting
+    ``0001-01-01T00:00:00+14:00`` to UTC through ``datetime`` lands in year 0.
+    """
+    values = np.array(
+        [((t if t.tzinfo is not None else t.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+         for t in times],
+        dtype=np.int64,
+    )
+    return pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize(UTC)
+
+
 def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -> PushBatch:
     n = len(columns[TIMESTAMP_COLUMN])
     kinds = dict(zip(view.features, view.kinds, strict=True))
     frame: dict[str, object] = {}
     for name in view.columns:
         if name == CREATED_COLUMN:
-            frame[name] = pd.DatetimeIndex([created] * n).tz_convert(UTC).as_unit("us")
+            frame[name] = utc_microseconds([created] * n)
         elif name in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
-            frame[name] = pd.DatetimeIndex(columns[name]).tz_convert(UTC).as_unit("us")
+            frame[name] = utc_microseconds(columns[name])
         elif kinds.get(name) == "numeric":
             frame[name] = np.array(columns[name], dtype=np.float64)  # None -> NaN
         else:

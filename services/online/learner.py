@@ -14,6 +14,15 @@ default). Any river estimator or detector can be configured by dotted name relat
 the ``river`` package (``"tree.HoeffdingAdaptiveTreeClassifier"``) and plain parameters;
 names are resolved only inside ``river.`` and must name a class of the expected kind.
 
+Poison guard: numeric inputs that are not finite are left out (counted in
+``refused_values``), finite ones clipped to ``clip_abs``, and standardised values clipped
+to ``clip_scaled`` running standard deviations before they reach the scaler's moments
+and again after scaling (:class:`WinsorizingScaler`), so one extreme event cannot blow
+the weights up.
+After every update the learner checks that its state (weights, intercept, scaler
+moments) is still finite; if not, the update is refused: the last good copy (taken every
+``good_every`` learned events) is restored and ``refused_updates`` counted.
+
 Missing values: a feature that is ``None`` (or absent) is left out of the event's dict,
 which river's linear models read as 0 after scaling (mean imputation). The mini-batch
 path (``learn_many``) is taken only for complete batches of an estimator that supports
@@ -23,6 +32,7 @@ same inputs.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 import re
@@ -100,6 +110,94 @@ class SelectPresent(compose.Select):
         return {k: x[k] for k in self.keys if k in x}
 
 
+class ClipValues(base.MiniBatchTransformer):
+    """Clips every value of the event to ``[-limit, limit]`` (after scaling: in sd)."""
+
+    def __init__(self, limit: float = 10.0) -> None:
+        self.limit = limit
+
+    def transform_one(self, x: dict) -> dict:
+        lim = self.limit
+        return {k: min(max(v, -lim), lim) for k, v in x.items()}
+
+    def transform_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X.clip(lower=-self.limit, upper=self.limit)
+
+
+class WinsorizingScaler(preprocessing.StandardScaler):
+    """A standard scaler that clips each input to its running ``mean ± limit·sd`` first.
+
+    Why: one extreme value (an amount of 1e12) would inflate the running variance for
+    good and squash every later input to zero. After ``warmup`` observations of a feature,
+    values beyond ``limit`` standard deviations (``limit·max(|mean|, 1)`` while its sd is
+    0) are clipped before they update or meet the moments.
+    """
+
+    def __init__(self, limit: float = 10.0, warmup: int = 30) -> None:
+        super().__init__()
+        self.limit = limit
+        self.warmup = warmup
+
+    def _span(self, name: str) -> float | None:
+        if self.counts.get(name, 0) < self.warmup:
+            return None
+        sd = math.sqrt(max(self.vars[name], 0.0))
+        return self.limit * (sd if sd > 0 else max(abs(self.means[name]), 1.0))
+
+    def _winsorize(self, x: dict) -> dict:
+        out = {}
+        for name, value in x.items():
+            span = self._span(name)
+            if span is not None:
+                mean = self.means[name]
+                value = min(max(value, mean - span), mean + span)
+            out[name] = value
+        return out
+
+    def _winsorize_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        X = X.copy()
+        for name in X.columns:
+            span = self._span(name)
+            if span is not None:
+                mean = self.means[name]
+                X[name] = X[name].clip(lower=mean - span, upper=mean + span)
+        return X
+
+    def learn_one(self, x: dict) -> None:
+        super().learn_one(self._winsorize(x))
+
+    def transform_one(self, x: dict) -> dict:
+        return super().transform_one(self._winsorize(x))
+
+    def learn_many(self, X: pd.DataFrame) -> None:
+        super().learn_many(self._winsorize_many(X))
+
+    def transform_many(self, X: pd.DataFrame) -> pd.DataFrame:
+        return super().transform_many(self._winsorize_many(X))
+
+
+_STATE_ATTRIBUTES = ("weights", "intercept", "means", "vars", "counts")
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_all_finite(v) for v in value.values())
+    return True
+
+
+def state_is_finite(obj: Any) -> bool:
+    """Whether a river pipeline's numeric state (weights, intercept, scaler moments) is finite."""
+    if isinstance(obj, compose.Pipeline):
+        return all(state_is_finite(step) for step in obj.steps.values())
+    if isinstance(obj, compose.TransformerUnion):
+        return all(state_is_finite(t) for t in obj.transformers.values())
+    return all(_all_finite(getattr(obj, name, None)) for name in _STATE_ATTRIBUTES)
+
+
 class LearnerConfig(BaseModel):
     """How the online learner is built; all fields are plain data (YAML/env friendly)."""
 
@@ -121,6 +219,11 @@ class LearnerConfig(BaseModel):
     # ``transform_many`` goes through pandas' sparse ``get_dummies`` and costs more than
     # the vectorised update saves; see benchmarks/online.md).
     mini_batch: Literal["auto", "always", "never"] = "auto"
+    # Poison guard (see the module doc): raw numeric inputs clipped to this magnitude,
+    # standardised ones to this many standard deviations; a good copy kept this often.
+    clip_abs: float = Field(default=1e12, gt=0)
+    clip_scaled: float = Field(default=10.0, gt=0)
+    good_every: int = Field(default=500, ge=1)
 
     @field_validator("drift_detector")
     @classmethod
@@ -144,7 +247,11 @@ def build_pipeline(spec: ModelSpec, config: LearnerConfig) -> compose.Pipeline:
     categorical = [f.name for f in spec.categorical]
     if numeric:
         sel = SelectPresent(*numeric)
-        parts.append(sel | preprocessing.StandardScaler() if config.scale_numeric else sel)
+        if config.scale_numeric:
+            scaler = WinsorizingScaler(config.clip_scaled)
+            parts.append(sel | scaler | ClipValues(config.clip_scaled))
+        else:
+            parts.append(sel | ClipValues(config.clip_abs))
     if categorical:
         parts.append(SelectPresent(*categorical) | preprocessing.OneHotEncoder())
     if not parts:
@@ -203,15 +310,72 @@ class OnlineLearner:
         self._numeric = tuple(f.name for f in spec.numeric)
         self._categorical = tuple(f.name for f in spec.categorical)
         self._columns = self._numeric + self._categorical
+        self.refused_values = 0  # non-finite numeric inputs left out
+        self.refused_updates = 0  # updates undone because the state became non-finite
+        self._good: tuple[compose.Pipeline, int] | None = None
+        self._remember()
+
+    # ------------------------------------------------------------ poison guard
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_good"] = None  # a snapshot holds the state once, not twice
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("refused_values", 0)
+        state.setdefault("refused_updates", 0)
+        config = state.get("config")
+        if config is not None and "good_every" not in config.__dict__:
+            # A snapshot from before the poison guard: its config lacks the new fields.
+            state["config"] = LearnerConfig.model_validate(dict(config.__dict__))
+        self.__dict__.update(state)
+        if self.healthy:
+            self._remember()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the model's state is finite (predictions are numbers)."""
+        return state_is_finite(self.pipeline)
+
+    def _remember(self) -> None:
+        self._good = (copy.deepcopy(self.pipeline), self.learned)
+
+    def recover(self) -> bool:
+        """Restore the last good copy of the pipeline (a fresh one if there is none).
+
+        Returns whether the state had to be restored.
+        """
+        if self.healthy:
+            return False
+        if self._good is not None:
+            self.pipeline = copy.deepcopy(self._good[0])
+        else:
+            self.pipeline = build_pipeline(self.spec, self.config)
+            self._remember()
+        return True
+
+    def _guard(self) -> None:
+        """After an update: undo it if the state became non-finite, else maybe remember."""
+        if self.recover():
+            self.refused_updates += 1
+        elif self._good is None or self.learned - self._good[1] >= self.config.good_every:
+            self._remember()
 
     # ----------------------------------------------------------------- inputs
     def prepare(self, features: Mapping[str, Any]) -> dict[str, Any]:
         """The model's features of one event as river wants them (missing ones left out)."""
         x: dict[str, Any] = {}
+        lim = self.config.clip_abs
         for name in self._numeric:
             v = features.get(name)
-            if v is not None and not isinstance(v, str) and not math.isnan(v):
-                x[name] = float(v)
+            if v is None or isinstance(v, str):
+                continue
+            v = float(v)
+            if not math.isfinite(v):
+                if not math.isnan(v):
+                    self.refused_values += 1
+                continue
+            x[name] = min(max(v, -lim), lim)
         for name in self._categorical:
             v = features.get(name)
             if v is not None:
@@ -243,6 +407,13 @@ class OnlineLearner:
         self, features: Mapping[str, Any], label: float, event_id: str | None = None
     ) -> Outcome:
         """Predict, score, learn one labelled event; update metrics and the detector."""
+        outcome = self._learn_one(features, label, event_id)
+        self._guard()
+        return outcome
+
+    def _learn_one(
+        self, features: Mapping[str, Any], label: float, event_id: str | None
+    ) -> Outcome:
         y = self._label(label)
         x = self.prepare(features)
         p = _p_true(self.pipeline.predict_proba_one(x))
@@ -281,7 +452,10 @@ class OnlineLearner:
         xs = [self.prepare(r) for r in rows]
         complete = all(len(x) == len(self._columns) for x in xs)
         if not (self.supports_many and complete):
-            return [self.learn_one(r, lab, i) for r, lab, i in zip(rows, labels, ids, strict=True)]
+            # One state check per chunk, not per event (it walks every weight).
+            out = [self._learn_one(r, lab, i) for r, lab, i in zip(rows, labels, ids, strict=True)]
+            self._guard()
+            return out
         ys = [self._label(lab) for lab in labels]
         frame = pd.DataFrame(xs, columns=list(self._columns))
         proba = self.pipeline.predict_proba_many(frame)
@@ -292,9 +466,13 @@ class OnlineLearner:
         else:
             p_true = [0.5] * len(xs)
         self.pipeline.learn_many(frame, pd.Series(ys))
-        return [self._after(i, y, p) for i, y, p in zip(ids, ys, p_true, strict=True)]
+        out = [self._after(i, y, p) for i, y, p in zip(ids, ys, p_true, strict=True)]
+        self._guard()
+        return out
 
     def _after(self, event_id: str | None, y: bool, p: float) -> Outcome:
+        if not math.isfinite(p):
+            p = 0.5  # no opinion: a NaN would poison the rolling metrics
         p = min(max(p, _PROBA_EPS), 1.0 - _PROBA_EPS)
         error = (p >= 0.5) != y
         self.learned += 1
@@ -335,6 +513,8 @@ class OnlineLearner:
             "rolling_log_loss": self.log_loss.get(),
             "rolling_roc_auc": self.roc_auc.get(),
             "detections": float(self.detections),
+            "refused_values": float(self.refused_values),
+            "refused_updates": float(self.refused_updates),
         }
 
 

@@ -241,6 +241,10 @@ class OnlineService(StreamService):
             if isinstance(state, OnlineState):
                 for m, spec in self.specs.items():  # models added since the snapshot
                     state.learners.setdefault(m, OnlineLearner(spec, self.configs.get(m)))
+                for m, learner in state.learners.items():
+                    if learner.recover():
+                        log.error("online: %s: the snapshot's model state is not finite; "
+                                  "restarted from a fresh model", m)
                 return state, dict(offsets)
         learners = {m: OnlineLearner(s, self.configs.get(m)) for m, s in self.specs.items()}
         return OnlineState(learners=learners, join=join or LabelJoin()), {}
@@ -363,6 +367,7 @@ class OnlineService(StreamService):
         # The pieces learn_many would cut anyway (same outcomes), each under the lock, so
         # a prediction waits for one piece at most, not for a whole consumer batch.
         step = learner.config.max_batch
+        refused = learner.refused_values + learner.refused_updates
         outcomes: list[Outcome] = []
         for i in range(0, len(rows), step):
             with self._learner_lock:
@@ -371,6 +376,11 @@ class OnlineService(StreamService):
                 )
         self._since_snapshot += len(items)
         self.online_metrics.learned(model, len(items))
+        refused = learner.refused_values + learner.refused_updates - refused
+        if refused:
+            self.online_metrics.refused(model, refused)
+            log.warning("online: %s refused %d non-finite input(s)/update(s) (restored: %d "
+                        "so far)", model, refused, learner.refused_updates)
         learner.drain_signals()  # taken from the outcomes below, in order
         for (joined, inbound), outcome in zip(items, outcomes, strict=True):
             if outcome.drift is not None:
@@ -422,8 +432,12 @@ class OnlineService(StreamService):
             detail: dict[str, Any] = {
                 m: learner.metrics() for m, learner in self.state.learners.items()
             }
+            unhealthy = sorted(m for m, lr in self.state.learners.items() if not lr.healthy)
         detail["pending_features"] = len(self.state.join)
         detail["redelivered"] = self.redelivered
+        if unhealthy:  # non-finite state not restored (yet): predictions are not numbers
+            detail["unhealthy_models"] = unhealthy
+            return "degraded", detail
         return "ok", detail
 
     # -- HTTP ----------------------------------------------------------------------------

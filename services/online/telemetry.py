@@ -37,6 +37,7 @@ class _Instruments:
     detections: Counter
     redelivered: Counter
     snapshots: Counter
+    refused: Counter
     sources: weakref.WeakSet[OnlineMetrics] = field(default_factory=weakref.WeakSet)
 
 
@@ -62,6 +63,10 @@ def _instruments(meter: Meter) -> _Instruments:
             snapshots=meter.create_counter(
                 "driftloop.online.snapshots", unit="{snapshot}",
                 description="Snapshots of the online state written with their offsets"),
+            refused=meter.create_counter(
+                "driftloop.online.refused_updates", unit="{update}",
+                description="Non-finite inputs left out and updates undone (state restored "
+                            "to its last good copy), by model"),
         )
         for key, (name, description) in GAUGES.items():
             meter.create_observable_gauge(
@@ -103,6 +108,9 @@ class OnlineMetrics:
 
     def redelivered(self, topic: str, count: int = 1) -> None:
         self._inst.redelivered.add(count, {attr.MESSAGING_DESTINATION_NAME: topic})
+
+    def refused(self, model: str, count: int) -> None:
+        self._inst.refused.add(count, {attr.MODEL: model})
 
     def snapshot(self) -> None:
         self._inst.snapshots.add(1)

@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # torch and pandas load only where weights are read or writte
     from services.training.model import TabularModel
     from services.training.preprocessing import Preprocessor
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A whole name (always ``fullmatch``: ``$`` would also match before a trailing newline)."""
 WEIGHTS = "weights.pt"
 PREPROCESSING = "preprocessing.json"
 MANIFEST = "manifest.json"
@@ -111,7 +112,7 @@ class AliasLockTimeoutError(RegistryError):
 
 def validate_name(name: str, what: str = "name") -> str:
     """Accept ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`` without ``..``; else InvalidNameError."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise InvalidNameError(f"invalid {what} {name!r}")
     return name
 
@@ -285,7 +286,7 @@ class ModelRegistry:
 
     def list_models(self) -> list[str]:
         """Models with at least one directory under the root."""
-        return sorted(n for n in self._ls_names(f"{self.root}/models") if _NAME.match(n))
+        return sorted(n for n in self._ls_names(f"{self.root}/models") if _NAME.fullmatch(n))
 
     def _allocate_version(self, model: str) -> int:
         base = self._model_dir(model)

@@ -12,6 +12,9 @@ module only decides which rows train and which validate:
   validation loss (and early stopping) measure the new data *and* forgetting, and no
   row trains on the future of a row it is validated against within its own source.
   Rows sharing the cut timestamp all go to validation (no leakage at the boundary).
+- rows with a non-finite numeric feature or label (inf; NaN is a missing value the
+  preprocessing imputes) are dropped, and counted: the train frame's
+  ``attrs[DROPPED_ATTR]`` holds how many, and the run's manifest reports it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ import pandas as pd
 from services.featurespec import ModelSpec
 
 SOURCE_COLUMN = "_source"
+DROPPED_ATTR = "dropped_non_finite_rows"
+
+
+def finite_rows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, int]:
+    """``frame`` without rows whose numeric features or label are infinite; and how many."""
+    columns = [f.name for f in spec.numeric if f.name in frame]
+    if spec.label in frame:
+        columns.append(spec.label)
+    if frame.empty or not columns:
+        return frame, 0
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isinf(values).any(axis=1)
+    dropped = int(bad.sum())
+    return (frame[~bad] if dropped else frame), dropped
 
 
 def labelled_only(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -72,10 +89,12 @@ def build_training_frames(
 
     The result carries a ``_source`` column (``fresh``/``replay``) for reporting.
     """
-    fresh = labelled_only(fresh, spec).assign(**{SOURCE_COLUMN: "fresh"})
+    fresh, dropped = finite_rows(labelled_only(fresh, spec), spec)
+    fresh = fresh.assign(**{SOURCE_COLUMN: "fresh"})
     parts = [fresh]
     if replay is not None and replay_ratio > 0:
-        replay = labelled_only(replay, spec)
+        replay, dropped_replay = finite_rows(labelled_only(replay, spec), spec)
+        dropped += dropped_replay
         parts.append(
             replay_sample(len(fresh), replay, replay_ratio, seed).assign(
                 **{SOURCE_COLUMN: "replay"}
@@ -92,4 +111,5 @@ def build_training_frames(
         raise ValueError(
             f"not enough labelled rows to train ({len(train)}) and validate ({len(val)})"
         )
+    train.attrs[DROPPED_ATTR] = dropped
     return train, val

@@ -25,7 +25,7 @@ from services.registry.manifest import Lineage
 from services.registry.store import LoadedModel, ModelRegistry, RegisteredVersion
 from services.training.checkpoint import run_dir_for
 from services.training.config import TrainingConfig
-from services.training.data import build_training_frames
+from services.training.data import DROPPED_ATTR, build_training_frames
 from services.training.loop import TrainResult, train
 from services.training.progress import ProgressReporter
 
@@ -105,6 +105,7 @@ def run_job(
         **result.metrics,
         "best_val_loss": result.best_val_loss,
         "replay_rows": float((train_df.get("_source") == "replay").sum()),
+        DROPPED_ATTR: float(train_df.attrs.get(DROPPED_ATTR, 0)),
     }
     registered = registry.register(
         job.model,

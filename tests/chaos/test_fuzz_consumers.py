@@ -1,14 +1,22 @@
-"""Bad input for every stream consumer: no loop crashes, every message is accounted for.
+"""Bad input for every stream consumer: no loop crashes, every dead letter is expected.
 
-For each service one broker round: hypothesis draws a list of bad messages (random
-bytes, truncated JSON, ``NaN``/``Infinity`` literals, ``1e999``, wrong types, missing
-fields, unknown schema versions, over-long ids, one over-size message; see
-:mod:`chaos.badinput`), they are produced mixed with valid events and with
-valid-but-odd ones (unknown models, unknown features, huge numbers and strings,
-duplicate event ids), the real service runs in-process until it consumed them all, and
-the test asserts that the dead-letter topic holds exactly the expected count per reason,
-that the valid events were handled (or ignored, where the service documents it), that
-dead letters + handled + ignored == produced, and that the loop ended by itself.
+For each service one broker round: hypothesis draws bad messages (random bytes, truncated
+JSON, ``NaN``/``Infinity`` literals, ``1e999``, wrong types, missing fields, unknown schema
+versions, over-long ids; see :mod:`chaos.badinput`), the poison set is added (deep
+nesting, repeated keys, out-of-range and odd-timezone event times, +-1e308 and values
+around the magnitude limit in every numeric field, control characters and trailing
+newlines in ids, names and categories, events of exactly and one byte over the size
+limit: :func:`chaos.badinput.poison`), and the inputs the coverage-guided codec fuzzer
+kept (``chaos.fuzz.codec_target``) follow; all are produced mixed with valid events and
+valid-but-odd ones, each with a ``fuzz.n`` header. The real service runs in-process until
+it consumed them all. The test then reads the source topics back (where each message
+landed) and the dead-letter topic, and compares, offset by offset, the dead letters
+(source topic, partition, offset -> reason) with the table of expected reasons decided in
+this file and in :mod:`chaos.badinput`, independently of the code under test: no valid
+event dead-lettered, no bad one missed or given another reason, none twice, and the
+detail of each range violation starting with its field path. A corpus input's outcome is
+not known in advance: it is dead-lettered with a known reason or handled. Then the
+service's outputs are checked against the valid events sent.
 
 The services' documented handling of valid-but-odd events:
 - drift: unknown model -> dead letter ``unknown_model``; unknown feature names are
@@ -28,15 +36,23 @@ The services' documented handling of valid-but-odd events:
   came -> ``label_unmatched`` once it is older than the label wait; huge finite numbers
   and long strings are stored, repeated events are stored again (the snapshot keeps one).
   ``non_finite`` cannot arrive over JSON: the codec refuses ``NaN`` and ``1e999`` first.
+
+At the edge, before any service: values beyond the configured magnitude (``1e308``), event
+times outside the configured range or without a timezone, and control characters are
+``invalid_value`` for every service, so a ``label`` of ``1e300`` is ``invalid_value``
+(not ``invalid_label``) and ``amount = 1e308`` is never stored.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,12 +60,12 @@ from hypothesis import HealthCheck, Phase, given, seed
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from chaos.badinput import Bad, bad_message, oversize
+from chaos.badinput import Bad, bad_message, limits_of, oversize, poison
 from chaos.ledger import FaultRecorder
 from chaos.topics import read_all
 from chaos.workers import drift as drift_worker
 from chaos.workers import shadow as shadow_worker
-from streams.codec import DecodeFailure, decode, encode
+from streams.codec import DecodeFailure, DecodeReason, decode, encode
 from streams.contracts import (
     Event,
     FeatureEvent,
@@ -59,15 +75,49 @@ from streams.contracts import (
     RetrainRequest,
     ShadowVerdict,
 )
-from streams.deadletter import REASON_HEADER
+from streams.deadletter import (
+    DETAIL_HEADER,
+    REASON_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER,
+)
 from streams.producer import EventProducer
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, ValidationSettings, load_settings
+from streams.validation import validate
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 BAD_PER_TOPIC = 40
+CORPUS_PER_TOPIC = 40  # inputs of the coverage-guided fuzzer's corpus, per input topic
 SEED = 20261124
+ANY = "*"
+"""Expected reason of a corpus input: not known in advance (dead letter or handled)."""
+KNOWN_REASONS = {r.value for r in DecodeReason} | {
+    "unknown_model", "invalid_label", "training_failed", "unknown_feature",
+    "missing_feature", "wrong_type", "label_unmatched", "handler_error", "invalid_time"}
+FUZZ_HEADER = "fuzz.n"
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One message to produce: where, what, and the dead-letter reason it must get
+    (``None``: none; :data:`ANY`: unknown) with the field path its detail starts with."""
+
+    topic: str
+    value: bytes
+    key: str
+    reason: str | None = None
+    path: str | None = None
+
+
+def _valid(topic: str, events: list[Any], key: Callable[[Any], str]) -> list[Out]:
+    return [Out(topic, encode(e), key(e)) for e in events]
+
+
+def _bad(topic: str, bads: list[Bad]) -> list[Out]:
+    return [Out(topic, b.value, "k", b.reason, b.path) for b in bads]
 
 
 def _bad_list(template: Event, n: int = BAD_PER_TOPIC) -> list[Bad]:
@@ -86,21 +136,78 @@ def _bad_list(template: Event, n: int = BAD_PER_TOPIC) -> list[Bad]:
     return [*out, oversize(template)]
 
 
-Outgoing = tuple[str, bytes, str]  # topic name, value, key
+def _poison(topic: str, template: Event, settings: Settings, **kw: Any) -> list[Out]:
+    return _bad(topic, poison(template, limits_of(settings), **kw))
 
 
-def _produce(settings: Settings, messages: list[Outgoing], seed: int) -> None:
-    """Produce in a seeded shuffled order (relative order per topic kept for pairs)."""
+def _corpus(topic: str, corpus: list[bytes]) -> list[Out]:
+    return [Out(topic, value, "k", ANY) for value in corpus[:CORPUS_PER_TOPIC]]
+
+
+def _produce(settings: Settings, messages: list[Out]) -> None:
+    """Produce in order, each with its index in a ``fuzz.n`` header."""
     # the over-size message needs a client limit above the codec's (librdkafka: 1 MB)
     with EventProducer(settings, "fuzz-source",
                        extra_config={"message.max.bytes": 4_000_000}) as producer:
-        for topic, value, key in messages:
-            producer.send_raw(settings.topic(topic), value, key.encode(), [])
+        for n, out in enumerate(messages):
+            producer.send_raw(settings.topic(out.topic), out.value, out.key.encode(),
+                              [(FUZZ_HEADER, str(n).encode())])
 
 
-def _dead_letters(settings: Settings) -> Counter[str]:
-    records = read_all(settings, "deadletter")
-    return Counter(r.headers[REASON_HEADER].decode() for r in records)
+Position = tuple[str, int, int]  # full topic name, partition, offset
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The dead-letter topic against the expected table, offset by offset."""
+
+    expected: dict[Position, str]
+    got: dict[Position, str]
+    twice: list[Position]
+    corpus: dict[Position, str | None]
+    wrong_path: list[tuple[Position, str, str]]
+
+    @property
+    def unknown_corpus_reasons(self) -> dict[Position, str]:
+        return {p: r for p, r in self.corpus.items() if r is not None and r not in KNOWN_REASONS}
+
+
+def _outcome(settings: Settings, messages: list[Out]) -> Outcome:
+    """Where each message landed (read back from its topic by its ``fuzz.n`` header), and
+    the dead letters by source position."""
+    where: dict[int, Position] = {}
+    for topic in sorted({m.topic for m in messages}):
+        for r in read_all(settings, topic):
+            if FUZZ_HEADER in r.headers:
+                where[int(r.headers[FUZZ_HEADER])] = (settings.topic(topic), r.partition,
+                                                      r.offset)
+    assert len(where) == len(messages), f"{len(messages) - len(where)} messages not stored"
+    dead = read_all(settings, "deadletter")
+    positions = [(r.headers[SOURCE_TOPIC_HEADER].decode(),
+                  int(r.headers[SOURCE_PARTITION_HEADER]), int(r.headers[SOURCE_OFFSET_HEADER]))
+                 for r in dead]
+    got = {p: r.headers[REASON_HEADER].decode() for p, r in zip(positions, dead, strict=True)}
+    detail = {p: r.headers[DETAIL_HEADER].decode(errors="replace")
+              for p, r in zip(positions, dead, strict=True)}
+    twice = [p for p, n in Counter(positions).items() if n > 1]
+    expected = {where[n]: m.reason for n, m in enumerate(messages)
+                if m.reason is not None and m.reason != ANY}
+    corpus = {where[n]: got.get(where[n]) for n, m in enumerate(messages) if m.reason == ANY}
+    wrong_path = [(where[n], m.path, detail.get(where[n], "")) for n, m in enumerate(messages)
+                  if m.path and not detail.get(where[n], "").startswith(m.path)]
+    known = {p: r for p, r in got.items() if p not in corpus}
+    return Outcome(expected, known, twice, corpus, wrong_path)
+
+
+def _assert_table(outcome: Outcome) -> None:
+    missing = {p: r for p, r in outcome.expected.items() if outcome.got.get(p) != r}
+    extra = {p: r for p, r in outcome.got.items() if p not in outcome.expected}
+    assert not missing, f"expected dead letters missing or with another reason: {missing}"
+    assert not extra, f"dead letters of valid events: {extra}"
+    assert outcome.got == outcome.expected
+    assert not outcome.twice, f"dead-lettered twice: {outcome.twice}"
+    assert not outcome.unknown_corpus_reasons, outcome.unknown_corpus_reasons
+    assert not outcome.wrong_path, f"details without their field path: {outcome.wrong_path}"
 
 
 def _consumed_all(service: Any, produced: int, extra: Callable[[], bool] = lambda: True,
@@ -108,22 +215,26 @@ def _consumed_all(service: Any, produced: int, extra: Callable[[], bool] = lambd
     return lambda: service.loop.stats.consumed >= produced and extra()
 
 
-def _record(ledger: FaultRecorder, service: str, expected: Counter[str], got: Counter[str],
-            handled: int, handled_expected: int, produced: int) -> None:
-    """Ledger row: bad messages injected, those dead-lettered with their reason, and valid
-    events the service failed to handle (lost)."""
-    survived = sum(min(n, got[reason]) for reason, n in expected.items())
+def _record(ledger: FaultRecorder, service: str, outcome: Outcome, handled: int,
+            handled_expected: int, produced: int) -> None:
+    """Ledger row: bad messages injected, those dead-lettered at their offset with their
+    reason, and valid events the service failed to handle (lost)."""
+    survived = sum(1 for p, r in outcome.expected.items() if outcome.got.get(p) == r)
+    reasons = Counter(outcome.expected.values())
+    corpus_dead = sum(1 for r in outcome.corpus.values() if r is not None)
     ledger.fault(
-        f"bad input to the {service} (fuzzed, dead-lettered by reason)",
-        injected=sum(expected.values()), survived=survived,
+        f"bad input to the {service} (fuzzed and poison, dead-lettered by offset and reason)",
+        injected=len(outcome.expected), survived=survived,
         lost=max(0, handled_expected - handled),
-        detail=(f"seed {SEED}; {produced} messages: {dict(sorted(expected.items()))} "
-                f"expected, {dict(sorted(got.items()))} dead-lettered; {handled} of "
+        detail=(f"seed {SEED}; {produced} messages: {dict(sorted(reasons.items()))} expected "
+                f"at their offsets, {survived} matched, {len(outcome.got) - survived} "
+                f"unexpected; {len(outcome.corpus)} coverage-guided corpus inputs "
+                f"({corpus_dead} dead-lettered, the rest handled); {handled} of "
                 f"{handled_expected} valid events handled; the loop ended by itself"),
     )
 
 
-def _interleave(rng: random.Random, good: list[Outgoing], bad: list[Outgoing]) -> list[Outgoing]:
+def _interleave(rng: random.Random, good: list[Out], bad: list[Out]) -> list[Out]:
     """Bad messages at random places among the good ones (the good keep their order)."""
     out = list(good)
     for item in bad:
@@ -131,26 +242,65 @@ def _interleave(rng: random.Random, good: list[Outgoing], bad: list[Outgoing]) -
     return out
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """The inputs the coverage-guided codec fuzzer kept (a short fixed-seed run)."""
+    from chaos.fuzz.runner import run_codec_fuzzer
+
+    result = run_codec_fuzzer(tmp_path_factory.mktemp("corpus"), runs=20_000, seed=SEED)
+    assert result.ok, result.output[-3000:]
+    return result.corpus()
+
+
+# -- the oracles against the edge (decode + validation), without a broker -----------------
+
+TEMPLATES = [
+    FeatureEvent(event_id="e", model="m1", entity_id="c", event_time=T0,
+                 features={"x0": 1.5, "channel": "pos"}),
+    LabelEvent(event_id="e", model="m1", label=1.0, event_time=T0),
+    RetrainRequest(event_id="e", request_id="r", model="m", reason="manual",
+                   base_version=1, window_start=T0, window_end=T0, requested_at=T0),
+]
+
+
+def _edge(value: bytes, event_type: type[Event], limits: ValidationSettings) -> str | None:
+    """The reason the edge gives ``value`` (None: accepted)."""
+    try:
+        validate(decode(value, event_type), limits)
+    except DecodeFailure as failure:
+        return failure.reason.value
+    return None
+
+
 def test_oracle_matches_codec() -> None:
-    """The expected reasons of :mod:`chaos.badinput` are the codec's (many examples)."""
-    templates = [
-        FeatureEvent(event_id="e", model="m1", entity_id="c", event_time=T0,
-                     features={"x0": 1.5, "channel": "pos"}),
-        LabelEvent(event_id="e", model="m1", label=1.0, event_time=T0),
-        RetrainRequest(event_id="e", request_id="r", model="m", reason="manual",
-                       base_version=1, window_start=T0, window_end=T0, requested_at=T0),
-    ]
+    """The expected reasons of :func:`chaos.badinput.bad_message` are the edge's."""
+    limits = ValidationSettings()
 
     @hsettings(max_examples=300, deadline=None, database=None)
     @given(st.data())
     def check(data: st.DataObject) -> None:
-        template = data.draw(st.sampled_from(templates))
+        template = data.draw(st.sampled_from(TEMPLATES))
         bad = data.draw(bad_message(template))
-        with pytest.raises(DecodeFailure) as failure:
-            decode(bad.value, type(template))
-        assert failure.value.reason.value == bad.reason, bad
+        assert _edge(bad.value, type(template), limits) == bad.reason, bad
 
     check()
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: type(t).__name__)
+def test_poison_oracle_matches_the_edge(template: Event) -> None:
+    """Every poison variant gets the reason (and field path) decided in chaos.badinput."""
+    settings = load_settings()
+    limits = settings.validation
+    wrong = []
+    for bad in poison(template, limits_of(settings)):
+        try:
+            validate(decode(bad.value, type(template)), limits)
+            got, detail = None, ""
+        except DecodeFailure as failure:
+            got, detail = failure.reason.value, failure.detail
+        if got != bad.reason or (bad.path and not detail.startswith(bad.path)):
+            wrong.append((bad.kind, bad.reason, got, detail[:80]))
+    assert not wrong, wrong
 
 
 def test_nested_wrong_type_is_classified_wrong_type() -> None:
@@ -168,8 +318,9 @@ def _feature(i: int, model: str, features: dict[str, Any]) -> FeatureEvent:
                         event_time=T0 + timedelta(milliseconds=10 * i), features=features)
 
 
-@pytest.mark.timeout(120)
-def test_drift_monitor_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
+@pytest.mark.timeout(180)
+def test_drift_monitor_fuzz(settings: Settings, ledger: FaultRecorder,
+                            corpus: list[bytes]) -> None:
     from services.drift.references import StaticReferences
     from services.drift.service import DriftMonitor
     from services.observability.setup import in_memory_telemetry
@@ -180,50 +331,57 @@ def test_drift_monitor_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
     odd = [
         _feature(1000, "m1", {**valid[0].features, "unknown_feature": 3.0, "zz": "q"}),
         _feature(1001, "m1", {**valid[1].features, "x0": "s" * 20_000}),
-        _feature(1002, "m1", {**valid[2].features, "x1": 1e308, "x2": -1e308}),
-        _feature(1003, "m1", {**valid[3].features, "x3": 10.0 ** 30}),
+        _feature(1002, "m1", {**valid[2].features, "x1": 1e11, "x2": -1e11}),
         _feature(1004, "m1", {"channel": "never-seen-channel"}),  # every numeric missing
         valid[5], valid[6],  # duplicate event ids
     ]
     strangers = [_feature(2000 + i, f"unknown-{i}", {"x0": 1.0}) for i in range(5)]
-    bad = _bad_list(valid[0])
+    poisoned = _poison("features", valid[0], settings, boundaries=False)
+    handled = len(valid) + len(odd) + sum(1 for p in poisoned if p.reason is None)
     rng = random.Random(SEED)
-    good = [("features", encode(e), e.entity_id) for e in [*valid, *odd]]
-    messages = _interleave(rng, good, [("features", encode(e), e.entity_id) for e in strangers]
-                           + [("features", b.value, "k") for b in bad])
+    good = _valid("features", [*valid, *odd], lambda e: e.entity_id)
+    messages = _interleave(rng, good, [Out("features", encode(e), e.entity_id, "unknown_model")
+                                       for e in strangers]
+                           + _bad("features", _bad_list(valid[0])) + poisoned
+                           + _corpus("features", corpus))
     # garbage on the control topics it reads beside its group (requests, verdicts,
     # promotions) is skipped there: their own consumers dead-letter it, not the monitor
     promotion = ModelPromotion(event_id="p", model="m1", new_champion=2, previous_champion=1,
                                cause="manual", promoted_at=T0)
-    control = [(topic, b.value, "k") for topic, template in (
+    control = [Out(topic, b.value, "k") for topic, template in (
         ("models.promotions", promotion), ("models.verdicts", promotion),
         ("retrain.requests", promotion)) for b in _bad_list(template, 10)]
-    _produce(settings, [*control[::2], *messages, *control[1::2]], 0)
+    messages = [*control[::2], *messages, *control[1::2]]
+    _produce(settings, messages)
 
     options = {"window_events": 200, "window_seconds": 3600, "ks_method": "asymp",
                "idle_flush_seconds": 1.0}
     s = load_settings(**{**settings.model_dump(), "models": {"m1": {"drift": options}}})
     monitor = DriftMonitor(s, telemetry=in_memory_telemetry("fuzz-drift"),
                            references=StaticReferences({"m1": drift_worker.reference()}))
-    handled = len(valid) + len(odd)
-    stats = monitor.run(until=_consumed_all(monitor, len(messages),
-                                            lambda: monitor.stats.events_reported >= handled),
-                        idle_timeout_s=20)
+    corpus_sent = sum(1 for m in messages if m.reason == ANY)
+    source = len(messages) - len(control)
 
-    expected = Counter(b.reason for b in bad) + Counter({"unknown_model": len(strangers)})
-    got = _dead_letters(s)
-    _record(ledger, "drift monitor", expected, got, monitor.stats.events_reported, handled,
-            len(messages))
-    assert stats.consumed == len(messages)
-    assert got == expected  # nothing from the control topics
-    assert monitor.stats.events_reported == handled
-    assert sum(expected.values()) + handled == len(messages)
+    def settled() -> bool:
+        return monitor.stats.events_reported >= handled
+
+    stats = monitor.run(until=_consumed_all(monitor, source, settled), idle_timeout_s=20)
+    outcome = _outcome(s, messages)
+    corpus_handled = sum(1 for r in outcome.corpus.values() if r is None)
+    _record(ledger, "drift monitor", outcome, monitor.stats.events_reported,
+            handled + corpus_handled, len(messages))
+    assert stats.consumed == source
+    _assert_table(outcome)
+    assert len(outcome.corpus) == corpus_sent
+    # every valid event (and each corpus input that decoded) lies in a reported window
+    assert monitor.stats.events_reported == handled + corpus_handled
 
 
 # -- online --------------------------------------------------------------------------------
 
-@pytest.mark.timeout(120)
-def test_online_service_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
+@pytest.mark.timeout(180)
+def test_online_service_fuzz(settings: Settings, ledger: FaultRecorder,
+                             corpus: list[bytes]) -> None:
     from chaos.test_service_kills import _agrawal_events
     from chaos.workers import online as online_worker
     from services.observability.setup import in_memory_telemetry
@@ -231,59 +389,87 @@ def test_online_service_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
 
     pairs = _agrawal_events(300)
     feats, labels = [f for f, _ in pairs], [y for _, y in pairs]
+    magnitude = settings.validation.max_abs_value
+    numeric = [n for n in online_worker.NAMES if n not in online_worker.CATEGORICAL]
+    at_limit = [  # valid, at the edge's magnitude: learned, and must not poison the learner
+        (FeatureEvent(event_id=f"lim-{n}-{sign}", model=online_worker.MODEL,
+                      entity_id="c9", event_time=T0,
+                      features={**feats[4].features, n: sign * magnitude}),
+         LabelEvent(event_id=f"lim-{n}-{sign}", model=online_worker.MODEL,
+                    label=float(sign > 0), event_time=T0))
+        for n in numeric for sign in (1, -1)]
     odd_features = [
         FeatureEvent(event_id="odd-1", model=online_worker.MODEL, entity_id="c1", event_time=T0,
                      features={**feats[0].features, "unknown_feature": 1.0}),
         FeatureEvent(event_id="odd-2", model=online_worker.MODEL, entity_id="c2", event_time=T0,
-                     features={**feats[1].features, "salary": 1e308}),
+                     features={**feats[1].features, "salary": 1e11}),
         feats[2], feats[3],  # duplicates
         FeatureEvent(event_id="u-1", model="nobody", entity_id="c", event_time=T0,
                      features={"a": 1.0}),
+        *(f for f, _ in at_limit),
     ]
     odd_labels = [
         LabelEvent(event_id="odd-1", model=online_worker.MODEL, label=1.0, event_time=T0),
         LabelEvent(event_id="odd-2", model=online_worker.MODEL, label=0.0, event_time=T0),
         labels[2],  # duplicate
         LabelEvent(event_id="u-1", model="nobody", label=1.0, event_time=T0),
-        LabelEvent(event_id="odd-3", model=online_worker.MODEL, label=0.5, event_time=T0),
-        LabelEvent(event_id="odd-4", model=online_worker.MODEL, label=1e300, event_time=T0),
+        *(y for _, y in at_limit),
     ]
-    bad_f = _bad_list(feats[0])
-    bad_l = _bad_list(labels[0])
+    refused_labels = [
+        Out("labels", encode(LabelEvent(event_id="odd-3", model=online_worker.MODEL, label=0.5,
+                                        event_time=T0)), "k", "invalid_label"),
+        Out("labels", encode(LabelEvent(event_id="odd-4", model=online_worker.MODEL,
+                                        label=1e300, event_time=T0)), "k", "invalid_value",
+            "label"),
+    ]
+    # +-1e308 in every numeric feature of a labelled pair: refused at the edge, both halves
+    huge = [(f"huge-{n}-{sign}", n, sign) for n in numeric for sign in (1, -1)]
+    huge_out = []
+    for event_id, n, sign in huge:
+        f = FeatureEvent(event_id=event_id, model=online_worker.MODEL, entity_id="c8",
+                         event_time=T0, features={**feats[5].features, n: 0.0})
+        huge_out.append(Out("features", encode(f).replace(
+            f'"{n}":0.0'.encode(), f'"{n}":{"1e308" if sign > 0 else "-1e308"}'.encode()), "k",
+            "invalid_value", f"features.{n}"))
+        huge_out.append(Out("labels", encode(LabelEvent(
+            event_id=event_id, model=online_worker.MODEL, label=1.0, event_time=T0)), "k"))
     rng = random.Random(SEED)
-    good = [("features", encode(e), e.entity_id) for e in [*feats, *odd_features]]
-    good += [("labels", encode(e), "k") for e in [*labels, *odd_labels]]
-    messages = _interleave(rng, good, [("features", b.value, "k") for b in bad_f]
-                           + [("labels", b.value, "k") for b in bad_l])
-    _produce(settings, messages, 0)
+    good = _valid("features", [*feats, *odd_features], lambda e: e.entity_id)
+    good += _valid("labels", [*labels, *odd_labels], lambda e: "k")
+    messages = _interleave(rng, good, [*refused_labels, *huge_out,
+                                       *_bad("features", _bad_list(feats[0])),
+                                       *_bad("labels", _bad_list(labels[0])),
+                                       *_poison("features", feats[0], settings),
+                                       *_poison("labels", labels[0], settings),
+                                       *_corpus("features", corpus), *_corpus("labels", corpus)])
+    _produce(settings, messages)
 
     s = load_settings(**{**settings.model_dump(),
                          "models": {online_worker.MODEL: {"online": {"spec": online_worker.SPEC}}}})
     service = build(s, snapshot_every=100, snapshot_interval_s=1.0, batch_size=200,
                     telemetry=in_memory_telemetry("fuzz-online"))
     learner = service.state.learners[online_worker.MODEL]
-    unique_pairs = len(pairs) + 2  # odd-1, odd-2
+    # pairs: the 300, odd-1, odd-2, the values at the magnitude; the +-1e308 ones never join
+    unique_pairs = len(pairs) + 2 + len(at_limit)
     stats = service.run(until=_consumed_all(service, len(messages),
                                             lambda: learner.learned >= unique_pairs),
                         idle_timeout_s=20)
 
-    expected = (Counter(b.reason for b in [*bad_f, *bad_l])
-                + Counter({"invalid_label": 2}))
-    ignored = 2  # the unknown model's feature and label
-    duplicates = 3
-    got = _dead_letters(s)
-    _record(ledger, "online service", expected, got, learner.learned, unique_pairs,
-            len(messages))
+    outcome = _outcome(s, messages)
+    _record(ledger, "online service", outcome, learner.learned, unique_pairs, len(messages))
     assert stats.consumed == len(messages)
-    assert got == expected
+    _assert_table(outcome)
     assert learner.learned == unique_pairs
-    assert sum(expected.values()) + 2 * unique_pairs + duplicates + ignored == len(messages)
+    probabilities = [learner.predict_proba(f.features) for f in feats[:100]]
+    assert all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probabilities), probabilities[:5]
+    assert len({round(p, 6) for p in probabilities}) > 1, "the learner answers a constant"
 
 
 # -- shadow --------------------------------------------------------------------------------
 
-@pytest.mark.timeout(120)
-def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
+@pytest.mark.timeout(180)
+def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder,
+                             corpus: list[bytes]) -> None:
     from services.observability.setup import in_memory_telemetry
     from services.registry.store import ModelRegistry
     from services.shadow.service import ShadowService
@@ -309,49 +495,54 @@ def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
         FeatureEvent(event_id="odd-1", model=model, entity_id="e", event_time=T0,
                      features={"x": "not a number"}),
         FeatureEvent(event_id="odd-2", model=model, entity_id="e", event_time=T0,
-                     features={"x": 1e308, "unknown_feature": 2.0}),
+                     features={"x": 1e11, "unknown_feature": 2.0}),
         FeatureEvent(event_id="odd-3", model=model, entity_id="e", event_time=T0, features={}),
         FeatureEvent(event_id="odd-4", model="nobody", entity_id="e", event_time=T0,
                      features={"x": 1.0}),
         feats[0],  # duplicate
     ]
-    odd_labels = [LabelEvent(event_id="odd-1", model=model, label=1e300, event_time=T0),
-                  LabelEvent(event_id="odd-2", model=model, label=-3.0, event_time=T0),
+    odd_labels = [LabelEvent(event_id="odd-2", model=model, label=-3.0, event_time=T0),
                   labels[0]]
     odd_candidates = [candidate(v3, "0" * 64),  # sha256 mismatch: must be refused
                       candidate(1, "1" * 64, name="nobody")]  # a model without champion
-    bad = {t: _bad_list(e) for t, e in
-           (("features", feats[0]), ("labels", labels[0]), ("models.candidates",
-                                                           candidate(v2, sha2)))}
     rng = random.Random(SEED)
-    good = [("models.candidates", encode(candidate(v2, sha2)), model)]
+    good = [Out("models.candidates", encode(candidate(v2, sha2)), model)]
     for f, y in zip(feats, labels, strict=True):
-        good += [("features", encode(f), "e"), ("labels", encode(y), "e")]
-    good += [("features", encode(e), "e") for e in odd]
-    good += [("labels", encode(e), "e") for e in odd_labels]
-    good += [("models.candidates", encode(c), model) for c in odd_candidates]
-    messages = _interleave(rng, good, [(t, b.value, "k") for t, bs in bad.items() for b in bs])
-    _produce(settings, messages, 0)
+        good += [Out("features", encode(f), "e"), Out("labels", encode(y), "e")]
+    good += _valid("features", odd, lambda e: "e")
+    good += _valid("labels", odd_labels, lambda e: "e")
+    good += _valid("models.candidates", odd_candidates, lambda e: model)
+    bad = [*_bad("features", _bad_list(feats[0])), *_bad("labels", _bad_list(labels[0])),
+           *_bad("models.candidates", _bad_list(candidate(v2, sha2))),
+           *_poison("features", feats[0], settings), *_poison("labels", labels[0], settings),
+           *_poison("models.candidates", candidate(v2, sha2), settings),
+           Out("labels", encode(LabelEvent(event_id="odd-1", model=model, label=1e300,
+                                           event_time=T0)), "e", "invalid_value", "label"),
+           *_corpus("features", corpus), *_corpus("labels", corpus),
+           *_corpus("models.candidates", corpus)]
+    messages = _interleave(rng, good, bad)
+    _produce(settings, messages)
 
     service = ShadowService(settings, telemetry=in_memory_telemetry("fuzz-shadow"))
     stats = service.run(until=_consumed_all(service, len(messages)), idle_timeout_s=20)
     verdicts = [r.event for r in read_all(settings, "models.verdicts", ShadowVerdict)]
 
-    expected = Counter(b.reason for bs in bad.values() for b in bs)
-    got = _dead_letters(settings)
-    _record(ledger, "shadow service", expected, got, stats.handled, len(good), len(messages))
+    outcome = _outcome(settings, messages)
+    _record(ledger, "shadow service", outcome, stats.handled, stats.handled, len(messages))
     assert stats.consumed == len(messages)
-    assert got == expected
+    _assert_table(outcome)
     assert {(v.model, v.candidate, v.decision) for v in verdicts} >= {
         (model, v3, "reject"), ("nobody", 1, "reject")}
-    assert registry.get_alias(model, "champion") in (v1, v2)
-    assert sum(expected.values()) + len(good) == len(messages)
+    # 150 pairs whose labels ignore x: no candidate can win (min_pairs is not reached)
+    assert all(v.decision == "reject" for v in verdicts), verdicts
+    assert registry.get_alias(model, "champion") == v1
 
 
 # -- train ---------------------------------------------------------------------------------
 
-@pytest.mark.timeout(120)
-def test_training_worker_fuzz(settings: Settings, ledger: FaultRecorder) -> None:
+@pytest.mark.timeout(180)
+def test_training_worker_fuzz(settings: Settings, ledger: FaultRecorder,
+                              corpus: list[bytes]) -> None:
     from services.observability.setup import in_memory_telemetry
     from services.registry.store import ModelRegistry
     from services.training.worker import TrainingWorker
@@ -367,34 +558,39 @@ def test_training_worker_fuzz(settings: Settings, ledger: FaultRecorder) -> None
 
     repeats = [request(i, shadow_worker.MODEL, "req-w0.3") for i in range(3)]
     untrainable = [request(10 + i, f"nobody-{i}", f"r{i}") for i in range(2)]
-    bad = _bad_list(repeats[0])
+    poisoned = _poison("retrain.requests", repeats[0], settings)
+    repeated = len(repeats) + sum(1 for p in poisoned if p.reason is None)
     rng = random.Random(SEED)
-    good = [("retrain.requests", encode(r), r.model) for r in [*repeats, *untrainable]]
-    messages = _interleave(rng, good, [("retrain.requests", b.value, "k") for b in bad])
-    _produce(settings, messages, 0)
+    good = _valid("retrain.requests", repeats, lambda r: r.model)
+    good += [Out("retrain.requests", encode(r), r.model, "training_failed") for r in untrainable]
+    messages = _interleave(rng, good, [*_bad("retrain.requests", _bad_list(repeats[0])),
+                                       *poisoned, *_corpus("retrain.requests", corpus)])
+    _produce(settings, messages)
 
     worker = TrainingWorker(settings, telemetry=in_memory_telemetry("fuzz-train"))
     started = time.monotonic()
     stats = worker.run(until=_consumed_all(worker, len(messages)), idle_timeout_s=20)
     candidates = read_all(settings, "models.candidates", ModelCandidate)
 
-    expected = Counter(b.reason for b in bad) + Counter({"training_failed": len(untrainable)})
-    got = _dead_letters(settings)
-    _record(ledger, "training worker", expected, got, worker.stats.duplicates, len(repeats),
+    outcome = _outcome(settings, messages)
+    _record(ledger, "training worker", outcome, worker.stats.duplicates, repeated,
             len(messages))
     assert stats.consumed == len(messages), f"{time.monotonic() - started:.0f} s"
-    assert got == expected
-    assert worker.stats.duplicates == len(repeats)
-    assert worker.stats.trained == 0 and worker.stats.failed == len(untrainable)
-    assert len(candidates) == len(repeats)
+    _assert_table(outcome)
+    assert worker.stats.duplicates == repeated
+    # corpus inputs that are valid requests of a model without champion fail the same way
+    corpus_failed = sum(1 for r in outcome.corpus.values() if r == "training_failed")
+    assert worker.stats.trained == 0
+    assert worker.stats.failed == len(untrainable) + corpus_failed
+    assert len(candidates) == repeated  # each repeat re-announces the registered version
     assert registry.list_versions(shadow_worker.MODEL) == [v1]
-    assert sum(expected.values()) + len(repeats) == len(messages)
 
 
 # -- ingest --------------------------------------------------------------------------------
 
-@pytest.mark.timeout(180)
-def test_ingest_service_fuzz(settings: Settings, tmp_path: Any, ledger: FaultRecorder) -> None:
+@pytest.mark.timeout(240)
+def test_ingest_service_fuzz(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                             corpus: list[bytes]) -> None:
     import uuid
 
     import pyarrow.parquet as pq
@@ -418,14 +614,15 @@ def test_ingest_service_fuzz(settings: Settings, tmp_path: Any, ledger: FaultRec
         return FeatureEvent(event_id=f"odd-{n}", model=model, entity_id=base.entity_id,
                             event_time=base.event_time, features=features)
 
-    refused = [  # (event, reason)
-        (odd(1, surprise=1.0), "unknown_feature"),
-        (odd(2, amount=KeyError), "missing_feature"),
-        (odd(3, amount="s" * 20_000), "wrong_type"),
-        (odd(4, channel=3.0), "wrong_type"),
-        (odd(5, model="nobody"), "unknown_model"),
+    refused = [  # (event, reason, path)
+        (odd(1, surprise=1.0), "unknown_feature", None),
+        (odd(2, amount=KeyError), "missing_feature", None),
+        (odd(3, amount="s" * 20_000), "wrong_type", None),
+        (odd(4, channel=3.0), "wrong_type", None),
+        (odd(5, model="nobody"), "unknown_model", None),
+        (odd(12, amount=1e308), "invalid_value", "features.amount"),
     ]
-    stored = [odd(6, amount=1e308), odd(7, channel="c" * 10_000), odd(8, amount=None),
+    stored = [odd(6, amount=1e11), odd(7, channel="c" * 10_000), odd(8, amount=None),
               feats[9], feats[10]]  # the last two: repeated event ids
     refused_labels = [
         (LabelEvent(event_id="odd-5", model="nobody", label=1.0, event_time=T0), "unknown_model"),
@@ -434,38 +631,44 @@ def test_ingest_service_fuzz(settings: Settings, tmp_path: Any, ledger: FaultRec
     ]
     stored_labels = [LabelEvent(event_id="odd-6", model="fraud", label=1.0, event_time=T0),
                      labels[11]]  # a label of a stored odd event; a repeated label
-    bad_f, bad_l = _bad_list(feats[0]), _bad_list(labels[0])
+    poisoned_f = _poison("features", feats[0], settings, boundaries=False)
+    poisoned_l = _poison("labels", labels[0], settings, boundaries=False)
     rng = random.Random(SEED)
-    good = [("features", encode(e), e.entity_id) for e in [*feats, *stored]]
-    good += [("labels", encode(e), e.event_id) for e in [*labels, *stored_labels]]
-    wrong = [("features", encode(e), e.entity_id) for e, _ in refused]
-    wrong += [("labels", encode(e), e.event_id) for e, _ in refused_labels]
-    messages = _interleave(rng, good, wrong + [("features", b.value, "k") for b in bad_f]
-                           + [("labels", b.value, "k") for b in bad_l])
-    _produce(settings, messages, 0)
+    good = _valid("features", [*feats, *stored], lambda e: e.entity_id)
+    good += _valid("labels", [*labels, *stored_labels], lambda e: e.event_id)
+    wrong = [Out("features", encode(e), e.entity_id, r, p) for e, r, p in refused]
+    wrong += [Out("labels", encode(e), e.event_id, r) for e, r in refused_labels]
+    messages = _interleave(rng, good, [*wrong, *_bad("features", _bad_list(feats[0])),
+                                       *_bad("labels", _bad_list(labels[0])),
+                                       *poisoned_f, *poisoned_l, *_corpus("features", corpus)])
+    # (no corpus on its labels: a valid label whose features never come waits for them)
+    _produce(settings, messages)
 
     service = IngestService(settings, store=store, models=["fraud"], flush_rows=100_000,
                             flush_interval_s=0.3, telemetry=in_memory_telemetry("fuzz-ingest"))
     settled = lambda: service.buffer.rows == 0 and service.buffer.pending_labels == 0  # noqa: E731
     stats = service.run(until=_consumed_all(service, len(messages), settled), idle_timeout_s=30)
 
-    expected = (Counter(b.reason for b in [*bad_f, *bad_l])
-                + Counter(reason for _, reason in [*refused, *refused_labels]))
-    got = _dead_letters(settings)
+    outcome = _outcome(settings, messages)
     layout = load_layout(store, "fraud")
     on_disk = {view.name: pq.read_table(view.path).num_rows for view in (*layout.views,
                                                                           layout.labels)}
     frame, labelled = build_training_frame(store, layout, T0 - timedelta(days=2),
                                            T0 + timedelta(days=1))
-    handled_expected = len(feats) + len(stored) + len(labels) + len(stored_labels)
-    handled = on_disk["fraud_transaction"] + on_disk["fraud_labels"]
-    _record(ledger, "ingest service", expected, got, handled, handled_expected, len(messages))
+    # valid poison variants are repeats of feats[0] / labels[0]: stored again
+    extra_f = sum(1 for p in poisoned_f if p.reason is None)
+    extra_l = sum(1 for p in poisoned_l if p.reason is None)
+    corpus_f = sum(1 for p, r in outcome.corpus.items() if r is None and
+                   p[0] == settings.topic("features"))
+    rows_f = len(feats) + len(stored) + extra_f + corpus_f
+    rows_l = len(labels) + len(stored_labels) + extra_l
+    _record(ledger, "ingest service", outcome,
+            on_disk["fraud_transaction"] + on_disk["fraud_labels"], rows_f + rows_l,
+            len(messages))
     assert stats.consumed == len(messages)
-    assert got == expected
-    assert on_disk == {"fraud_transaction": len(feats) + len(stored),
-                       "fraud_card": len(feats) + len(stored),
-                       "fraud_labels": len(labels) + len(stored_labels)}
+    _assert_table(outcome)
+    assert on_disk == {"fraud_transaction": rows_f, "fraud_card": rows_f, "fraud_labels": rows_l}
     assert labelled == len(labels) + 1 and len(frame) == labelled  # + odd-6, repeats once
     row = frame.set_index("event_id").loc["odd-6"]
-    assert row["amount"] == 1e308 and row["is_fraud"] == 1.0
-    assert sum(expected.values()) + handled_expected == len(messages)
+    assert row["amount"] == 1e11 and row["is_fraud"] == 1.0
+    assert "odd-12" not in set(frame["event_id"])

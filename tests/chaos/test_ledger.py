@@ -94,3 +94,18 @@ def test_xdist_workers_pass_records_to_the_controller_which_alone_writes(
         ledger_module.worker_finished(controller, worker.workeroutput)  # type: ignore[arg-type]
     assert ledger_module.session_finished(controller) == doc  # type: ignore[arg-type]
     assert set(parse(doc.read_text())) == {"kill ingest", "kill drift"}
+
+
+def test_retired_faults_are_dropped_from_the_document(tmp_path: Path) -> None:
+    doc = tmp_path / "RELIABILITY.md"
+    old = Ledger()
+    retired = sorted(ledger_module.RETIRED_FAULTS)[0]
+    old.recorder("t.py::a").fault(retired, injected=1, survived=1, lost=0)
+    old.recorder("t.py::a").fault("kept", injected=1, survived=1, lost=0)
+    update_document(doc, old.records, now=NOW)
+    assert retired in parse(doc.read_text())  # written while a test still recorded it
+    later = Ledger()
+    later.recorder("t.py::b").fault("new", injected=1, survived=1, lost=0)
+    rows = update_document(doc, later.records, now=NOW)
+    assert rows is not None and set(rows) == {"kept", "new"}
+    assert retired not in doc.read_text()

@@ -3,8 +3,10 @@
 Each service runs as a sequence of worker processes (``chaos/workers/``, forked from a
 fork server that imported them once, see :mod:`chaos.kills`) on the test's embedded
 broker, with its state directory and registry shared by all its lives; twenty lives are
-SIGKILLed (about a quarter during start-up and group join, the rest a random moment after
-their first batch), then one more runs to the end. Afterwards:
+SIGKILLed (about a quarter during start-up and group join, most of the rest a random
+moment after their first batch, about 30% between a batch's output flush and its offset
+commit, see :data:`chaos.kills.COMMIT_WINDOW`), then one more runs to the end on fresh
+input. Afterwards:
 
 - drift: every event offset lies in the window of at least one ``drift.reports`` event,
   and the one drift episode yielded exactly one retrain request id;
@@ -20,8 +22,19 @@ their first batch), then one more runs to the end. Afterwards:
   that arrived after a restart included), the online store holds each card's newest
   values, and every bad event is dead-lettered with its reason (no valid one is).
 
+A kill counts as survived only from what the service produced after it (see
+:meth:`chaos.kills.Lives.survived`): drift, the offsets of the killed life's input are in
+reports and a report was produced after the kill; train, every request not yet
+registered at the kill got exactly one version, registered after the kill, and was
+announced; shadow, the group's committed offsets moved on after the kill and finally
+cover the killed life's input; online, the killed life's events were learned and a
+later life learned events; ingest, the killed life's events are in the offline store
+with their values and labels, and a later life pushed rows.
+
 The consumer groups are kept across lives (resuming from committed offsets is the point);
-``session.timeout.ms`` is 1 s in the workers, so a killed member is expelled quickly.
+``session.timeout.ms`` is 1 s in the workers here, so a killed member is expelled
+quickly; ``test_service_kills_session.py`` runs the same scenarios with the product's
+6 s session and kills aimed at the flush-to-commit window.
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ import pytest
 
 from chaos import kills
 from chaos.ledger import FaultRecorder
-from chaos.topics import paced_producer, read_all
+from chaos.topics import committed, paced_producer, read_all
 from chaos.workers import drift as drift_worker
 from chaos.workers import ingest as ingest_worker
 from chaos.workers import online as online_worker
@@ -76,6 +89,23 @@ def _lives(tmp_path: Path, name: str, target: Any, args: dict[str, Any]) -> kill
     return kills.Lives(root, target, args)
 
 
+SHORT_SESSION_MS = 1000  # chaos.workers.common.SESSION_TIMEOUT_MS
+Plan = list[kills.KillPoint]
+
+
+def _lives_for(tmp_path: Path, name: str, target: Any, args: dict[str, Any],
+               session_ms: int) -> kills.Lives:
+    lives = _lives(tmp_path, name, target, {**args, "session_timeout_ms": session_ms})
+    if session_ms > SHORT_SESSION_MS:  # a join waits for the dead member's session
+        lives.marker_wait_s = 3 * session_ms / 1000 + 5
+        lives.commit_wait_s = lives.marker_wait_s + 10
+    return lives
+
+
+def _not_survived(lives: kills.Lives, survived: list[kills.Life]) -> list[int]:
+    return [life.number for life in lives.killed if life not in survived]
+
+
 def _chunks(items: list[Any], n: int) -> list[list[Any]]:
     """``items`` in ``n`` consecutive slices (one per life: each life gets fresh input)."""
     size = -(-len(items) // n)
@@ -103,47 +133,67 @@ def _feature_events() -> list[FeatureEvent]:
     ]
 
 
-@pytest.mark.timeout(240)
-def test_drift_monitor_survives_kill9(
-    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
-) -> None:
+def drift_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                   plan: Plan, session_ms: int, fault: str, seed: int) -> kills.Lives:
+    """Lives of the drift monitor killed at ``plan``; then every check of the docstring."""
     started = time.monotonic()
     events = _feature_events()
-    lives = _lives(tmp_path, "drift", drift_worker.main,
-                   {**_base_args(settings, tmp_path), "window": DRIFT_WINDOW})
-    plan = kills.kill_plan(SEED)
-    for point, chunk in zip(plan, _chunks(events, len(plan)), strict=True):
-        thread, produced = paced_producer(settings, "features", chunk, lambda e: e.entity_id,
-                                          DRIFT_RATE)
-        lives.kill_once(point)
-        thread.join(60)
-        assert produced.is_set()
+    lives = _lives_for(tmp_path, "drift", drift_worker.main,
+                       {**_base_args(settings, tmp_path), "window": DRIFT_WINDOW}, session_ms)
+    kills.kill_through(
+        lives, plan, _chunks(events, len(plan) + 1),
+        lambda chunk: paced_producer(settings, "features", chunk, lambda e: e.entity_id,
+                                     DRIFT_RATE),
+        ids=lambda e: e.event_id)
     lives.run_to_end(90, final=True)
 
-    source = read_all(settings, "features")
-    reports = [r.event for r in read_all(settings, "drift.reports", DriftReport)]
+    source = read_all(settings, "features", FeatureEvent)
+    report_records = read_all(settings, "drift.reports", DriftReport)
+    reports = [r.event for r in report_records]
     requests = [r.event for r in read_all(settings, "retrain.requests", RetrainRequest)]
     covered: dict[int, list[tuple[int, int]]] = {}
     for report in reports:
         for rng in report.window.offsets:
             covered.setdefault(rng.partition, []).append((rng.first_offset, rng.last_offset))
-    uncovered = [(r.partition, r.offset) for r in source
-                 if not any(a <= r.offset <= b for a, b in covered.get(r.partition, []))]
+
+    def in_report(partition: int, offset: int) -> bool:
+        return any(a <= offset <= b for a, b in covered.get(partition, []))
+
+    uncovered = [(r.partition, r.offset) for r in source if not in_report(r.partition, r.offset)]
+    where = {r.event.event_id: (r.partition, r.offset) for r in source if r.event is not None}
+    report_times = [r.timestamp for r in report_records]
+
+    def reported(life: kills.Life) -> bool:
+        """Its input's offsets are in reports, and a report came out after the kill."""
+        return (all(i in where and in_report(*where[i]) for i in life.given)
+                and any(t > life.killed_wall for t in report_times))
+
+    survived = lives.survived(reported)
     request_ids = {r.request_id for r in requests}
     distinct_windows = {r.event_id for r in reports}
     elapsed = time.monotonic() - started
-    detail = (f"seed {SEED}; {lives.summary()}; {len(source)} events, {len(reports)} reports "
-              f"({len(distinct_windows)} distinct windows), {len(requests)} request events with "
-              f"{len(request_ids)} id(s); {len(uncovered)} events in no report; {elapsed:.0f} s")
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(source)} events, "
+              f"{len(reports)} reports ({len(distinct_windows)} distinct windows), "
+              f"{len(requests)} request events with {len(request_ids)} id(s); "
+              f"{len(uncovered)} events in no report; {elapsed:.0f} s")
     print(detail)
-    ledger.fault("drift monitor kill -9 (start-up and mid-batch), memory broker",
-                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+    ledger.fault(fault, injected=len(lives.killed), survived=len(survived),
                  lost=len(uncovered), detail=detail)
     assert len(source) == len(events)
-    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert len(lives.killed) == len(plan)
     assert not uncovered, f"events never reported, e.g. {uncovered[:5]}"
     assert len(request_ids) == 1, f"one drift episode, request ids {sorted(request_ids)}"
-    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+    assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    return lives
+
+
+@pytest.mark.timeout(240)
+def test_drift_monitor_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    drift_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED), SHORT_SESSION_MS,
+                   "drift monitor kill -9 (start-up, mid-batch, flush-to-commit), memory broker",
+                   SEED)
 
 
 # -- train ---------------------------------------------------------------------------------
@@ -153,8 +203,9 @@ TRAINING = {"max_steps": 30, "eval_every_steps": 10, "batch_size": 128,
 TRAIN_REQUESTS = 9
 TRAIN_ANCHORS: tuple[kills.Anchor, ...] = (
     (kills.START, 0.2, kills.START_DELAY_S),  # start-up, group join
-    ("request ", 0.3, (0.0, 1.5)),  # a request taken up: snapshot, data, first steps
-    ("checkpoint", 0.5, (0.0, 0.4)),  # mid-training, registering, publishing, committing
+    ("request ", 0.25, (0.0, 1.5)),  # a request taken up: snapshot, data, first steps
+    ("checkpoint", 0.35, (0.0, 0.4)),  # mid-training, registering, publishing
+    (kills.COMMIT_WINDOW, 0.2, kills.COMMIT_DELAY_S),  # candidate flushed, not committed
 )
 HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -212,10 +263,9 @@ def _retrain_requests(base_version: int) -> list[RetrainRequest]:
     ]
 
 
-@pytest.mark.timeout(300)
-def test_training_worker_survives_kill9(
-    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
-) -> None:
+def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                   plan: Plan, session_ms: int, fault: str, seed: int) -> kills.Lives:
+    """Lives of the training worker killed at ``plan``; then every check of the docstring."""
     from services.registry.store import ModelRegistry
     from services.training.checkpoint import list_checkpoints, load_checkpoint
 
@@ -227,18 +277,21 @@ def test_training_worker_survives_kill9(
     with EventProducer(settings, "chaos-source") as producer:
         for request in requests:
             producer.send(settings.topic("retrain.requests"), request, key=request.model)
-    lives = _lives(tmp_path, "train", train_worker.main,
-                   {**args, "repo": str(repo), "project": project, "training": TRAINING})
-    for point in kills.kill_plan(SEED + 1, anchors=TRAIN_ANCHORS):
+    lives = _lives_for(tmp_path, "train", train_worker.main,
+                       {**args, "repo": str(repo), "project": project, "training": TRAINING},
+                       session_ms)
+    for point in plan:
         lives.kill_once(point)
     lives.run_to_end(180, final=True, request_ids=[r.request_id for r in requests])
 
     registry = ModelRegistry(args["registry"])
     versions = registry.list_versions(train_worker.MODEL)
     by_request: dict[str, list[int]] = {}
+    registered_at: dict[int, float] = {}
     for version in versions:
-        lineage = registry.manifest(train_worker.MODEL, version)["lineage"]
-        by_request.setdefault(str(lineage.get("request_id")), []).append(version)
+        manifest = registry.manifest(train_worker.MODEL, version)
+        by_request.setdefault(str(manifest["lineage"].get("request_id")), []).append(version)
+        registered_at[version] = datetime.fromisoformat(manifest["created_at"]).timestamp()
         registry.load(train_worker.MODEL, version)  # sha256 of every file verified
     checkpoints = [info for run in (tmp_path / "state" / "runs").iterdir()
                    for info in list_checkpoints(run)]
@@ -248,20 +301,41 @@ def test_training_worker_survives_kill9(
                  if r.event is not None}
     missing = [r.request_id for r in requests if len(by_request.get(r.request_id, [])) != 1]
     unannounced = sorted(set(versions) - {champion} - announced)
+
+    def registered_after(life: kills.Life) -> bool:
+        """Each request without a version at the kill got exactly one, registered after
+        the kill, and announced (a kill with nothing left pending owes nothing)."""
+        pending = [r.request_id for r in requests
+                   if not any(registered_at[v] <= life.killed_wall
+                              for v in by_request.get(r.request_id, []))]
+        return all(len(by_request.get(r, [])) == 1
+                   and registered_at[by_request[r][0]] > life.killed_wall
+                   and by_request[r][0] in announced for r in pending)
+
+    survived = lives.survived(registered_after)
     elapsed = time.monotonic() - started
-    detail = (f"seed {SEED + 1}; {lives.summary()}; {len(requests)} requests -> versions "
-              f"{versions} (champion v{champion} before), {len(checkpoints)} checkpoints "
-              f"verified, {len(unannounced)} versions not announced; setup {setup_s:.0f} s, "
-              f"{elapsed:.0f} s")
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(requests)} "
+              f"requests -> versions {versions} (champion v{champion} before), "
+              f"{len(checkpoints)} checkpoints verified, {len(unannounced)} versions not "
+              f"announced; setup {setup_s:.0f} s, {elapsed:.0f} s")
     print(detail)
-    ledger.fault("training worker kill -9 (start-up, snapshot, training, registering)",
-                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+    ledger.fault(fault, injected=len(lives.killed), survived=len(survived),
                  lost=len(missing) + len(unannounced), detail=detail)
-    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert len(lives.killed) == len(plan)
     assert not missing, {r: by_request.get(r) for r in missing}
     assert len(versions) == len(requests) + 1, versions
     assert not unannounced, f"versions never published on models.candidates: {unannounced}"
-    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+    assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    return lives
+
+
+@pytest.mark.timeout(420)
+def test_training_worker_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    train_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED + 1, anchors=TRAIN_ANCHORS),
+                   SHORT_SESSION_MS, "training worker kill -9 (start-up, snapshot, training, "
+                   "registering, flush-to-commit)", SEED + 1)
 
 
 # -- shadow --------------------------------------------------------------------------------
@@ -313,10 +387,12 @@ class AliasWatch:
         return self.seen
 
 
-@pytest.mark.timeout(240)
-def test_shadow_service_survives_kill9(
-    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
-) -> None:
+SHADOW_GROUP = "driftloop-shadow"
+
+
+def shadow_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                    plan: Plan, session_ms: int, fault: str, seed: int) -> kills.Lives:
+    """Lives of the shadow service killed at ``plan``; then every check of the docstring."""
     from services.registry.store import ModelRegistry
     from services.shadow.promotion import Outbox
 
@@ -337,27 +413,32 @@ def test_shadow_service_survives_kill9(
     with EventProducer(settings, "chaos-source") as producer:
         producer.send(settings.topic("models.candidates"), candidate(v2, sha2, v1), "toy")
     watch = AliasWatch(registry, shadow_worker.MODEL)
-    lives = _lives(tmp_path, "shadow", shadow_worker.main,
-                   {**args, "shadow": SHADOW_POLICY, "rollback": ROLLBACK_POLICY})
-    plan = kills.kill_plan(SEED + 2)
-    pairs = _shadow_events(SHADOW_PAIRS_PER_LIFE * len(plan), SEED)
+    lives = _lives_for(tmp_path, "shadow", shadow_worker.main,
+                       {**args, "shadow": SHADOW_POLICY, "rollback": ROLLBACK_POLICY},
+                       session_ms)
+    pairs = _shadow_events(SHADOW_PAIRS_PER_LIFE * len(plan), seed)
+    group = f"{settings.topics.prefix}{SHADOW_GROUP}"
     third_sent = False
 
-    def label(i: int, producer: EventProducer) -> None:
-        producer.send(settings.topic("labels"), chunk[i][1], key="entity", span=False)
-
-    for point, chunk in zip(plan, _chunks(pairs, len(plan)), strict=True):
+    def start_chunk(chunk: list[tuple[FeatureEvent, LabelEvent]]) -> Any:
+        nonlocal third_sent
         if not third_sent and registry.get_alias(shadow_worker.MODEL, "champion") == v2:
             with EventProducer(settings, "chaos-source") as producer:
                 producer.send(settings.topic("models.candidates"), candidate(v3, sha3, v2),
                               "toy")
             third_sent = True
-        thread, produced = paced_producer(settings, "features", [f for f, _ in chunk],
-                                          lambda e: "entity", SHADOW_RATE, extra=label)
-        lives.kill_once(point)
-        thread.join(60)
-        assert produced.is_set()
+
+        def label(i: int, producer: EventProducer) -> None:
+            producer.send(settings.topic("labels"), chunk[i][1], key="entity", span=False)
+
+        return paced_producer(settings, "features", [f for f, _ in chunk], lambda e: "entity",
+                              SHADOW_RATE, extra=label)
+
+    chunks = _chunks(pairs, len(plan) + 1)
+    kills.kill_through(lives, plan, chunks, start_chunk, ids=lambda p: p[0].event_id)
     lives.run_to_end(90, final=True)
+    # read once every life has exited: an offset request for a live group disturbed it
+    final = committed(settings, group, ["features", "labels"])
     observed = watch.close()
 
     promotions = {r.event.event_id: r.event for r in
@@ -372,24 +453,49 @@ def test_shadow_service_survives_kill9(
               if p.previous_champion != (prev.new_champion if prev else v1)]
     promoted = {v.candidate for v in verdicts if v.decision == "promote"}
     pending = Outbox(registry).pending(shadow_worker.MODEL)
+    positions: dict[str, list[tuple[str, int, int]]] = {}
+    for topic in ("features", "labels"):
+        for r in read_all(settings, topic, FeatureEvent if topic == "features" else LabelEvent):
+            if r.event is not None:
+                positions.setdefault(r.event.event_id, []).append(
+                    (settings.topic(topic), r.partition, r.offset))
+
+    def committed_on(life: kills.Life) -> bool:
+        """The group's committed offsets cover the killed life's features and labels,
+        and a later life handled batches (its markers, written after each batch)."""
+        later = any(_has_line(x.markers, "batch ") for x in lives.lives[life.number + 1:])
+        return later and all(final[(t, p)] > o for i in life.given
+                             for t, p, o in positions.get(i, [("?", -1, 0)])
+                             if (t, p) in final)
+
+    survived = lives.survived(committed_on)
     elapsed = time.monotonic() - started
     moves = [(p.previous_champion, p.new_champion, p.cause) for p in chain]
-    detail = (f"seed {SEED + 2}; {lives.summary()}; {len(pairs)} labelled events; alias seen "
-              f"{observed}, promotions {moves}"
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(pairs)} labelled "
+              f"events; alias seen {observed}, promotions {moves}"
               f", verdicts {sorted((v.candidate, v.decision) for v in verdicts)}; "
               f"{len(unannounced)} alias moves without an event; {elapsed:.0f} s")
     print(detail)
-    ledger.fault("shadow service kill -9 (start-up and mid-batch)",
-                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+    ledger.fault(fault, injected=len(lives.killed), survived=len(survived),
                  lost=len(unannounced) + len(broken), detail=detail)
-    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert len(lives.killed) == len(plan)
+    assert all(len(positions.get(f.event_id, [])) == 2 for f, _ in pairs), "input not all sent"
     assert chain, "no promotion happened: the test did not exercise the alias"
     assert not unannounced, f"alias moves without a promotion event: {unannounced}"
     assert not broken, f"promotion chain broken: {broken}"
     assert champion == chain[-1].new_champion
     assert {p.new_champion for p in chain if p.cause == "shadow"} <= promoted
     assert not pending, f"promotion intents left in the outbox: {pending}"
-    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+    assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    return lives
+
+
+@pytest.mark.timeout(240)
+def test_shadow_service_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    shadow_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED + 2), SHORT_SESSION_MS,
+                    "shadow service kill -9 (start-up, mid-batch, flush-to-commit)", SEED + 2)
 
 
 # -- online --------------------------------------------------------------------------------
@@ -412,49 +518,66 @@ def _agrawal_events(n: int) -> list[tuple[FeatureEvent, LabelEvent]]:
     return out
 
 
-@pytest.mark.timeout(240)
-def test_online_service_survives_kill9(
-    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
-) -> None:
+def online_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                    plan: Plan, session_ms: int, fault: str, seed: int) -> kills.Lives:
+    """Lives of the online service killed at ``plan``; then every check of the docstring."""
     started = time.monotonic()
-    plan = kills.kill_plan(SEED + 3)
     pairs = _agrawal_events(ONLINE_PER_LIFE * len(plan))
-    lives = _lives(tmp_path, "online", online_worker.main, _base_args(settings, tmp_path))
+    lives = _lives_for(tmp_path, "online", online_worker.main, _base_args(settings, tmp_path),
+                       session_ms)
 
-    def label(i: int, producer: EventProducer) -> None:
-        producer.send(settings.topic("labels"), chunk[i][1], key=chunk[i][0].entity_id,
-                      span=False)
+    def start_chunk(chunk: list[tuple[FeatureEvent, LabelEvent]]) -> Any:
+        def label(i: int, producer: EventProducer) -> None:
+            producer.send(settings.topic("labels"), chunk[i][1], key=chunk[i][0].entity_id,
+                          span=False)
 
-    for point, chunk in zip(plan, _chunks(pairs, len(plan)), strict=True):
-        thread, produced = paced_producer(settings, "features", [f for f, _ in chunk],
-                                          lambda e: e.entity_id, ONLINE_RATE, extra=label)
-        lives.kill_once(point)
-        thread.join(60)
-        assert produced.is_set()
+        return paced_producer(settings, "features", [f for f, _ in chunk],
+                              lambda e: e.entity_id, ONLINE_RATE, extra=label)
+
+    kills.kill_through(lives, plan, _chunks(pairs, len(plan) + 1), start_chunk,
+                       ids=lambda p: p[0].event_id)
     final = lives.run_to_end(120, final=True, expected=len(pairs))
 
-    lines = [line for life in lives.lives if life.markers.exists()
-             for line in life.markers.read_text().split("\n") if line]
+    learned_by_life = [
+        [line for line in life.markers.read_text().split("\n")
+         if line and not line.startswith(kills.COMMIT_WINDOW)]
+        if life.markers.exists() else [] for life in lives.lives]
+    lines = [line for learned in learned_by_life for line in learned]
     summary = final.markers.read_text().strip().splitlines()[-1].split()
     learned_in_state = int(summary[1])
     learned_ids = {line for line in lines if not line.startswith("learned ")}
     produced_ids = {f.event_id for f, _ in pairs}
     missing = produced_ids - learned_ids
     relearned = len(lines) - 1 - len(learned_ids)
+
+    def learned_on(life: kills.Life) -> bool:
+        """The killed life's events were learned, and a later life learned events."""
+        later = any(learned_by_life[n] for n in range(life.number + 1, len(lives.lives)))
+        return later and set(life.given) <= learned_ids
+
+    survived = lives.survived(learned_on)
     elapsed = time.monotonic() - started
-    detail = (f"seed {SEED + 3}; {lives.summary()}; {len(pairs)} labelled events produced, "
-              f"{learned_in_state} learned into the final state, {relearned} learned again "
-              f"after a kill (the at-least-once window), {len(missing)} never learned; "
-              f"{elapsed:.0f} s")
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(pairs)} labelled "
+              f"events produced, {learned_in_state} learned into the final state, {relearned} "
+              f"learned again after a kill (the at-least-once window), {len(missing)} never "
+              f"learned; {elapsed:.0f} s")
     print(detail)
-    ledger.fault("online service kill -9 (start-up and mid-batch)",
-                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+    ledger.fault(fault, injected=len(lives.killed), survived=len(survived),
                  lost=len(missing) + abs(len(pairs) - learned_in_state), detail=detail)
-    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert len(lives.killed) == len(plan)
     assert not missing, f"events never learned, e.g. {sorted(missing)[:5]}"
     assert learned_ids == produced_ids
     assert learned_in_state == len(pairs), "the state must learn each event exactly once"
-    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+    assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    return lives
+
+
+@pytest.mark.timeout(240)
+def test_online_service_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    online_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED + 3), SHORT_SESSION_MS,
+                    "online service kill -9 (start-up, mid-batch, flush-to-commit)", SEED + 3)
 
 
 # -- ingest --------------------------------------------------------------------------------
@@ -464,8 +587,9 @@ INGEST_RATE = 300.0  # feature events per second (and as many labels)
 LABEL_LAG = 40  # a label is sent this many feature events after its features
 INGEST_ANCHORS: tuple[kills.Anchor, ...] = (
     (kills.START, 0.2, kills.START_DELAY_S),  # start-up, group join
-    ("flushing", 0.5, (0.0, 0.08)),  # inside a push: online write, parquet rewrites
-    (kills.ANY_MARKER, 0.3, kills.WORK_DELAY_S),  # buffering, between push and commit
+    ("flushing", 0.4, (0.0, 0.08)),  # inside a push: online write, parquet rewrites
+    (kills.ANY_MARKER, 0.2, kills.WORK_DELAY_S),  # buffering
+    (kills.COMMIT_WINDOW, 0.2, kills.COMMIT_DELAY_S),  # pushed, offsets not committed
 )
 # a feature the model lacks, one it needs missing, a string for a number, another model
 INGEST_BAD = ("unknown_feature", "missing_feature", "wrong_type", "unknown_model")
@@ -487,10 +611,9 @@ def _bad_ingest_event(n: int, template: FeatureEvent) -> tuple[FeatureEvent, str
                         event_time=template.event_time, features=features), reason
 
 
-@pytest.mark.timeout(240)
-def test_ingest_service_survives_kill9(
-    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
-) -> None:
+def ingest_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
+                    plan: Plan, session_ms: int, fault: str, seed: int) -> kills.Lives:
+    """Lives of the ingest service killed at ``plan``; then every check of the docstring."""
     import pyarrow.parquet as pq
 
     from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
@@ -503,36 +626,39 @@ def test_ingest_service_survives_kill9(
     project = f"t_{uuid.uuid4().hex[:12]}"
     store = open_store("embedded", repo_path=repo, project=project)
     apply_repo(store)
-    plan = kills.kill_plan(SEED + 4, anchors=INGEST_ANCHORS)
     pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=300, events_per_second=50.0,
                                            label_delay_s=2.0))
                  .live(T0, INGEST_PER_LIFE * len(plan)))
     features = [f for f, _ in pairs]
     labels = [y for _, y in pairs]
-    lives = _lives(tmp_path, "ingest", ingest_worker.main,
-                   {**_base_args(settings, tmp_path), "repo": str(repo), "project": project})
+    lives = _lives_for(tmp_path, "ingest", ingest_worker.main,
+                       {**_base_args(settings, tmp_path), "repo": str(repo), "project": project},
+                       session_ms)
     bad_reasons: dict[str, str] = {}
     offset = 0
 
-    def extra(i: int, producer: EventProducer) -> None:
-        """After feature ``offset + i``: the label ``LABEL_LAG`` events back, a bad event
-        now and then (labels of a life's last events arrive in the next life)."""
-        n = offset + i
-        if n >= LABEL_LAG:
-            label = labels[n - LABEL_LAG]
-            producer.send(settings.topic("labels"), label, key=label.event_id, span=False)
-        if i % 37 == 5:
-            bad, reason = _bad_ingest_event(len(bad_reasons), features[n])
-            bad_reasons[bad.event_id] = reason
-            producer.send(settings.topic("features"), bad, key=bad.entity_id, span=False)
-
-    for point, chunk in zip(plan, _chunks(features, len(plan)), strict=True):
-        thread, produced = paced_producer(settings, "features", chunk, lambda e: e.entity_id,
-                                          INGEST_RATE, extra=extra)
-        lives.kill_once(point)
-        thread.join(60)
-        assert produced.is_set()
+    def start_chunk(chunk: list[FeatureEvent]) -> Any:
+        nonlocal offset
+        first = offset
         offset += len(chunk)
+
+        def extra(i: int, producer: EventProducer) -> None:
+            """After feature ``first + i``: the label ``LABEL_LAG`` events back, a bad
+            event now and then (labels of a life's last events arrive in the next life)."""
+            n = first + i
+            if n >= LABEL_LAG:
+                label = labels[n - LABEL_LAG]
+                producer.send(settings.topic("labels"), label, key=label.event_id, span=False)
+            if i % 37 == 5:
+                bad, reason = _bad_ingest_event(len(bad_reasons), features[n])
+                bad_reasons[bad.event_id] = reason
+                producer.send(settings.topic("features"), bad, key=bad.entity_id, span=False)
+
+        return paced_producer(settings, "features", chunk, lambda e: e.entity_id,
+                              INGEST_RATE, extra=extra)
+
+    kills.kill_through(lives, plan, _chunks(features, len(plan) + 1), start_chunk,
+                       ids=lambda e: e.event_id)
     with EventProducer(settings, "chaos-source") as producer:
         for label in labels[-LABEL_LAG:]:
             producer.send(settings.topic("labels"), label, key=label.event_id, span=False)
@@ -560,21 +686,44 @@ def test_ingest_service_survives_kill9(
         dead.setdefault(event_id, set()).add(record.headers[REASON_HEADER].decode())
     misfiled = {e: r for e, r in bad_reasons.items() if dead.get(e) != {r}}
     valid_dead = sorted(set(dead) - set(bad_reasons))
+    wrong_ids = set(wrong)
+
+    def pushed_after(life: kills.Life) -> bool:
+        """The killed life's events are in the offline store with their values and labels,
+        and a later life pushed rows (its ``flushed <rows>`` marker)."""
+        later = any(_has_line(x.markers, "flushed ") for x in lives.lives[life.number + 1:])
+        return later and not (set(life.given) & wrong_ids)
+
+    survived = lives.survived(pushed_after)
     elapsed = time.monotonic() - started
-    detail = (f"seed {SEED + 4}; {lives.summary()}; {len(pairs)} feature events and their "
-              f"labels (each label {LABEL_LAG} events late), {len(bad_reasons)} bad events; "
-              f"parquet rows on disk {rows_on_disk}; training frame {len(frame)} rows from "
-              f"{labelled} labels, {len(wrong)} events missing or wrong; {len(stale)} of "
-              f"{len(cards)} cards stale online; {len(valid_dead)} valid events "
-              f"dead-lettered, {len(misfiled)} bad events without their reason; {elapsed:.0f} s")
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(pairs)} feature "
+              f"events and their labels (each label {LABEL_LAG} events late), "
+              f"{len(bad_reasons)} bad events; parquet rows on disk {rows_on_disk}; training "
+              f"frame {len(frame)} rows from {labelled} labels, {len(wrong)} events missing or "
+              f"wrong; {len(stale)} of {len(cards)} cards stale online; {len(valid_dead)} valid "
+              f"events dead-lettered, {len(misfiled)} bad events without their reason; "
+              f"{elapsed:.0f} s")
     print(detail)
-    ledger.fault("ingest service kill -9 (start-up, buffering, parquet rewrite, push-commit)",
-                 injected=len(lives.killed), survived=lives.recovered_after_each_kill(),
+    ledger.fault(fault, injected=len(lives.killed), survived=len(survived),
                  lost=len(wrong) + len(stale) + len(valid_dead), detail=detail)
-    assert len(lives.killed) == kills.KILLS_PER_SERVICE
+    assert len(lives.killed) == len(plan)
     assert not wrong, f"events missing or wrong in the offline store, e.g. {wrong[:5]}"
     assert labelled == len(pairs) and len(frame) == len(pairs)
     assert not stale, f"cards with stale online values, e.g. {stale[:5]}"
     assert not valid_dead, f"valid events dead-lettered: {valid_dead[:5]}"
     assert not misfiled, misfiled
-    assert lives.recovered_after_each_kill() == kills.KILLS_PER_SERVICE
+    assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    return lives
+
+
+def _has_line(path: Path, prefix: str) -> bool:
+    return path.exists() and any(line.startswith(prefix) for line in path.read_text().split("\n"))
+
+
+@pytest.mark.timeout(240)
+def test_ingest_service_survives_kill9(
+    settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
+) -> None:
+    ingest_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED + 4, anchors=INGEST_ANCHORS),
+                    SHORT_SESSION_MS, "ingest service kill -9 (start-up, buffering, parquet "
+                    "rewrite, push-commit)", SEED + 4)

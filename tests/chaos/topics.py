@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from streams.codec import DecodeFailure, decode
 from streams.contracts import Event
@@ -26,6 +26,8 @@ class Record:
     value: bytes | None
     headers: dict[str, bytes]
     event: Any
+    timestamp: float = 0.0
+    """When the producer created it (seconds since the epoch)."""
 
 
 def read_all(settings: Settings, topic: str, event_type: type[Event] | None = None, *,
@@ -58,7 +60,8 @@ def read_all(settings: Settings, topic: str, event_type: type[Event] | None = No
                     except DecodeFailure:
                         event = None
                 out.append(Record(m.partition(), m.offset(), m.value(),
-                                  {k: v for k, v in (m.headers() or [])}, event))
+                                  {k: v for k, v in (m.headers() or [])}, event,
+                                  m.timestamp()[1] / 1000.0))
     finally:
         consumer.close()
     return out
@@ -86,3 +89,21 @@ def paced_producer(settings: Settings, topic: str, events: Sequence[Event],
     thread = threading.Thread(target=run, name="chaos-source", daemon=True)
     thread.start()
     return thread, done
+
+
+def committed(settings: Settings, group_id: str, topics: Sequence[str],
+              ) -> dict[tuple[str, int], int]:
+    """The offsets ``group_id`` committed on ``topics`` (unprefixed names), per (topic,
+    partition); -1 where nothing was committed. Asked through the admin API: a consumer
+    carrying the group's id, even one that never subscribes, disturbed the live group on
+    the embedded broker (its members stopped making progress)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka.client_config())
+    wanted = [TopicPartition(settings.topic(t), p) for t in topics
+              for p in range(settings.topics.partitions)]
+    future = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group_id, wanted)], request_timeout=15)[group_id]
+    got = future.result(timeout=20).topic_partitions
+    return {(tp.topic, tp.partition): tp.offset for tp in got}

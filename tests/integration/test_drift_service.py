@@ -122,6 +122,10 @@ def test_drift_episode_yields_reports_and_exactly_one_request(settings: Settings
     assert telemetry.metric_points("driftloop.drift.windows")
 
 
+class SimulatedCrash(BaseException):
+    """A process death: not an ``Exception``, so the loop does not retry or dead-letter it."""
+
+
 class _CrashAfterRequest(DriftMonitor):
     """Dies (before committing) right after producing its first retrain request."""
 
@@ -130,7 +134,7 @@ class _CrashAfterRequest(DriftMonitor):
         super()._decide(*args, **kwargs)
         if self.stats.requests > before:
             self.producer.flush()
-            raise RuntimeError("simulated crash before commit")
+            raise SimulatedCrash("simulated crash before commit")
 
 
 def test_redelivered_windows_never_yield_a_second_request(settings: Settings) -> None:
@@ -139,7 +143,7 @@ def test_redelivered_windows_never_yield_a_second_request(settings: Settings) ->
                  *_events(_frame(5 * WINDOW, 4, shift=0.8), 2 * WINDOW)])
     references = StaticReferences({"m1": _reference("snap-a")})
     crashing = _CrashAfterRequest(s, references=references)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(SimulatedCrash, match="simulated crash"):
         crashing.run(idle_timeout_s=60)
     assert crashing.stats.requests == 1
 

@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 from river.datasets import synth
 
-from services.observability.health import HOST_ENV, PORT_ENV
 from services.observability.setup import in_memory_telemetry
 from services.online.service import OnlineService, build
 from streams.broker import free_port
 from streams.contracts import FeatureEvent, LabelEvent
 from streams.producer import EventProducer
-from streams.settings import Settings
+from streams.settings import HttpSettings, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -100,13 +99,10 @@ def _register_champion(settings: Settings, bias: float, expected: int | None) ->
     return reg.version
 
 
-def test_predict_answers_from_the_live_learner(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_predict_answers_from_the_live_learner(settings: Settings) -> None:
     port = free_port()
-    monkeypatch.setenv(PORT_ENV, str(port))
-    monkeypatch.setenv(HOST_ENV, "127.0.0.1")
-    settings = settings.with_models({MODEL: {"online": {"spec": SPEC}}})
+    settings = settings.with_models({MODEL: {"online": {"spec": SPEC}}}).model_copy(
+        update={"http": HttpSettings(host="127.0.0.1", port=port)})
     service = build(settings, snapshot_every=10**9, snapshot_interval_s=3600.0,
                     batch_size=200, telemetry=in_memory_telemetry("test-online-http"))
     assert isinstance(service, OnlineService)

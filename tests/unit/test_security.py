@@ -5,9 +5,11 @@
   ``tests/unit/streams/test_settings.py``);
 - a configured SASL password never appears in a running service's logs or stderr, nor
   in the ``driftloop`` CLI's output;
-- model names and versions cannot leave the registry root;
+- model names, aliases and versions cannot leave the registry root: every read and
+  write (register, set and delete an alias, load) refuses them and leaves the disk as it
+  was (compared path by path before and after);
 - registry artifacts are loaded only after their sha256 matched (tampered weights and
-  manifests are refused);
+  manifests and preprocessing files are refused);
 - nothing from the network is unpickled: no ``pickle.load(s)`` nor ``torch.load``
   without ``weights_only=True`` in ``services/`` and ``streams/``, except the online
   learner's local, verified snapshots (``services/online/state.py``, trust boundary
@@ -20,6 +22,8 @@ The HTML report's escaping of feature names and values is tested in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -27,7 +31,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,6 +43,7 @@ from services.registry.store import (
     ArtifactIntegrityError,
     InvalidNameError,
     ModelRegistry,
+    VersionNotFoundError,
     validate_name,
 )
 from services.training.model import TabularModel
@@ -105,12 +112,44 @@ def test_cli_output_never_shows_the_sasl_password(tmp_path: Path) -> None:
     assert PASSWORD not in result.stdout and PASSWORD not in result.stderr
 
 
-@pytest.mark.parametrize("name", [
+BAD_NAMES = [
     "..", "../x", "a/../b", "a/b", "/etc", "", ".hidden", "a" * 65, "x\x00y", "a\\b", "~root",
-    "a..b", " spaced",
-])
-def test_names_cannot_escape_the_registry_root(name: str, tmp_path: Path) -> None:
-    registry = ModelRegistry(str(tmp_path / "registry"))
+    "a..b", " spaced", "fraud\n", "fraud\r", "a\tb", "x\x1b[31m", "\u202eevil", "ｆraud",
+    "../outside/victim", "..\\outside", "a/", "-dash", "_under",
+]
+"""Names every registry entry point must refuse (a trailing newline included: a regex
+``$`` matches just before it)."""
+
+
+def _tree(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every path under ``root``: its kind and its content (files), to compare before/after."""
+    out: dict[str, tuple[str, bytes]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        out[rel] = ("file", path.read_bytes()) if path.is_file() else ("dir", b"")
+    return out
+
+
+def _changed(before: dict[str, tuple[str, bytes]], after: dict[str, tuple[str, bytes]],
+             ) -> list[str]:
+    """Paths created, removed or rewritten between two :func:`_tree` snapshots."""
+    return sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+
+
+@pytest.fixture
+def victim_root(tmp_path: Path) -> Path:
+    """A registry beside a directory it must never touch (``outside/victim``)."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "victim").write_text("keep me\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_names_cannot_escape_the_registry_root(name: str, victim_root: Path) -> None:
+    registry = ModelRegistry(str(victim_root / "registry"))
+    good = _register(registry)
+    registry.set_alias("toy", "champion", good, expected=None)
+    before = _tree(victim_root)
     with pytest.raises(InvalidNameError):
         validate_name(name)
     with pytest.raises(InvalidNameError):
@@ -118,23 +157,44 @@ def test_names_cannot_escape_the_registry_root(name: str, tmp_path: Path) -> Non
     with pytest.raises(InvalidNameError):
         registry.get_alias(name, "champion")
     with pytest.raises(InvalidNameError):
-        registry.get_alias("ok", name)
-    assert not any(p for p in tmp_path.rglob("*") if "registry" not in str(p.relative_to(tmp_path)))
+        registry.get_alias("toy", name)
+    with pytest.raises(InvalidNameError):
+        _register(registry, model=name)
+    with pytest.raises(InvalidNameError):
+        registry.set_alias("toy", name, good, expected=None)
+    with pytest.raises(InvalidNameError):
+        registry.set_alias(name, "champion", good, expected=None)
+    with pytest.raises(InvalidNameError):
+        registry.delete_alias("toy", name, expected=good)
+    assert _changed(before, _tree(victim_root)) == [], "a refused write touched the disk"
+    assert registry.get_alias("toy", "champion") == good
+    assert registry.list_versions("toy") == [good]
 
 
-@pytest.mark.parametrize("ref", ["../1", "1/../2", "0", "-1", "1.5", "champion/../x", "true"])
-def test_versions_cannot_escape_the_model_directory(ref: str, tmp_path: Path) -> None:
-    registry = ModelRegistry(str(tmp_path / "registry"))
-    _register(registry)
-    with pytest.raises(Exception) as raised:
-        registry.load("toy", ref)
-    assert not isinstance(raised.value, (AssertionError, FileExistsError))
+@pytest.mark.parametrize(("ref", "error"), [
+    ("../1", InvalidNameError), ("1/../2", InvalidNameError), ("0", InvalidNameError),
+    ("-1", InvalidNameError), ("champion/../x", InvalidNameError), ("1\n", InvalidNameError),
+    ("1.5", VersionNotFoundError), ("true", VersionNotFoundError), ("2", VersionNotFoundError),
+    (0, InvalidNameError), (-3, InvalidNameError), (True, InvalidNameError),
+])
+def test_versions_cannot_escape_the_model_directory(ref: object, error: type[Exception],
+                                                    victim_root: Path) -> None:
+    registry = ModelRegistry(str(victim_root / "registry"))
+    good = _register(registry)
+    registry.set_alias("toy", "champion", good, expected=None)
+    before = _tree(victim_root)
+    with pytest.raises(error):
+        registry.load("toy", ref)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        registry.set_alias("toy", "champion", ref, expected=good)  # type: ignore[arg-type]
+    assert _changed(before, _tree(victim_root)) == []
+    assert registry.get_alias("toy", "champion") == good
 
 
-def _register(registry: ModelRegistry) -> int:
+def _register(registry: ModelRegistry, model: str = "toy") -> int:
     module = TabularModel(2, [], [], [], 0.0)
     reg = registry.register(
-        "toy", state_dict=module.state_dict(),
+        model, state_dict=module.state_dict(),
         preprocessing={"format": FORMAT_VERSION, "numeric": [{"name": "x", "mean": 0.0,
                        "std": 1.0}], "categorical": []},
         model_meta=module.meta, lineage=Lineage(training_snapshot_id="s"),
@@ -143,19 +203,75 @@ def _register(registry: ModelRegistry) -> int:
     return reg.version
 
 
+def _version_dir(root: Path, version: int) -> Path:
+    return root / "registry" / "models" / "toy" / "versions" / str(version)
+
+
 def test_tampered_weights_and_manifests_are_refused(tmp_path: Path) -> None:
     registry = ModelRegistry(str(tmp_path / "registry"))
     version = _register(registry)
     good = registry.get("toy", version).manifest_sha256
     registry.load("toy", version, expected_manifest_sha256=good)
-    vdir = tmp_path / "registry" / "models" / "toy" / "versions" / str(version)
-    weights = vdir / "weights.pt"
+    weights = _version_dir(tmp_path, version) / "weights.pt"
     tampered = {k: v + 1 for k, v in torch.load(weights, weights_only=True).items()}
     torch.save(tampered, weights)  # a valid torch file: only the hash tells
-    with pytest.raises(ArtifactIntegrityError):
+    with pytest.raises(ArtifactIntegrityError, match=r"weights\.pt"):
         registry.load("toy", version)
-    with pytest.raises(ArtifactIntegrityError):
+    with pytest.raises(ArtifactIntegrityError, match="manifest sha256"):
         registry.load("toy", version, expected_manifest_sha256="0" * 64)
+
+
+def _rewrite_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, sort_keys=True, indent=1))
+
+
+def test_tampered_preprocessing_is_refused(tmp_path: Path) -> None:
+    """Scaling statistics are as dangerous as weights: a shifted mean is refused by hash."""
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    version = _register(registry)
+    path = _version_dir(tmp_path, version) / "preprocessing.json"
+    same_size = path.read_text().replace('"mean": 0.0', '"mean": 9.0')
+    assert same_size != path.read_text() and len(same_size) == len(path.read_text())
+    path.write_text(same_size)  # same size: only the sha256 tells
+    with pytest.raises(ArtifactIntegrityError, match=r"preprocessing\.json sha256"):
+        registry.load("toy", version)
+    path.write_text(same_size + " ")
+    with pytest.raises(ArtifactIntegrityError, match=r"preprocessing\.json has"):
+        registry.load("toy", version)
+    path.unlink()
+    with pytest.raises(ArtifactIntegrityError, match=r"preprocessing\.json is missing"):
+        registry.load("toy", version)
+
+
+@pytest.mark.parametrize("tamper", ["lineage", "file_hash", "drop_file", "not_json"])
+def test_tampered_manifests_are_refused(tamper: str, tmp_path: Path) -> None:
+    """A manifest rewritten consistently with tampered files passes the per-file hashes,
+    so whoever holds the announced manifest sha256 (a candidate event) must be refused;
+    a manifest that no longer lists a file, or is not JSON, is refused by anyone."""
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    version = _register(registry)
+    announced = registry.get("toy", version).manifest_sha256
+    vdir = _version_dir(tmp_path, version)
+    manifest = vdir / "manifest.json"
+    if tamper == "lineage":
+        _rewrite_json(manifest, lambda d: d["lineage"].update(parent_version=99))
+    elif tamper == "file_hash":  # new preprocessing, and its hash forged to match
+        prep = vdir / "preprocessing.json"
+        prep.write_text(prep.read_text().replace('"std": 1.0', '"std": 0.001'))
+        data = prep.read_bytes()
+        _rewrite_json(manifest, lambda d: d["files"]["preprocessing.json"].update(
+            sha256=hashlib.sha256(data).hexdigest(), size=len(data)))
+    elif tamper == "drop_file":
+        _rewrite_json(manifest, lambda d: d["files"].pop("weights.pt"))
+    else:
+        manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(ArtifactIntegrityError):
+        registry.load("toy", version, expected_manifest_sha256=announced)
+    if tamper in ("drop_file", "not_json"):
+        with pytest.raises(ArtifactIntegrityError):
+            registry.load("toy", version)
 
 
 UNSAFE = re.compile(r"\b(pickle|cPickle|dill|marshal)\.loads?\(|\btorch\.load\(|"

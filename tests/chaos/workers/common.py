@@ -22,6 +22,9 @@ from streams.settings import Settings, load_settings
 # life joins, in about a second instead of eleven (measured with the 6 s default).
 SESSION_TIMEOUT_MS = 1000
 HEARTBEAT_MS = 200
+PRODUCT_SESSION_TIMEOUT_MS = 6000  # the product's local setting (DESIGN.md, broker notes)
+PRODUCT_HEARTBEAT_MS = 1000
+COMMIT_WINDOW_MARKER = "commit-window"  # chaos.kills.COMMIT_WINDOW
 
 
 def start_life(args: dict[str, Any]) -> None:
@@ -37,10 +40,13 @@ def start_life(args: dict[str, Any]) -> None:
 
 
 def settings_for(args: dict[str, Any], models: dict[str, Any] | None = None) -> Settings:
-    """Settings for the test's broker, topics, state directory and registry."""
+    """Settings for the test's broker, topics, state directory and registry
+    (``args["session_timeout_ms"]``: the group session, default :data:`SESSION_TIMEOUT_MS`)."""
+    session = int(args.get("session_timeout_ms", SESSION_TIMEOUT_MS))
+    heartbeat = HEARTBEAT_MS if session == SESSION_TIMEOUT_MS else PRODUCT_HEARTBEAT_MS
     return load_settings(
-        kafka={"bootstrap_servers": args["bootstrap"], "session_timeout_ms": SESSION_TIMEOUT_MS,
-               "heartbeat_interval_ms": HEARTBEAT_MS},
+        kafka={"bootstrap_servers": args["bootstrap"], "session_timeout_ms": session,
+               "heartbeat_interval_ms": heartbeat},
         topics={"prefix": args["prefix"], "partitions": 3},
         state_dir=Path(args["state_dir"]), registry_uri=str(args["registry"]),
         feature_repo=Path(args.get("feature_repo", "feature_repo")),
@@ -58,6 +64,26 @@ class Markers:
         self._file.write(line.rstrip("\n") + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
+
+
+def hold_commits(loop: Any, markers: Markers, hold_s: float) -> None:
+    """Test hook on one life's consumer loop: before each offset commit (its output is
+    flushed by then) write a ``commit-window`` marker and hold the commit ``hold_s``, so a
+    kill aimed at that marker lands between the flush and the commit. ``hold_s`` 0: no hook.
+
+    It wraps the loop's commit call of this process only; production code is unchanged.
+    """
+    if hold_s <= 0:
+        return
+    commit = loop._commit  # the one call that commits offsets (streams.consumer)
+
+    def held(plan: Any) -> None:
+        if plan:
+            markers.mark(f"{COMMIT_WINDOW_MARKER} {len(plan)}")
+            time.sleep(hold_s)
+        commit(plan)
+
+    loop._commit = held
 
 
 class MarkedService:

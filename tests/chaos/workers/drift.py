@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chaos.workers.common import MarkedService, Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
 from services.drift.profile import build_reference_profile
 from services.drift.references import ModelReference, StaticReferences
 from services.drift.service import DriftMonitor
@@ -60,9 +60,11 @@ def main(args: dict[str, Any]) -> None:
     options = {"window_events": args["window"], "window_seconds": 3600, "ks_method": "asymp",
                "idle_flush_seconds": 1.0}
     settings = settings_for(args, {MODEL: {"drift": options}})
+    markers = Markers(args["markers"])
     monitor = MarkedMonitor(settings, telemetry=in_memory_telemetry("chaos-drift"),
                             references=StaticReferences({MODEL: reference()}),
-                            markers=Markers(args["markers"]), batch_size=500)
+                            markers=markers, batch_size=500)
+    hold_commits(monitor.loop, markers, float(args.get("commit_hold_s", 0.0)))
     if args.get("final"):
         monitor.run(until=monitor.settled)
         print(f"final: windows={monitor.stats.windows} requests={monitor.stats.requests}")

@@ -16,7 +16,7 @@ from typing import Any
 import feast  # noqa: F401 - imported by the fork server, not by each life
 
 import services.features.feast_repo as feast_repo
-from chaos.workers.common import MarkedService, Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
 from services.features.ingest_service import IngestService
 from services.observability.setup import in_memory_telemetry
 from streams.consumer import Inbound
@@ -51,10 +51,11 @@ def main(args: dict[str, Any]) -> None:
     start_life(args)
     settings = settings_for(args)
     store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
+    markers = Markers(args["markers"])
     service = MarkedIngest(settings, store=store, models=[MODEL], flush_rows=FLUSH_ROWS,
                            flush_interval_s=FLUSH_INTERVAL_S, batch_size=200,
-                           telemetry=in_memory_telemetry("chaos-ingest"),
-                           markers=Markers(args["markers"]))
+                           telemetry=in_memory_telemetry("chaos-ingest"), markers=markers)
+    hold_commits(service.loop, markers, float(args.get("commit_hold_s", 0.0)))
     if args.get("final"):
         service.run(until=service.settled)
         print(f"final: pushed={service.sink.rows} dead_lettered={service.loop.stats.dead_lettered}")

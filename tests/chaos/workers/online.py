@@ -14,7 +14,7 @@ from typing import Any
 
 import river  # noqa: F401 - imported by the fork server, not by each life
 
-from chaos.workers.common import Markers, settings_for, start_life
+from chaos.workers.common import Markers, hold_commits, settings_for, start_life
 from services.observability.setup import in_memory_telemetry
 from services.online.join import Joined
 from services.online.learner import Outcome
@@ -37,6 +37,7 @@ def main(args: dict[str, Any]) -> None:
 
     service = build(settings, snapshot_every=300, snapshot_interval_s=1.0, batch_size=200,
                     telemetry=in_memory_telemetry("chaos-online"), on_learned=record)
+    hold_commits(service.loop, markers, float(args.get("commit_hold_s", 0.0)))
     learner = service.state.learners[MODEL]
     if args.get("final"):
         expected = int(args["expected"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from chaos.workers.common import MarkedService, Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
 from services.observability.setup import in_memory_telemetry
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
@@ -60,9 +60,10 @@ def main(args: dict[str, Any]) -> None:
     start_life(args)
     settings = settings_for(args, {MODEL: {"shadow": args["shadow"],
                                            "rollback": args["rollback"]}})
+    markers = Markers(args["markers"])
     service = MarkedShadow(settings, telemetry=in_memory_telemetry("chaos-shadow"),
-                           recover_every_s=2.0, markers=Markers(args["markers"]),
-                           batch_size=500)
+                           recover_every_s=2.0, markers=markers, batch_size=500)
+    hold_commits(service.loop, markers, float(args.get("commit_hold_s", 0.0)))
     if args.get("final"):
         service.run(until=service.settled)
     else:

@@ -20,7 +20,7 @@ import services.features.feast_repo as feast_repo
 import services.features.snapshot
 import services.training.progress as progress
 import services.training.runner  # noqa: F401
-from chaos.workers.common import MarkedService, Markers, settings_for, start_life
+from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
 from services.observability.setup import in_memory_telemetry
 from services.training.worker import TrainingWorker
 from streams.consumer import Inbound
@@ -88,6 +88,7 @@ def main(args: dict[str, Any]) -> None:
     store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
     worker = MarkedWorker(settings, telemetry=in_memory_telemetry("chaos-train"), store=store,
                           markers=markers)
+    hold_commits(worker.loop, markers, float(args.get("commit_hold_s", 0.0)))
     if args.get("final"):
         ids = list(args["request_ids"])
         worker.run(until=lambda: worker.settled(ids))

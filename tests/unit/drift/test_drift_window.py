@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
@@ -66,8 +66,31 @@ def test_invalid_numeric_values_count_as_missing() -> None:
     acc = WindowAccumulator(SPEC, max_events=2)
     acc.add(T0, {"a": "oops", "b": 1.0, "c": None})
     w = acc.add(T0, {"a": 2.0, "b": float("inf"), "c": "y"})
-    assert w is not None and w.invalid == 1
-    assert np.isnan(w.numeric[0, 0]) and w.numeric[1, 1] == np.inf
+    assert w is not None and w.invalid == 2
+    assert w.invalid_by_feature == {"a": 1, "b": 1}
+    assert np.isnan(w.numeric[0, 0]) and np.isnan(w.numeric[1, 1])
+    assert w.numeric[1, 0] == 2.0 and w.numeric[0, 1] == 1.0
+
+
+def test_non_finite_values_without_strings_are_invalid_per_feature() -> None:
+    acc = WindowAccumulator(SPEC, max_events=3)
+    acc.add(T0, {"a": float("-inf"), "b": 1.0})
+    acc.add(T0, {"a": float("inf"), "b": None})
+    w = acc.add(T0, {"a": 1.0, "b": float("inf")})
+    assert w is not None and w.invalid_by_feature == {"a": 2, "b": 1}
+    assert np.isfinite(w.numeric).sum() == 2
+
+
+def test_far_and_odd_timezone_times_do_not_crash_the_window() -> None:
+    plus14 = timezone(timedelta(hours=14))
+    acc = WindowAccumulator(SPEC, max_events=10)
+    assert acc.add(datetime(1, 1, 1, tzinfo=plus14), {"a": 1.0}) is None  # year 0 in UTC
+    first = acc.add(datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+                    {"a": 1.0})
+    assert first is not None and first.n_events == 1
+    assert first.bounds.start_time.year == 1  # clamped into what datetime can hold
+    last = acc.flush()
+    assert last is not None and last.bounds.end_time.year == 9999
 
 
 def test_naive_and_epoch_times() -> None:

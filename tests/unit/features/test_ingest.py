@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import numpy as np
 import pytest
 
 from services.features.feast_repo import ModelLayout
 from services.features.generate import Generator, GeneratorConfig
-from services.features.ingest import IngestBuffer, OffsetTracker, validate_feature_event
+from services.features.ingest import (
+    IngestBuffer,
+    OffsetTracker,
+    Reject,
+    validate_feature_event,
+)
 from streams.contracts import FeatureEvent, LabelEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -185,3 +191,44 @@ def test_repeated_labels_that_never_match_are_all_given_up(layout: ModelLayout) 
     buffer.add_features(pairs[1][0])
     expired = buffer.expired()
     assert [(e.event_id, r.reason) for e, r in expired] == [("never", "label_unmatched")] * 2
+
+
+def test_event_times_of_any_year_become_a_utc_index_without_overflow() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from services.features.ingest import utc_microseconds
+
+    index = utc_microseconds([
+        datetime(2300, 1, 1, tzinfo=UTC),  # past pandas' nanosecond range (2262)
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),  # year 0 in UTC
+        datetime(2026, 1, 1, 1, 2, 3, 4, tzinfo=timezone(timedelta(hours=2))),
+    ])
+    assert str(index.dtype) == "datetime64[us, UTC]"
+    assert index[0].year == 2300
+    assert index.asi8[1] == -62_135_647_200 * 1_000_000  # 0001-01-01 minus 14 h, in µs
+    assert index[2].isoformat() == "2025-12-31T23:02:03.000004+00:00"
+
+
+def test_times_the_stores_cannot_hold_are_rejected_not_buffered() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from services.features.ingest import check_time
+
+    assert check_time(datetime(2026, 3, 1, tzinfo=UTC)) is None
+    for odd in (datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+                datetime(2300, 1, 1, tzinfo=UTC), datetime(1677, 6, 1, tzinfo=UTC)):
+        reject = check_time(odd)
+        assert reject is not None and reject.reason == "invalid_time", odd
+
+
+def test_a_feature_event_or_label_at_a_year_0_utc_time_is_rejected_by_the_buffer(
+    layout: ModelLayout,
+) -> None:
+    fe, label = _pairs(1)[0]
+    far = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    buffer = IngestBuffer({"fraud": layout})
+    reject = buffer.add_features(msgspec.structs.replace(fe, event_time=far))
+    assert reject is not None and reject.reason == "invalid_time"
+    late = buffer.add_label(msgspec.structs.replace(label, event_time=far))
+    assert isinstance(late, Reject) and late.reason == "invalid_time"
+    assert buffer.rows == 0 and buffer.pending_labels == 0

@@ -55,3 +55,24 @@ def test_replay_capped_by_snapshot_size() -> None:
     old = synthetic_frame(10, SPEC, seed=2)
     assert len(replay_sample(1000, old, 0.5, seed=0)) == 10
     assert len(replay_sample(1000, old, 0.0, seed=0)) == 0
+
+
+def test_rows_with_infinite_features_or_labels_are_dropped_and_counted() -> None:
+    from services.training.data import DROPPED_ATTR
+
+    fresh = synthetic_frame(400, SPEC, seed=1, start="2026-02-01")
+    numeric = [f.name for f in SPEC.numeric]
+    fresh.loc[fresh.index[3], numeric[0]] = float("inf")
+    fresh.loc[fresh.index[7], numeric[1]] = -float("inf")
+    fresh.loc[fresh.index[9], numeric[1]] = float("nan")  # missing, imputed: kept
+    old = synthetic_frame(400, SPEC, seed=2)
+    old.loc[old.index[:5], numeric[0]] = 1e308 * 10  # overflowed to inf
+    train, val = build_training_frames(
+        SPEC, fresh, old, replay_ratio=0.5, validation_share=0.2,
+        time_column="event_timestamp", seed=0,
+    )
+    assert train.attrs[DROPPED_ATTR] == 2 + 5
+    both = pd.concat([train, val])
+    assert (both["_source"] == "fresh").sum() == 398
+    values = both[numeric].to_numpy(dtype=float)
+    assert not (values == float("inf")).any() and not (values == -float("inf")).any()

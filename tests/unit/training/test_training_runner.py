@@ -64,6 +64,7 @@ def test_first_version_then_fine_tune_with_lineage(
     assert lineage["parent_snapshot_id"] == "snap-a"
     assert lineage["parent_version"] == 1 and lineage["request_id"] == "req-7"
     assert child.version.manifest["metrics"]["replay_rows"] > 0
+    assert child.version.manifest["metrics"]["dropped_non_finite_rows"] == 0
     assert child.version.manifest["extra"]["fine_tuned"] is True
     assert registry.list_versions("synth") == [1, 2]
 

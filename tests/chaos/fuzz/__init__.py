@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets (atheris/libFuzzer), each run as its own process."""
