@@ -76,8 +76,7 @@ class FeastReferences:
         if self._store is None:
             from services.features.feast_repo import open_store
 
-            repo = Path(self._settings.feature_repo)
-            self._store = open_store(repo_path=repo) if repo.exists() else open_store()
+            self._store = open_store(self._settings)
         return self._store
 
     @property

@@ -13,10 +13,8 @@ still answers.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from services.online.learner import OnlineLearner
@@ -38,10 +36,9 @@ class Answer:
 
 def snapshot_store(settings: Settings) -> SnapshotStore:
     """The online service's snapshot store (same directory and key file as the service)."""
-    from services.online.service import ENV_KEY_FILE, snapshot_dir
+    from services.online.service import snapshot_dir
 
-    key = os.environ.get(ENV_KEY_FILE)
-    return SnapshotStore(snapshot_dir(settings), key_file=Path(key) if key else None)
+    return SnapshotStore(snapshot_dir(settings), key_file=settings.online.snapshot_key_file)
 
 
 def online_learner(store: SnapshotStore, model: str) -> tuple[OnlineLearner, int, str]:

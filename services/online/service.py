@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -60,6 +59,7 @@ from urllib.parse import urlparse
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model_settings import InlineSpec
 from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
@@ -82,7 +82,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 MIN_REQUEST_WINDOW = timedelta(minutes=10)
 
-ENV_KEY_FILE = "DRIFTLOOP_ONLINE_SNAPSHOT_KEY"
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
 SpecProvider = Callable[[str], ModelSpec]
 LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
@@ -90,36 +89,15 @@ LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
 PREDICT_PATH = "/predict"
 
 
-def spec_from_options(model: str, spec: Mapping[str, Any]) -> ModelSpec:
-    """A :class:`ModelSpec` from plain data (``online.spec`` in a model's options).
-
-    ``{"entity": "user", "label": "label", "features": [{"name": "x", "kind":
-    "numeric"}, ...]}``; for models that are not in the Feast repo.
-    """
-    features = spec.get("features")
-    if not isinstance(features, list) or not features:
-        raise ValueError(f"online.spec of {model!r} needs a non-empty 'features' list")
+def spec_from_options(model: str, spec: InlineSpec) -> ModelSpec:
+    """A :class:`ModelSpec` from a model's inline ``online.spec`` (models outside Feast)."""
     return ModelSpec(
         model=model,
-        entity=str(spec.get("entity", "entity")),
-        features=tuple(
-            FeatureSpec(str(f["name"]), f.get("kind", "numeric"), bool(f.get("critical", False)))
-            for f in features
-        ),
-        label=str(spec.get("label", "label")),
+        entity=spec.entity,
+        features=tuple(FeatureSpec(f.name, f.kind, f.critical)  # type: ignore[arg-type]
+                       for f in spec.features),
+        label=spec.label,
     )
-
-
-def learner_options(settings: Settings, model: str) -> dict[str, Any] | None:
-    """The model's ``online`` options (``None`` when the model opts out with ``false``)."""
-    online = settings.model_options(model).get("online", {})
-    if online is False:
-        return None
-    if online is True or online is None:
-        return {}
-    if not isinstance(online, Mapping):
-        raise ValueError(f"models.{model}.online must be a mapping or false")
-    return dict(online)
 
 
 def snapshot_dir(settings: Settings) -> Path:
@@ -192,9 +170,8 @@ class OnlineService(StreamService):
         self.trigger_config = trigger
         self.snapshot_every = snapshot_every
         self.snapshot_interval_s = snapshot_interval_s
-        key = os.environ.get(ENV_KEY_FILE)
         self.store = store or SnapshotStore(
-            snapshot_dir(settings), key_file=Path(key) if key else None
+            snapshot_dir(settings), key_file=settings.online.snapshot_key_file
         )
         self.state, self.positions = self._restore(join)
         self.triggers = {
@@ -505,7 +482,7 @@ def feast_spec_provider(settings: Settings) -> SpecProvider:
         from services.features.feast_repo import load_model_spec, open_store
 
         if not store:
-            store.append(open_store(repo_path=settings.feature_repo))
+            store.append(open_store(settings))
         return load_model_spec(store[0], model)
 
     return provide
@@ -517,8 +494,8 @@ def build(
     """Factory for ``driftloop run online``: one learner per configured model.
 
     Models: those in ``settings.models`` or, when none is configured, every
-    FeatureService of the Feast repo. Per model, ``settings.model_options(m)["online"]``
-    holds the :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
+    FeatureService of the Feast repo. Per model, ``settings.model(m).online`` holds the
+    :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
     :func:`spec_from_options`); ``online: false`` skips the model. A spec comes from
     that inline ``spec``, else from ``spec_provider``, else from the Feast repo.
     ``kwargs`` go to :class:`OnlineService` (snapshot cadence, telemetry, batch size).
@@ -528,14 +505,12 @@ def build(
     if not names:
         from services.features.feast_repo import open_store
 
-        names = [s.name for s in open_store(repo_path=settings.feature_repo)
-                 .list_feature_services()]
+        names = [s.name for s in open_store(settings).list_feature_services()]
     specs, configs = {}, {}
     for name in names:
-        online = learner_options(settings, name)
-        if online is None:
+        online = settings.model(name).online
+        if not online.enabled:
             continue
-        inline = online.pop("spec", None)
-        specs[name] = spec_from_options(name, inline) if inline else provider(name)
-        configs[name] = LearnerConfig(**online)
+        specs[name] = spec_from_options(name, online.spec) if online.spec else provider(name)
+        configs[name] = LearnerConfig(**online.learner_fields())
     return OnlineService(settings, specs=specs, configs=configs, **kwargs)

@@ -529,18 +529,29 @@ class ModelRegistry:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(path)
 
-    def set_alias(self, model: str, alias: str, version: int, *, expected: int | None) -> None:
+    def set_alias(self, model: str, alias: str, version: int, *, expected: int | None,
+                  back: bool = False) -> None:
         """Point ``alias`` at ``version`` if it currently points at ``expected``.
 
         ``expected=None`` means the alias must not exist yet. Raises AliasConflictError
-        when another writer got there first.
+        when another writer got there first. The record's ``history`` lists the versions
+        the alias pointed at before, oldest first: a forward move appends the current
+        version, a move ``back`` (a rollback) returns to an entry and drops it and
+        everything after it, so the next rollback goes further back, never forward.
         """
         version = self.resolve(model, version)
         with self._alias_lock(model, alias):
-            current = self.get_alias(model, alias)
+            old = self.alias_record(model, alias)
+            current = None if old is None else int(old["version"])
             if current != expected:
                 raise AliasConflictError(model, alias, expected, current)
-            record = {"alias": alias, "version": version, "previous": current, "updated_at": _now()}
+            history = [int(v) for v in (old or {}).get("history", [])]
+            if back and version in history:
+                history = history[: history.index(version)]
+            elif current is not None:
+                history.append(current)
+            record = {"alias": alias, "version": version, "previous": current,
+                      "history": history, "updated_at": _now()}
             self.write_atomic(self._alias_path(model, alias), json.dumps(record).encode())
 
     def delete_alias(self, model: str, alias: str, *, expected: int) -> None:

@@ -55,7 +55,7 @@ from streams.tracing import extract_trace_context
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-CRASH_HOOK_ENV = "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"  # tests only: die after the alias moved
+CRASH_HOOK_ENV = "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE"  # fault injection (tests)
 Cause = Literal["shadow", "rollback", "manual"]
 Outcome = Literal["published", "dropped", "superseded", "waiting"]
 
@@ -237,11 +237,12 @@ class Promoter:
         self.outbox.put(intent)
         try:
             self.registry.set_alias(intent.model, CHAMPION, intent.new_champion,
-                                    expected=intent.previous_champion)
+                                    expected=intent.previous_champion,
+                                    back=intent.cause == "rollback")
         except AliasConflictError:
             self.outbox.remove(intent)
             raise
-        if os.environ.get(CRASH_HOOK_ENV) == "1":  # test hook: a crash right here
+        if self.settings.faults.crash_after_alias_move:  # fault injection: a crash right here
             os.kill(os.getpid(), signal.SIGKILL)
         log.info("%s: champion v%s -> v%d (%s)", intent.model, intent.previous_champion,
                  intent.new_champion, intent.cause)
@@ -293,18 +294,31 @@ class Promoter:
 
 
 def rollback_target(registry: ModelRegistry, model: str, to: int | None) -> tuple[int, int]:
-    """(current champion, version to restore): ``to``, else the alias record's previous."""
+    """(current champion, version to restore), back along the promotion history.
+
+    Without ``to``: the champion before the current one; ``to`` must be an earlier
+    champion. A rollback never moves forward (records written before the history was
+    kept fall back to their ``previous``).
+    """
     record = registry.alias_record(model, CHAMPION)
     if record is None:
         raise PromotionError(f"{model} has no champion to roll back")
     current = int(record["version"])
-    target = to if to is not None else record.get("previous")
-    if target is None:
-        raise PromotionError(
-            f"{model} v{current} has no previous champion on record; pass --to VERSION")
-    target = registry.resolve(model, int(target))
-    if target == current:
-        raise PromotionError(f"{model} v{target} is already champion")
+    history = [int(v) for v in record.get("history", [])] if "history" in record else (
+        [int(record["previous"])] if record.get("previous") is not None else [])
+    if not history:
+        raise PromotionError(f"{model} v{current} is the oldest champion on record: "
+                             "there is nothing older to roll back to")
+    if to is None:
+        target = history[-1]
+    else:
+        target = registry.resolve(model, int(to))
+        if target == current:
+            raise PromotionError(f"{model} v{target} is already champion")
+        if target not in history:
+            raise PromotionError(
+                f"{model} v{target} was not champion before v{current} (earlier champions: "
+                f"{', '.join(f'v{v}' for v in history)}); a rollback only goes back")
     return current, target
 
 

@@ -25,8 +25,8 @@ Champion changes made elsewhere (``models.promotions``: manual, rollback by anot
 process) are read back from the registry, which is the authority (the event is only the
 trigger), and reject the candidates whose parent is no longer champion.
 
-Policies: ``ShadowPolicy(**settings.model_options(model)["shadow"])`` and
-``RollbackPolicy(**...["rollback"])`` per model, else the service's defaults. A run keeps
+Policies: ``settings.model(m).shadow`` and ``settings.model(m).rollback`` per
+configured model, else the service's defaults. A run keeps
 the policy it started with (a sequential test is designed before its data).
 
 Durability: the book (runs, statistics, watches) is written as JSON (atomically) to
@@ -52,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from services.files import write_atomic
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
@@ -86,15 +85,9 @@ def model_policies(
     """Per-model shadow and rollback policies from the settings' ``models`` section."""
     shadow: dict[str, ShadowPolicy] = {}
     rollback: dict[str, RollbackPolicy] = {}
-    for model in settings.models:
-        options = settings.model_options(model)
-        try:
-            if "shadow" in options:
-                shadow[model] = ShadowPolicy(**options["shadow"])
-            if "rollback" in options:
-                rollback[model] = RollbackPolicy(**options["rollback"])
-        except (ValidationError, TypeError) as exc:
-            raise ValueError(f"models.{model}: invalid shadow/rollback policy: {exc}") from exc
+    for model in settings.models:  # validated when the settings loaded
+        shadow[model] = settings.model(model).shadow
+        rollback[model] = settings.model(model).rollback
     return shadow, rollback
 
 

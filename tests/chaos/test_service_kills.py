@@ -161,7 +161,7 @@ HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
 
 def _feast_with_champion(tmp_path: Path, registry_uri: str) -> tuple[Path, str, int]:
     """A private Feast repo with history and a shifted window, and champion v1."""
-    from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
     from services.features.generate import (
         CovariateShift,
         DriftSpec,
@@ -176,7 +176,7 @@ def _feast_with_champion(tmp_path: Path, registry_uri: str) -> tuple[Path, str, 
 
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     spec = load_model_spec(store, train_worker.MODEL)
     write_history(store, Generator(GeneratorConfig(seed=7, events_per_second=50.0))
@@ -493,7 +493,7 @@ def test_ingest_service_survives_kill9(
 ) -> None:
     import pyarrow.parquet as pq
 
-    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_repo
     from services.features.generate import Generator, GeneratorConfig
     from services.features.snapshot import build_training_frame
     from streams.deadletter import REASON_HEADER
@@ -501,7 +501,7 @@ def test_ingest_service_survives_kill9(
     started = time.monotonic()
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     plan = kills.kill_plan(SEED + 4, anchors=INGEST_ANCHORS)
     pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=300, events_per_second=50.0,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_store
+from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
 from services.features.snapshot import create_snapshot, load_snapshot_frame
@@ -39,7 +39,7 @@ STEPS = 80
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Any]:
-    s = open_store("embedded", repo_path=copy_repo(tmp_path / "repo"),
+    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
                    project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(s)
     yield s

@@ -5,7 +5,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from services.registry.cli import models_app
+from services.cli.models import models_app
 from services.registry.store import ModelRegistry
 
 

@@ -122,13 +122,34 @@ def test_rollback_target_defaults_to_previous(tmp_path: Path) -> None:
     with pytest.raises(PromotionError, match="no champion"):
         rollback_target(registry, "m", None)
     registry.set_alias("m", "champion", 1, expected=None)
-    with pytest.raises(PromotionError, match="no previous champion"):
+    with pytest.raises(PromotionError, match="nothing older"):
         rollback_target(registry, "m", None)
     registry.set_alias("m", "champion", 3, expected=1)
     assert rollback_target(registry, "m", None) == (3, 1)
-    assert rollback_target(registry, "m", 2) == (3, 2)
+    assert rollback_target(registry, "m", 1) == (3, 1)
+    with pytest.raises(PromotionError, match="only goes back"):  # v2 was never champion
+        rollback_target(registry, "m", 2)
     with pytest.raises(PromotionError, match="already champion"):
         rollback_target(registry, "m", 3)
+
+
+def test_rollbacks_walk_back_the_promotion_history_never_forward(tmp_path: Path) -> None:
+    registry = _registry(tmp_path, 3)
+    registry.set_alias("m", "champion", 1, expected=None)
+    registry.set_alias("m", "champion", 2, expected=1)  # promotions v1 -> v2 -> v3
+    registry.set_alias("m", "champion", 3, expected=2)
+    visited = []
+    for _ in range(2):
+        current, target = rollback_target(registry, "m", None)
+        registry.set_alias("m", "champion", target, expected=current, back=True)
+        visited.append((current, target))
+    assert visited == [(3, 2), (2, 1)]
+    assert registry.get_alias("m", "champion") == 1
+    with pytest.raises(PromotionError, match="nothing older"):
+        rollback_target(registry, "m", None)
+    # a promotion after the rollbacks starts a new history from there
+    registry.set_alias("m", "champion", 3, expected=1)
+    assert rollback_target(registry, "m", None) == (3, 1)
 
 
 POLICY = ShadowPolicy(min_pairs=100, look_every=100, max_pairs=1000)
