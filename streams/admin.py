@@ -73,7 +73,8 @@ def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
 
 def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> dict[str, str]:
     """Delete ``names``; returns ``{topic: "deleted"|"absent"}``."""
-    futures = admin_client(settings).delete_topics(names, request_timeout=timeout)
+    client = admin_client(settings)  # kept alive until every future has its answer
+    futures = client.delete_topics(names, request_timeout=timeout)
     result: dict[str, str] = {}
     for name, future in futures.items():
         try:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from services.online.learner import OnlineLearner
-from services.online.state import OnlineState, SnapshotError, SnapshotStore
+from services.online.state import OnlineState, SnapshotError, SnapshotStore, snapshot_dir
 from streams.settings import Settings
 
 
@@ -36,8 +36,6 @@ class Answer:
 
 def snapshot_store(settings: Settings) -> SnapshotStore:
     """The online service's snapshot store (same directory and key file as the service)."""
-    from services.online.service import snapshot_dir
-
     return SnapshotStore(snapshot_dir(settings), key_file=settings.online.snapshot_key_file)
 
 

@@ -53,9 +53,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.featurespec import FeatureSpec, ModelSpec
@@ -64,7 +62,7 @@ from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
 from services.online.predict import Answer, answer_doc, predict_champion
-from services.online.state import OnlineState, SnapshotError, SnapshotStore
+from services.online.state import OnlineState, SnapshotError, SnapshotStore, snapshot_dir
 from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
 from streams.consumer import CommitPlan, Inbound, PartitionKey
@@ -98,18 +96,6 @@ def spec_from_options(model: str, spec: InlineSpec) -> ModelSpec:
                        for f in spec.features),
         label=spec.label,
     )
-
-
-def snapshot_dir(settings: Settings) -> Path:
-    """Where snapshots live: under the registry root when it is local, else the state dir.
-
-    Snapshots are unpickled, so they must stay on the local disk this service writes
-    (see the trust boundary in :mod:`services.online.state`).
-    """
-    parsed = urlparse(settings.registry_uri)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else settings.registry_uri) / "online"
-    return settings.state_dir / "online"
 
 
 class ChampionCache:
