@@ -168,3 +168,18 @@ def test_the_readme_json_examples_are_valid() -> None:
         assert isinstance(json.loads(features), dict), features
     for body in re.findall(r"-d '([^']*)'", text):
         json.loads(body)
+
+
+def test_the_readme_configuration_example_loads(tmp_path: Path) -> None:
+    from streams.settings import load_settings
+
+    blocks = re.findall(r"<!-- readme-config -->\s*\n```yaml\n(.*?)```",
+                        README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) == 1
+    path = tmp_path / "driftloop.yaml"
+    path.write_text(blocks[0])
+    settings = load_settings(path)
+    fraud = settings.model("fraud")
+    assert fraud.drift.critical_features == frozenset({"channel"})
+    assert fraud.training.max_steps == 2000 and not settings.faults.crash_after_alias_move
+    assert settings.feast.yaml_path() == Path("/app/feature_repo/feature_store.real.yaml")
