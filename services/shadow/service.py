@@ -85,9 +85,11 @@ def model_policies(
     """Per-model shadow and rollback policies from the settings' ``models`` section."""
     shadow: dict[str, ShadowPolicy] = {}
     rollback: dict[str, RollbackPolicy] = {}
-    for model in settings.models:  # validated when the settings loaded
-        shadow[model] = settings.model(model).shadow
-        rollback[model] = settings.model(model).rollback
+    for model, configured in settings.models.items():  # validated when the settings loaded
+        if "shadow" in configured.model_fields_set:  # others get the service's default
+            shadow[model] = configured.shadow
+        if "rollback" in configured.model_fields_set:
+            rollback[model] = configured.rollback
     return shadow, rollback
 
 
