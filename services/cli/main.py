@@ -9,6 +9,7 @@ commands answer at once.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +62,11 @@ def _main(
 ) -> None:
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
-        settings = load_settings(config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            settings = load_settings(config)
+        for warning in caught:  # old setting names: one line each, naming the new one
+            console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
     except (FileNotFoundError, LegacyEnvError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -23,7 +23,11 @@ def parse_features(text: str) -> dict[str, Any]:
     """A JSON object of feature values (``@path`` reads it from a file)."""
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--features is not valid JSON ({exc}); e.g. "
+                         """'{"amount": 12.5, "country": "FR"}'""") from None
     if not isinstance(value, dict):
         raise ValueError("features must be a JSON object of name: value")
     bad = [k for k, v in value.items() if v is not None and not isinstance(v, int | float | str)]

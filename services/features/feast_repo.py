@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,9 @@ def open_store(settings: Settings | FeastSettings) -> FeatureStore:
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
+    # Every saved-dataset read warns that the API is experimental (DESIGN.md, Feast
+    # notes); after Feast's own import-time filters, so that this one comes first.
+    warnings.filterwarnings("ignore", message="Retrieving datasets is an experimental feature")
     feast = settings.feast if isinstance(settings, Settings) else settings
     repo = feast.repo.resolve()
     raw = load_repo_config_dict(feast)

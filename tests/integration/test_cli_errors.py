@@ -21,16 +21,21 @@ from streams.broker import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 
 
-def driftloop(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def driftloop(tmp_path: Path, *args: str, **env: str | None
+              ) -> subprocess.CompletedProcess[str]:
+    """``driftloop ARGS`` in ``tmp_path``; ``env`` adds variables (``None`` removes one)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "OTEL_"))}
     base.update({
         "DRIFTLOOP_STATE_DIR": str(tmp_path / "state"),
         "DRIFTLOOP_REGISTRY_URI": str(tmp_path / "registry"),
         "DRIFTLOOP_FEAST__REPO": str(tmp_path / "repo"),
         "DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nobody there
-        "PYTHONWARNINGS": "ignore",
-        **env,
     })
+    for name, value in env.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
     return subprocess.run([sys.executable, "-m", "services.cli.main", *args], env=base,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
@@ -75,6 +80,19 @@ def test_feast_repo_missing_not_applied_and_no_champion(tmp_path: Path, window: 
     no_champion = driftloop(tmp_path, "drift", "check", "--model", "fraud",
                             "--input", str(window))
     one_error_line(no_champion, 2, "fraud has no champion yet", "driftloop train")
+    no_snapshot = driftloop(tmp_path, "train", "--model", "fraud", "--snapshot", "nope")
+    one_error_line(no_snapshot, 2, "Saved dataset nope", "driftloop snapshot create")
+    assert "RuntimeWarning" not in no_snapshot.stderr  # Feast's experimental-API notice
+
+
+def test_an_old_variable_name_works_with_one_warning_line(tmp_path: Path, window: Path) -> None:
+    copy_repo(tmp_path / "old")
+    result = driftloop(tmp_path, "drift", "check", "--model", "fraud", "--input", str(window),
+                       DRIFTLOOP_FEAST_REPO=str(tmp_path / "old"), DRIFTLOOP_FEAST__REPO=None)
+    one_error_line(result, 2, "fraud", "apply the Feast repository", str(tmp_path / "old"))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: DRIFTLOOP_FEAST_REPO is deprecated and will be removed; "
+                        "set DRIFTLOOP_FEAST__REPO instead"]
 
 
 def test_unknown_model_in_the_registry_commands(tmp_path: Path) -> None:
