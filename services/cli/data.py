@@ -224,8 +224,9 @@ def create(
     spec = load_model_spec(store, model)
     now = now_utc()
     try:
-        snap = create_snapshot(
-            store, spec, _time(start, now), _time(end, now), with_profile=profile
+        snap = create_snapshot(  # the profile cache the drift monitor and check read
+            store, spec, _time(start, now), _time(end, now), with_profile=profile,
+            cache_root=cli_context(ctx).settings.state_dir / "profiles",
         )
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
