@@ -6,20 +6,24 @@ Its default storage is in memory: everything on it is gone after ``broker stop``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from services.cli.context import cli_context, fail, guarded
 
+if TYPE_CHECKING:
+    from streams.broker import EmbeddedBroker
+
 app = typer.Typer(help="Run the embedded broker (local use and tests; in-memory storage "
                        "by default, so nothing is kept across `broker stop`).")
 console = Console(stderr=True, soft_wrap=True)
 
 
-
-def _embedded_broker(ctx: typer.Context, port: int | None, state_dir: Path | None):  # type: ignore[no-untyped-def]
+def _embedded_broker(
+    ctx: typer.Context, port: int | None, state_dir: Path | None
+) -> EmbeddedBroker:
     from streams.broker import EmbeddedBroker
 
     s = cli_context(ctx).settings
@@ -78,5 +82,3 @@ def broker_status(
         f" (pid {status.pid})" if status.pid else ""))
     if not status.running:
         raise typer.Exit(1)
-
-

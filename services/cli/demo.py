@@ -14,7 +14,6 @@ app = typer.Typer(help="Demonstrations against the configured broker.")
 console = Console(stderr=True, soft_wrap=True)
 
 
-
 @app.command("roundtrip")
 @guarded
 def demo_roundtrip(

@@ -13,7 +13,6 @@ from services.cli.context import cli_context, guarded
 app = typer.Typer(help="Create and list driftloop's topics.")
 
 
-
 @app.command("create")
 @guarded
 def topics_create(
@@ -42,5 +41,3 @@ def topics_list(ctx: typer.Context) -> None:
     for name, count in sorted(list_topics(cli_context(ctx).settings).items()):
         table.add_row(name, str(count))
     Console().print(table)
-
-
