@@ -55,13 +55,8 @@ from services.files import write_atomic as write_local_atomic
 from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
 from streams.broker import process_alive
 
-if TYPE_CHECKING:  # torch and pandas load only where weights are read or written
-    import numpy as np
-    import pandas as pd
+if TYPE_CHECKING:  # torch loads only where weights are read or written
     import torch
-
-    from services.training.model import TabularModel
-    from services.training.preprocessing import Preprocessor
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WEIGHTS = "weights.pt"
@@ -137,7 +132,8 @@ class RegisteredVersion:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified version: usable as ``init_from`` for fine-tuning, or for scoring."""
+    """A verified version's contents: usable as ``init_from`` for fine-tuning, or built
+    for scoring by :class:`services.model.scoring.Scorer`."""
 
     model: str
     version: int
@@ -155,26 +151,6 @@ class LoadedModel:
     def training_snapshot_id(self) -> str:
         """The snapshot this version was trained on (its drift reference)."""
         return str(self.manifest["lineage"]["training_snapshot_id"])
-
-    def build(self) -> tuple[TabularModel, Preprocessor]:
-        """The torch module (eval mode, CPU) and the fitted preprocessing."""
-        from services.training.model import TabularModel
-        from services.training.preprocessing import Preprocessor
-
-        module = TabularModel.from_meta(self.model_meta)
-        module.load_state_dict(self.state_dict)
-        module.eval()
-        return module, Preprocessor.from_dict(self.preprocessing)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Positive-class probabilities for the rows of ``frame``."""
-        import torch
-
-        module, pre = self.build()
-        enc = pre.transform(frame)
-        with torch.no_grad():
-            logits = module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-        return torch.sigmoid(logits).numpy()
 
 
 class ModelRegistry:

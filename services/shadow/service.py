@@ -50,11 +50,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pydantic import ValidationError
 
 from services.files import write_atomic
+from services.model.scoring import Scorer, load_scorer
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
 from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
@@ -96,25 +95,6 @@ def model_policies(
         except (ValidationError, TypeError) as exc:
             raise ValueError(f"models.{model}: invalid shadow/rollback policy: {exc}") from exc
     return shadow, rollback
-
-
-class Scorer:
-    """A verified registry version, built once, scoring feature dicts."""
-
-    def __init__(self, registry: ModelRegistry, model: str, ref: int | str,
-                 sha256: str | None = None) -> None:
-        loaded = registry.load(model, ref, expected_manifest_sha256=sha256)
-        self.version = loaded.version
-        self._module, self._pre = loaded.build()
-
-    def predict(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        """P(label == 1) per row."""
-        import torch
-
-        enc = self._pre.transform(pd.DataFrame(rows))
-        with torch.no_grad():
-            logits = self._module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-        return torch.sigmoid(logits).numpy().reshape(-1).astype(np.float64)
 
 
 class ShadowService(StreamService):
@@ -270,7 +250,7 @@ class ShadowService(StreamService):
     def _scorer(self, model: str, version: int, sha256: str | None = None) -> Scorer:
         key = (model, version)
         if key not in self.scorers:
-            self.scorers[key] = Scorer(self.registry, model, version, sha256)
+            self.scorers[key] = load_scorer(self.registry, model, version, sha256=sha256)
         return self.scorers[key]
 
     def _score(self, model: str, events: list[FeatureEvent], mono: float) -> None:

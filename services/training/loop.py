@@ -54,6 +54,9 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from services.featurespec import ModelSpec
+from services.model.builder import build_module, module_from_meta
+from services.model.preprocessing import EncodedFrame, Preprocessor
+from services.model.tabular import TabularModel, grow_embeddings
 from services.training.checkpoint import (
     CheckpointInfo,
     capture_rng_state,
@@ -63,8 +66,6 @@ from services.training.checkpoint import (
     save_checkpoint,
 )
 from services.training.config import TrainingConfig
-from services.training.model import TabularModel, build_model, grow_embeddings
-from services.training.preprocessing import EncodedFrame, Preprocessor
 from services.training.progress import NullProgress, ProgressReporter, auto_progress
 
 if TYPE_CHECKING:
@@ -285,7 +286,7 @@ def train(
         preprocessor = Preprocessor.from_dict(state["preprocessing"])
         preprocessor.check_spec(spec)
         model_meta = state["model_meta"]
-        model = TabularModel.from_meta(model_meta)
+        model = module_from_meta(model_meta)
         fine_tuned = bool(state["fine_tuned"])
         peak_lr = float(state["peak_lr"])
     else:
@@ -298,13 +299,13 @@ def train(
             weights, model_meta = grow_embeddings(
                 dict(init_from.state_dict), dict(init_from.model_meta), preprocessor.cardinalities
             )
-            model = TabularModel.from_meta(model_meta)
+            model = module_from_meta(model_meta)
             model.load_state_dict(weights)
             fine_tuned = True
             peak_lr = config.optimizer.lr * config.finetune.lr_scale
         else:
             preprocessor = Preprocessor.fit(spec, train_df)
-            model = build_model(config.architecture, preprocessor)
+            model = build_module(preprocessor.schema, config.architecture)
             peak_lr = config.optimizer.lr
         model_meta = model.meta
 

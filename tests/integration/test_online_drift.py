@@ -134,10 +134,10 @@ def _verdict_clears_request_and_next_is_based_on_champion(
     """The request stays in flight until the verdict for the candidate trained for it (the
     verdict names only the version; its manifest lineage holds the request id); the next
     concept request names the champion as its base."""
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
     from services.registry.store import ModelRegistry
-    from services.training.model import TabularModel
-    from services.training.preprocessing import FORMAT_VERSION
 
     first = service.requests_sent[0]
     assert service.triggers["agrawal"].in_flight == first.request_id

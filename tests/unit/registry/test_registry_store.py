@@ -17,11 +17,10 @@ from services.registry.store import (
     ModelRegistry,
     VersionNotFoundError,
 )
-from services.training.synthetic import synthetic_frame
 
 
 def test_register_and_load_round_trip(
-    registry: ModelRegistry, artifacts: dict, register: Any, spec: Any
+    registry: ModelRegistry, artifacts: dict, register: Any
 ) -> None:
     reg = register(registry, artifacts, "r1")
     assert reg.version == 1 and reg.created
@@ -29,8 +28,6 @@ def test_register_and_load_round_trip(
     for key, tensor in artifacts["state_dict"].items():
         assert torch.equal(loaded.state_dict[key], tensor)
     assert loaded.preprocessing == artifacts["preprocessing"]
-    probs = loaded.predict_proba(synthetic_frame(7, spec, seed=5))
-    assert probs.shape == (7,) and ((probs > 0) & (probs < 1)).all()
     assert registry.list_versions("m") == [1]
 
 
