@@ -87,7 +87,7 @@ def predict_champion(
     except (RegistryError, FileNotFoundError, KeyError, ValueError) as exc:
         return Answer("champion", error=str(exc))
     return Answer("champion", proba=proba, version=loaded.version,
-                  created_at=loaded.manifest.get("created_at"))
+                  created_at=loaded.manifest.created_at.isoformat())
 
 
 def answer_doc(answer: Answer, *, strict_json: bool = False) -> dict[str, Any]:

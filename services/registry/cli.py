@@ -68,15 +68,14 @@ def list_command(
         table = Table("version", "aliases", "parent", "request", "snapshot", "val_loss", "created")
         for version in reg.list_versions(model):
             m = reg.manifest(model, version)
-            lineage = m.get("lineage", {})
             table.add_row(
                 str(version),
                 ", ".join(sorted(a for a, v in aliases.items() if v == version)),
-                _fmt(lineage.get("parent_version")),
-                _fmt(lineage.get("request_id")),
-                _fmt(lineage.get("training_snapshot_id")),
-                _fmt(m.get("metrics", {}).get("val_loss")),
-                _fmt(m.get("created_at")),
+                _fmt(m.lineage.parent_version),
+                _fmt(m.lineage.request_id),
+                _fmt(m.lineage.training_snapshot_id),
+                _fmt(m.metrics.get("val_loss")),
+                _fmt(m.created_at.isoformat()),
             )
         console.print(table)
     except RegistryError as exc:

@@ -302,10 +302,10 @@ class ShadowService(StreamService):
     def _retrain_reason(self, model: str, version: int) -> str | None:
         """Why ``version`` was trained (its lineage), for the retrain-usefulness counter."""
         try:
-            lineage = self.registry.manifest(model, version).get("lineage", {})
+            lineage = self.registry.manifest(model, version).lineage
         except RegistryError:
             return None
-        return lineage.get("reason") if lineage.get("request_id") else None
+        return lineage.reason if lineage.request_id else None
 
     def _watch(self, model: str, now: datetime) -> None:
         watch = self.book.watches[model]
@@ -344,7 +344,7 @@ class ShadowService(StreamService):
             samples=d.samples or m.n, metric="log_loss",
             candidate_metric=m.mean_candidate, champion_metric=m.mean_champion,
             test=d.test or NO_TEST, decision="promote" if d.action == "promote" else "reject",
-            reason=d.reason, decided_at=now,
+            reason=d.reason, decided_at=now, request_id=run.request_id,
         )
 
     def _publish_verdict(self, verdict: Verdict, now: datetime) -> None:

@@ -95,7 +95,7 @@ def train_command(
         if exc.actual != version:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
-    metrics = outcome.version.manifest.get("metrics", {})
+    metrics = outcome.version.manifest.metrics
     console.print(
         f"{model} v{version} is champion ({outcome.status}); "
         f"val_loss {metrics.get('val_loss', float('nan')):.4f}, "

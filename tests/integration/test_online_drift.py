@@ -132,8 +132,8 @@ def _verdict_clears_request_and_next_is_based_on_champion(
     settings: Settings, service: OnlineService
 ) -> None:
     """The request stays in flight until the verdict for the candidate trained for it (the
-    verdict names only the version; its manifest lineage holds the request id); the next
-    concept request names the champion as its base."""
+    verdict names the request it answers; no candidate event was seen); the next concept
+    request names the champion as its base."""
     from services.model.preprocessing import FORMAT_VERSION
     from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
@@ -157,7 +157,8 @@ def _verdict_clears_request_and_next_is_based_on_champion(
             samples=500, metric="log_loss", candidate_metric=0.5, champion_metric=0.6,
             test=PairedTest(method="t", statistic=1.0, p_value=0.01, mean_difference=0.1,
                             relative_improvement=0.1),
-            decision="promote", reason="better", decided_at=T0), "agrawal")
+            decision="promote", reason="better", decided_at=T0,
+            request_id=first.request_id), "agrawal")
     second = build(settings, snapshot_every=5000, snapshot_interval_s=0.5,
                    telemetry=in_memory_telemetry("online-test"))
     trigger = second.triggers["agrawal"]

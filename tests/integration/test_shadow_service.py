@@ -113,6 +113,7 @@ def _setup(settings: Settings) -> tuple[ModelRegistry, int, int]:
               idle_timeout_s=30)
     assert [(e.candidate, e.decision) for e in first.published] == [(v3, "reject")]
     assert "no longer champion" in first.published[0].reason
+    assert first.published[0].request_id == f"req-{v3}"  # the candidate event's request
     return registry, v1, v2
 
 
@@ -147,6 +148,7 @@ def test_better_candidate_is_promoted_then_rolled_back_by_the_cli(settings: Sett
     verdict, promotion = service.published[:2]
     assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
     assert verdict.candidate == v2 and verdict.champion == v1 and verdict.samples == 200
+    assert verdict.request_id == f"req-{v2}"  # through the promotion outbox too
     assert verdict.test.p_value < 0.01 and verdict.candidate_metric < verdict.champion_metric
     assert isinstance(promotion, ModelPromotion) and promotion.cause == "shadow"
     assert registry.get_alias(MODEL, "champion") == v2
