@@ -35,9 +35,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -55,7 +54,6 @@ from streams.tracing import extract_trace_context
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-CRASH_HOOK_ENV = "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"  # tests only: die after the alias moved
 Cause = Literal["shadow", "rollback", "manual"]
 Outcome = Literal["published", "dropped", "superseded", "waiting"]
 
@@ -198,7 +196,11 @@ class Promoter:
         tracer: trace.Tracer | None = None,
         flush_timeout_s: float = 30.0,
         grace_s: float = 120.0,
+        after_alias_moved: Callable[[PromotionIntent], None] | None = None,
     ) -> None:
+        """``after_alias_moved`` is called between the alias move and the events (step 2
+        and 3): an observation point, and where a fault can be injected to prove that
+        :meth:`recover` completes what a crash there leaves."""
         self.registry = registry
         self.producer = producer
         self.settings = settings
@@ -206,6 +208,7 @@ class Promoter:
         self.flush_timeout_s = flush_timeout_s
         self.grace_s = grace_s
         self.outbox = Outbox(registry)
+        self.after_alias_moved = after_alias_moved
 
     def intent(
         self,
@@ -241,8 +244,8 @@ class Promoter:
         except AliasConflictError:
             self.outbox.remove(intent)
             raise
-        if os.environ.get(CRASH_HOOK_ENV) == "1":  # test hook: a crash right here
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.after_alias_moved is not None:
+            self.after_alias_moved(intent)
         log.info("%s: champion v%s -> v%d (%s)", intent.model, intent.previous_champion,
                  intent.new_champion, intent.cause)
         return self.publish(intent)

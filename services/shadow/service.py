@@ -59,7 +59,7 @@ from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
 from services.shadow.decision import Decision, ShadowPolicy
 from services.shadow.pairing import PairingBuffer
-from services.shadow.promotion import CHAMPION, Promoter, event_id_for
+from services.shadow.promotion import CHAMPION, Promoter, PromotionIntent, event_id_for
 from services.shadow.rollback import RollbackPolicy
 from streams.consumer import CommitPlan, Inbound, LoopStats
 from streams.contracts import (
@@ -113,8 +113,11 @@ class ShadowService(StreamService):
         state_path: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recover_every_s: float = 30.0,
+        after_alias_moved: Callable[[PromotionIntent], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``after_alias_moved`` goes to the :class:`Promoter` (called after each champion
+        move, before its events are published)."""
         self.registry = registry or ModelRegistry(settings.registry_uri)
         self.policy = policy or ShadowPolicy()  # default for models without their own
         self.rollback = rollback or RollbackPolicy()
@@ -139,7 +142,8 @@ class ShadowService(StreamService):
             },
             **kwargs,
         )
-        self.promoter = Promoter(self.registry, self.producer, settings, tracer=self.tracer)
+        self.promoter = Promoter(self.registry, self.producer, settings, tracer=self.tracer,
+                                 after_alias_moved=after_alias_moved)
 
     # -- state ---------------------------------------------------------------------------
     def _restore(self) -> ShadowBook:
