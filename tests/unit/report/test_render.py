@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from samples.report_data import sample_data, sample_reports
 
 from services.report.render import (
     CSP,
@@ -21,7 +22,6 @@ from services.report.render import (
     fmt_time,
     render_report,
 )
-from services.report.sample import sample_data, sample_reports
 from streams.contracts import FeatureDrift
 
 XSS = "<script>alert(1)</script>"

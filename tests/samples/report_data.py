@@ -1,7 +1,7 @@
 """A deterministic, synthetic :class:`ReportData`: a model whose ``income`` and ``country``
 drift half-way, one retrain request, a promoted candidate and another one in shadow.
 
-For previewing the report's layout without a broker, and for tests.
+Used by the report tests (rendering, collection from the topics, the browser check).
 """
 
 from __future__ import annotations
