@@ -1,6 +1,6 @@
 """``driftloop drift check``: the drift core and policy on a parquet file.
 
-The lead registers the app in the main CLI (``app.add_typer(app, name="drift")``).
+The ``driftloop`` command line (``services.cli``) mounts it as the ``drift`` group.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``driftloop data ...`` and ``driftloop snapshot ...``: synthetic data and training snapshots.
 
-The lead registers these apps in the main CLI (``app.add_typer(data_app, name="data")``,
-``app.add_typer(snapshot_app, name="snapshot")``). Feast is imported inside commands.
+The ``driftloop`` command line (``services.cli``) mounts them as the ``data`` and
+``snapshot`` groups. Feast is imported inside commands.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``driftloop predict --model M --features JSON``: the online model and the champion answer.
 
 Loads both per call (the newest verified local snapshot of the online learner, and the
-registry's ``champion`` with its sha256 check) and prints one JSON object. The lead
-mounts it with ``app.command("predict")(predict_command)``. Exit status 0 when at
+registry's ``champion`` with its sha256 check) and prints one JSON object. Mounted as
+``predict`` by the ``driftloop`` command line (``services.cli``). Exit status 0 when at
 least one model answered, 1 when neither could.
 """
 

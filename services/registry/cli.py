@@ -1,6 +1,7 @@
 """``driftloop models ...``: inspect the model registry; roll a champion back.
 
-The lead mounts ``models_app`` on the main CLI (``app.add_typer(models_app, name="models")``).
+The ``driftloop`` command line (``services.cli``) mounts ``models_app`` as the ``models``
+group.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``driftloop report``: write one model's self-contained HTML report.
 
-The lead registers it in the main CLI: ``app.command("report")(report_command)``.
+The ``driftloop`` command line (``services.cli``) mounts it as ``report``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 The first version of a model is trained from scratch on a Feast snapshot, registered,
 and made ``champion`` (compare-and-set from "no champion"). Later versions come from
-retrain requests (fine-tuning), not from this command. The lead mounts it with
-``app.command("train")(train_command)``.
+retrain requests (fine-tuning), not from this command. The ``driftloop`` command line
+(``services.cli``) mounts it as ``train``.
 
 Re-running the same command is harmless: the run is keyed by ``initial:<model>:<snapshot>``,
 so a killed run resumes from its checkpoint and a finished one returns its version.
