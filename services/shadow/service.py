@@ -48,12 +48,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from services.files import write_atomic
-from services.model.scoring import Scorer, load_scorer
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
 from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
@@ -72,6 +71,9 @@ from streams.contracts import (
 )
 from streams.settings import Settings
 from streams.tracing import extract_trace_context, header_value
+
+if TYPE_CHECKING:  # torch loads with the first model scored, not with the service
+    from services.model.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +254,8 @@ class ShadowService(StreamService):
         return self.pairings[model]
 
     def _scorer(self, model: str, version: int, sha256: str | None = None) -> Scorer:
+        from services.model.scoring import load_scorer
+
         key = (model, version)
         if key not in self.scorers:
             self.scorers[key] = load_scorer(self.registry, model, version, sha256=sha256)
