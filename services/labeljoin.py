@@ -2,8 +2,8 @@
 
 The online learner needs ``(features, label)`` and the shadow evaluator ``(predictions,
 label)``; the two halves arrive on different topics, the label usually much later, and
-either may overtake the other. :class:`BoundedJoin` holds each side keyed by the feature
-event's ``event_id`` until the other arrives:
+either may overtake the other. :class:`BoundedJoin` (``put_event``, ``put_label``) holds
+each side keyed by the feature event's ``event_id`` until the other arrives:
 
 * events wait at most ``max_entries`` entries and ``ttl`` seconds; beyond either the
   oldest are dropped first and counted (``evicted`` / ``expired``): an event whose label
@@ -80,7 +80,7 @@ class BoundedJoin(Generic[E, L]):
         """Labels currently waiting for their events."""
         return len(self._early)
 
-    def add_event(self, event_id: str, value: E, now: float) -> tuple[E, L] | None:
+    def put_event(self, event_id: str, value: E, now: float) -> tuple[E, L] | None:
         """Hold one event's value; returns ``(value, label)`` if its label came first."""
         self.expire(now)
         if event_id in self._pending or event_id in self._done:
@@ -96,7 +96,7 @@ class BoundedJoin(Generic[E, L]):
             self.counters.evicted += 1
         return None
 
-    def add_label(self, event_id: str, label: L, now: float) -> tuple[E, L] | None:
+    def put_label(self, event_id: str, label: L, now: float) -> tuple[E, L] | None:
         """Join a label with its held event, or hold it briefly until the event comes."""
         self.expire(now)
         if event_id in self._done or event_id in self._early:

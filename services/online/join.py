@@ -40,13 +40,13 @@ class LabelJoin(BoundedJoin[tuple[str, dict[str, Any]], tuple[float, datetime]])
         self, event_id: str, model: str, features: dict[str, Any], now: float
     ) -> Joined | None:
         """Hold one event's features; returns the joined event if its label came first."""
-        return self._as_joined(event_id, self.add_event(event_id, (model, features), now))
+        return self._as_joined(event_id, self.put_event(event_id, (model, features), now))
 
-    def add_label(  # type: ignore[override]
+    def add_label(
         self, event_id: str, model: str, label: float, label_time: datetime, now: float
     ) -> Joined | None:
         """Join a label with its held features, or hold it briefly until they come."""
-        return self._as_joined(event_id, super().add_label(event_id, (label, label_time), now))
+        return self._as_joined(event_id, self.put_label(event_id, (label, label_time), now))
 
     @staticmethod
     def _as_joined(

@@ -82,16 +82,16 @@ class PairingBuffer(BoundedJoin[_Pending, float]):
         now: float,
     ) -> Pair | None:
         """Hold the probabilities of one event; returns its pair if the label came first."""
-        return self._pair(event_id, self.add_event(event_id, _Pending(champion, dict(candidates)),
-                                                   now))
+        held = _Pending(champion, dict(candidates))
+        return self._pair(event_id, self.put_event(event_id, held, now))
 
-    def add_label(self, event_id: str, label: float, now: float) -> Pair | None:  # type: ignore[override]
+    def add_label(self, event_id: str, label: float, now: float) -> Pair | None:
         """Pair a label with its held predictions; hold it briefly if they are not there yet."""
         if label not in (0.0, 1.0):
             self.expire(now)
             self.counters.invalid_labels += 1
             return None
-        return self._pair(event_id, super().add_label(event_id, label, now))
+        return self._pair(event_id, self.put_label(event_id, label, now))
 
     def drop_candidate(self, version: int) -> None:
         """Forget a candidate's held predictions (it was decided or withdrawn)."""

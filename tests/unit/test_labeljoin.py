@@ -18,12 +18,12 @@ T = datetime(2026, 4, 1, tzinfo=UTC)
 
 def test_event_then_label_and_label_then_event_join_once() -> None:
     join: BoundedJoin[str, int] = BoundedJoin(early_label_ttl=10)
-    assert join.add_event("a", "features-a", now=0) is None
-    assert join.add_label("a", 1, now=1) == ("features-a", 1)
-    assert join.add_label("b", 0, now=2) is None and join.early_labels == 1
-    assert join.add_event("b", "features-b", now=3) == ("features-b", 0)
-    assert join.add_event("a", "again", now=4) is None  # redelivered after joining
-    assert join.add_label("b", 0, now=5) is None
+    assert join.put_event("a", "features-a", now=0) is None
+    assert join.put_label("a", 1, now=1) == ("features-a", 1)
+    assert join.put_label("b", 0, now=2) is None and join.early_labels == 1
+    assert join.put_event("b", "features-b", now=3) == ("features-b", 0)
+    assert join.put_event("a", "again", now=4) is None  # redelivered after joining
+    assert join.put_label("b", 0, now=5) is None
     c = join.counters
     assert (c.joined, c.duplicates, c.early_labels_held, len(join)) == (2, 2, 1, 0)
 
@@ -31,10 +31,10 @@ def test_event_then_label_and_label_then_event_join_once() -> None:
 def test_discard_waiting_selects_by_value() -> None:
     join: BoundedJoin[int, int] = BoundedJoin()
     for i in range(5):
-        join.add_event(f"e{i}", i, now=0)
+        join.put_event(f"e{i}", i, now=0)
     assert join.discard_waiting(lambda v: v % 2 == 0) == 3
     assert list(join.waiting()) == [1, 3]
-    assert join.add_label("e0", 1, now=1) is None  # discarded: its label waits as early
+    assert join.put_label("e0", 1, now=1) is None  # discarded: its label waits as early
 
 
 def test_bad_bounds_are_refused() -> None:
