@@ -203,7 +203,7 @@ class OnlineService(StreamService):
             else RetrainTrigger(trigger)
             for m in self.specs
         }
-        self.requests_sent: list[RetrainRequest] = []
+        self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
         self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
         self.redelivered = 0
         self.restored_learned = self.state.learned

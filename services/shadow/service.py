@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -130,7 +131,8 @@ class ShadowService(StreamService):
         self.clock = clock
         self.book = self._restore()
         self.scorers: dict[tuple[str, int], Scorer] = {}
-        self.published: list[ShadowVerdict | ModelPromotion] = []
+        # the latest events produced (bounded: a long-running service keeps no history)
+        self.published: deque[ShadowVerdict | ModelPromotion] = deque(maxlen=1000)
         self.recover_every_s = recover_every_s
         self._recovered_at = -math.inf
         super().__init__(

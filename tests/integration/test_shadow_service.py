@@ -146,7 +146,7 @@ def test_better_candidate_is_promoted_then_rolled_back_by_the_cli(settings: Sett
     assert MODEL in service.book.runs  # restored from the first instance's book
     service.run(until=lambda: len(service.published) >= 2 and not service.book.watches,
                 idle_timeout_s=30)
-    verdict, promotion = service.published[:2]
+    verdict, promotion = list(service.published)[:2]
     assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
     assert verdict.candidate == v2 and verdict.champion == v1 and verdict.samples == 200
     assert verdict.request_id == f"req-{v2}"  # through the promotion outbox too
