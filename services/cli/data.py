@@ -1,7 +1,8 @@
 """``driftloop data ...`` and ``driftloop snapshot ...``: synthetic data and training snapshots.
 
 Both open the Feast repository of the configuration (``feast.*``); ``--repo`` and
-``--variant`` override it for one call. Feast is imported inside commands.
+``--variant`` override it for one call. The ``driftloop`` command line mounts them as the
+``data`` and ``snapshot`` groups. Feast is imported inside commands.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every command takes ``--model``; the positional model of ``list``/``show``/``diff`` stays
 as an alias (``models show fraud champion`` and ``models show --model fraud champion``
-are the same).
+are the same). The ``driftloop`` command line mounts ``models_app`` as the ``models`` group.
 """
 
 from __future__ import annotations
@@ -89,15 +89,14 @@ def list_command(
         table = Table("version", "aliases", "parent", "request", "snapshot", "val_loss", "created")
         for version in reg.list_versions(model):
             m = reg.manifest(model, version)
-            lineage = m.get("lineage", {})
             table.add_row(
                 str(version),
                 ", ".join(sorted(a for a, v in aliases.items() if v == version)),
-                _fmt(lineage.get("parent_version")),
-                _fmt(lineage.get("request_id")),
-                _fmt(lineage.get("training_snapshot_id")),
-                _fmt(m.get("metrics", {}).get("val_loss")),
-                _fmt(m.get("created_at")),
+                _fmt(m.lineage.parent_version),
+                _fmt(m.lineage.request_id),
+                _fmt(m.lineage.training_snapshot_id),
+                _fmt(m.metrics.get("val_loss")),
+                _fmt(m.created_at.isoformat()),
             )
         console.print(table)
     except RegistryError as exc:
@@ -208,6 +207,7 @@ def rollback_command(
         Promoter,
         PromotionError,
         check_broker,
+        configured_fault,
         rollback_target,
     )
     from streams.producer import DeliveryError, EventProducer
@@ -226,7 +226,8 @@ def rollback_command(
         raise typer.Exit(1) from None
     producer = EventProducer(s, "models-cli",
                              extra_config={"message.timeout.ms": max(int(timeout * 1000), 1)})
-    promoter = Promoter(reg, producer, s, flush_timeout_s=timeout)
+    promoter = Promoter(reg, producer, s, flush_timeout_s=timeout,
+                        after_alias_moved=configured_fault(s))
     step = "completing an earlier promotion"
     try:
         done = [r for r in promoter.recover(model) if r.outcome == "published"]

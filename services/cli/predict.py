@@ -1,8 +1,9 @@
 """``driftloop predict --model M --features JSON``: the online model and the champion answer.
 
 Loads both per call (the newest verified local snapshot of the online learner, and the
-registry's ``champion`` with its sha256 check) and prints one JSON object. Exit status
-0 when at least one model answered, 1 when neither could.
+registry's ``champion`` with its sha256 check) and prints one JSON object. Mounted as
+``predict`` by the ``driftloop`` command line. Exit status 0 when at least one model
+answered, 1 when neither could.
 """
 
 from __future__ import annotations

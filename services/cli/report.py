@@ -1,6 +1,7 @@
 """``driftloop report``: write one model's self-contained HTML report.
 
-An unknown model is an error (the report would be empty), not an empty report.
+An unknown model is an error (the report would be empty), not an empty report. The
+``driftloop`` command line mounts it as ``report``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The first version of a model is trained from scratch on a Feast snapshot, registered,
 and made ``champion`` (compare-and-set from "no champion"). Later versions come from
-retrain requests (fine-tuning), not from this command.
+retrain requests (fine-tuning), not from this command. The ``driftloop`` command line
+mounts it as ``train``.
 
 Re-running the same command is harmless: the run is keyed by ``initial:<model>:<snapshot>``,
 so a killed run resumes from its checkpoint and a finished one returns its version.
@@ -93,7 +94,7 @@ def train_command(
         if exc.actual != version:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
-    metrics = outcome.version.manifest.get("metrics", {})
+    metrics = outcome.version.manifest.metrics
     console.print(
         f"{model} v{version} is champion ({outcome.status}); "
         f"val_loss {metrics.get('val_loss', float('nan')):.4f}, "

@@ -178,7 +178,7 @@ def _prepare(settings: Settings, config: DemoConfig, console: Console) -> tuple[
     assert outcome.version is not None
     if registry.get_alias(MODEL, "champion") is None:
         registry.set_alias(MODEL, "champion", outcome.version.version, expected=None)
-    metrics = outcome.version.manifest.get("metrics", {})
+    metrics = outcome.version.manifest.metrics
     console.print(f"champion v{outcome.version.version} trained "
                   f"(val loss {metrics.get('best_val_loss', float('nan')):.4f})")
     return store, history_end

@@ -210,13 +210,8 @@ class DriftMonitor(StreamService):
             monitor = self.monitors.get(verdict.model)
             if monitor is None or monitor.trigger.in_flight is None:
                 continue
-            request_id = self._request_of(verdict)
-            if request_id is not None:
-                monitor.trigger.clear_in_flight(request_id)
-
-    def _request_of(self, verdict: ShadowVerdict) -> str | None:
-        lookup = getattr(self.references, "request_id_of", None)
-        return lookup(verdict.model, verdict.candidate) if lookup is not None else None
+            if verdict.request_id is not None:
+                monitor.trigger.clear_in_flight(verdict.request_id)
 
     # -- the loop ---------------------------------------------------------------------
 

@@ -72,19 +72,17 @@ def predict_champion(
     settings: Settings, model: str, features: Mapping[str, Any], registry: Any = None,
 ) -> Answer:
     """P(label == 1) from the registry's champion (verified load)."""
-    import pandas as pd
-
+    from services.model.scoring import Scorer
     from services.registry.store import ModelRegistry, RegistryError
 
     reg = registry or ModelRegistry(settings.registry_uri)
     try:
         loaded = reg.load(model, "champion")
-        frame = pd.DataFrame([{k: v for k, v in features.items()}])
-        proba = float(loaded.predict_proba(frame).reshape(-1)[0])
+        proba = float(Scorer.from_loaded(loaded).predict([dict(features)])[0])
     except (RegistryError, FileNotFoundError, KeyError, ValueError) as exc:
         return Answer("champion", error=str(exc))
     return Answer("champion", proba=proba, version=loaded.version,
-                  created_at=loaded.manifest.get("created_at"))
+                  created_at=loaded.manifest.created_at.isoformat())
 
 
 def answer_doc(answer: Answer, *, strict_json: bool = False) -> dict[str, Any]:

@@ -27,10 +27,10 @@ last snapshot is lost with it and learned again (the at-least-once window).
 Retrain request ids are ``concept-<model>-<learner uid>-<events learned>``: replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
 idempotency turns a repeat into a no-op. A request stays in flight until its verdict:
-``models.candidates`` (or, failing that, the registry manifest's lineage) maps the
-candidate version to its request id, and the ``models.verdicts`` (or a ``shadow``
-``models.promotions``) event for that version clears it. ``base_version`` is the
-registry's ``champion`` when there is one.
+the ``models.verdicts`` event names the request it answers and clears it; for a verdict
+without one (written before verdicts carried it) and for a ``shadow``
+``models.promotions`` event, the ``models.candidates`` event seen for that version maps it
+to its request id. ``base_version`` is the registry's ``champion`` when there is one.
 
 Predictions over HTTP: ``POST /predict`` on the health port (``DRIFTLOOP_HEALTH_PORT``)
 scores ``{"model", "features"}`` with the LIVE learner in memory (what it has learned up to
@@ -166,7 +166,7 @@ class OnlineService(StreamService):
             else RetrainTrigger(trigger)
             for m in self.specs
         }
-        self.requests_sent: list[RetrainRequest] = []
+        self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
         self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
         self.redelivered = 0
         self.restored_learned = self.state.learned
@@ -254,7 +254,7 @@ class OnlineService(StreamService):
                         event.request_id
                     )
             elif isinstance(event, ShadowVerdict):
-                self._answered(event.model, event.candidate)
+                self._answered(event.model, event.candidate, event.request_id)
             elif isinstance(event, ModelPromotion) and event.cause == "shadow":
                 self._answered(event.model, event.new_champion)
             if joined is not None:
@@ -272,28 +272,19 @@ class OnlineService(StreamService):
         self._in_batch = False
         return plan
 
-    def _answered(self, model: str, version: int) -> None:
-        """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight."""
+    def _answered(self, model: str, version: int, request_id: str | None = None) -> None:
+        """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight.
+
+        The request is the one the verdict names, else the one the candidate event named.
+        """
+        known = self.state.requests.get(model, {}).pop(version, None)
+        request = request_id or known
         trigger = self.triggers.get(model)
-        if trigger is None or trigger.in_flight is None:
-            self.state.requests.get(model, {}).pop(version, None)
+        if trigger is None or trigger.in_flight is None or request is None:
             return
-        request = self.state.requests.get(model, {}).pop(version, None)
-        if request is None:
-            request = self._request_of(model, version)
-        if request is not None and trigger.clear_in_flight(request):
+        if trigger.clear_in_flight(request):
             self._dirty = True  # snapshotted at the next interval, learned events or not
             log.info("online: %s request %s answered (v%d)", model, request, version)
-
-    def _request_of(self, model: str, version: int) -> str | None:
-        """The request id a registered version was trained for (its manifest's lineage)."""
-        try:
-            manifest = self.registry.manifest(model, version)
-        except Exception as exc:  # a missing registry only delays the clear
-            log.warning("online: no manifest for %s v%d: %s", model, version, exc)
-            return None
-        request = (manifest.get("lineage") or {}).get("request_id")
-        return str(request) if request else None
 
     @property
     def registry(self) -> Any:

@@ -52,16 +52,18 @@ from fsspec.implementations.local import LocalFileSystem
 
 from services.files import fsync_dir, fsync_file
 from services.files import write_atomic as write_local_atomic
-from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
+from services.registry.manifest import (
+    FileDigest,
+    Lineage,
+    Manifest,
+    ManifestError,
+    code_version,
+    diff_manifests,
+)
 from streams.broker import process_alive
 
-if TYPE_CHECKING:  # torch and pandas load only where weights are read or written
-    import numpy as np
-    import pandas as pd
+if TYPE_CHECKING:  # torch loads only where weights are read or written
     import torch
-
-    from services.training.model import TabularModel
-    from services.training.preprocessing import Preprocessor
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 WEIGHTS = "weights.pt"
@@ -131,17 +133,18 @@ class RegisteredVersion:
     version: int
     uri: str
     manifest_sha256: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     created: bool
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified version: usable as ``init_from`` for fine-tuning, or for scoring."""
+    """A verified version's contents: usable as ``init_from`` for fine-tuning, or built
+    for scoring by :class:`services.model.scoring.Scorer`."""
 
     model: str
     version: int
-    manifest: dict[str, Any]
+    manifest: Manifest
     manifest_sha256: str
     state_dict: dict[str, torch.Tensor]
     preprocessing: dict[str, Any]
@@ -149,32 +152,12 @@ class LoadedModel:
     @property
     def model_meta(self) -> dict[str, Any]:
         """Architecture description from the manifest."""
-        return dict(self.manifest["architecture"])
+        return dict(self.manifest.architecture)
 
     @property
     def training_snapshot_id(self) -> str:
         """The snapshot this version was trained on (its drift reference)."""
-        return str(self.manifest["lineage"]["training_snapshot_id"])
-
-    def build(self) -> tuple[TabularModel, Preprocessor]:
-        """The torch module (eval mode, CPU) and the fitted preprocessing."""
-        from services.training.model import TabularModel
-        from services.training.preprocessing import Preprocessor
-
-        module = TabularModel.from_meta(self.model_meta)
-        module.load_state_dict(self.state_dict)
-        module.eval()
-        return module, Preprocessor.from_dict(self.preprocessing)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Positive-class probabilities for the rows of ``frame``."""
-        import torch
-
-        module, pre = self.build()
-        enc = pre.transform(frame)
-        with torch.no_grad():
-            logits = module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-        return torch.sigmoid(logits).numpy()
+        return self.manifest.lineage.training_snapshot_id
 
 
 class ModelRegistry:
@@ -342,22 +325,21 @@ class ModelRegistry:
                     if winner is not None:
                         return self._registered(model, winner, created=False)
                     continue  # a stale binding was cleared: try again
-            manifest = {
-                "format": MANIFEST_FORMAT,
-                "model": model,
-                "version": version,
-                "created_at": _now(),
-                "lineage": lineage.to_dict(),
-                "drift_reference_snapshot_id": lineage.training_snapshot_id,
-                "hyperparameters": hyperparameters,
-                "architecture": model_meta,
-                "metrics": metrics,
-                "seeds": seeds,
-                "code": code_version(),
-                "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in files.items()},
-                **({"extra": extra} if extra else {}),
-            }
-            data = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode()
+            manifest = Manifest(
+                model=model,
+                version=version,
+                created_at=datetime.now(UTC),
+                lineage=lineage,
+                architecture=model_meta,
+                files={n: FileDigest(_sha256(d), len(d)) for n, d in files.items()},
+                drift_reference_snapshot_id=lineage.training_snapshot_id,
+                hyperparameters=hyperparameters,
+                metrics=metrics,
+                seeds=seeds,
+                code=code_version(),
+                extra=extra or {},
+            )
+            data = json.dumps(manifest.to_dict(), sort_keys=True, indent=1, default=str).encode()
             self.write_atomic(f"{vdir}/{MANIFEST}", data)
             return RegisteredVersion(
                 model, version, self.uri(model, version), _sha256(data), manifest, True
@@ -393,15 +375,16 @@ class ModelRegistry:
     def _registered(self, model: str, version: int, created: bool) -> RegisteredVersion:
         data = self._read(f"{self._version_dir(model, version)}/{MANIFEST}")
         return RegisteredVersion(
-            model, version, self.uri(model, version), _sha256(data), json.loads(data), created
+            model, version, self.uri(model, version), _sha256(data),
+            _parse_manifest(model, version, data), created,
         )
 
     def get(self, model: str, ref: int | str) -> RegisteredVersion:
         """A committed version (by number or alias) with its manifest and manifest sha256."""
         return self._registered(model, self.resolve(model, ref), created=False)
 
-    def manifest(self, model: str, version: int | str) -> dict[str, Any]:
-        """The manifest of a committed version (or alias)."""
+    def manifest(self, model: str, version: int | str) -> Manifest:
+        """The manifest of a committed version (or alias), typed."""
         return self._registered(model, self.resolve(model, version), False).manifest
 
     def resolve(self, model: str, ref: int | str) -> int:
@@ -432,11 +415,8 @@ class ModelRegistry:
                 f"{model} v{version}: manifest sha256 {manifest_sha} != expected "
                 f"{expected_manifest_sha256}"
             )
-        try:
-            manifest = json.loads(raw)
-            files = manifest["files"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactIntegrityError(f"{model} v{version}: unreadable manifest: {exc}") from exc
+        manifest = _parse_manifest(model, version, raw)
+        files = manifest.files
         blobs: dict[str, bytes] = {}
         for name in REQUIRED_FILES:
             if name not in files:
@@ -446,12 +426,12 @@ class ModelRegistry:
             except FileNotFoundError as exc:
                 raise ArtifactIntegrityError(f"{model} v{version}: {name} is missing") from exc
             want = files[name]
-            if len(data) != int(want["size"]):
+            if len(data) != want.size:
                 raise ArtifactIntegrityError(
                     f"{model} v{version}: {name} has {len(data)} bytes, manifest says "
-                    f"{want['size']} (truncated or altered)"
+                    f"{want.size} (truncated or altered)"
                 )
-            if _sha256(data) != want["sha256"]:
+            if _sha256(data) != want.sha256:
                 raise ArtifactIntegrityError(
                     f"{model} v{version}: {name} sha256 mismatch (tampered or corrupt)"
                 )
@@ -468,11 +448,13 @@ class ModelRegistry:
         version = self.resolve(model, ref)
         reg = self._registered(model, version, False)
         names = sorted(a for a, v in self.aliases(model).items() if v == version)
-        return {**reg.manifest, "manifest_sha256": reg.manifest_sha256, "aliases": names}
+        return {**reg.manifest.to_dict(), "manifest_sha256": reg.manifest_sha256,
+                "aliases": names}
 
     def diff(self, model: str, a: int | str, b: int | str) -> dict[str, tuple[Any, Any]]:
         """Manifest differences between two versions (dotted keys)."""
-        return diff_manifests(self.manifest(model, a), self.manifest(model, b))
+        return diff_manifests(self.manifest(model, a).to_dict(),
+                              self.manifest(model, b).to_dict())
 
     # -- aliases -------------------------------------------------------------------------
     def _alias_path(self, model: str, alias: str) -> str:
@@ -585,6 +567,14 @@ class ModelRegistry:
             self.fs.rm(f"{vdir}/{MANIFEST}")  # uncommit first: readers stop seeing it
             self.fs.rm(vdir, recursive=True)
         return doomed
+
+
+def _parse_manifest(model: str, version: int, raw: bytes) -> Manifest:
+    """The typed manifest of ``raw``; ArtifactIntegrityError when it cannot be read."""
+    try:
+        return Manifest.from_dict(json.loads(raw))
+    except (ValueError, ManifestError) as exc:
+        raise ArtifactIntegrityError(f"{model} v{version}: unreadable manifest: {exc}") from exc
 
 
 def _writer_gone(binding: Mapping[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from services.registry.manifest import Manifest
 from services.registry.store import ModelRegistry, RegistryError
 from services.report.render import ReportData, Thresholds
 from streams.codec import DecodeFailure, decode
@@ -157,7 +158,7 @@ def drift_thresholds(settings: Settings, model: str) -> tuple[Thresholds, str | 
 
 def load_lineage(
     registry: ModelRegistry, model: str
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+) -> tuple[list[Manifest], dict[str, dict[str, Any]]]:
     """Every committed version's manifest, and every alias's record, of ``model``."""
     versions = []
     for v in registry.list_versions(model):

@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -55,7 +56,6 @@ from streams.tracing import extract_trace_context
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-CRASH_HOOK_ENV = "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE"  # fault injection (tests)
 Cause = Literal["shadow", "rollback", "manual"]
 Outcome = Literal["published", "dropped", "superseded", "waiting"]
 
@@ -198,7 +198,11 @@ class Promoter:
         tracer: trace.Tracer | None = None,
         flush_timeout_s: float = 30.0,
         grace_s: float = 120.0,
+        after_alias_moved: Callable[[PromotionIntent], None] | None = None,
     ) -> None:
+        """``after_alias_moved`` is called between the alias move and the events (step 2
+        and 3): an observation point, and where a fault can be injected to prove that
+        :meth:`recover` completes what a crash there leaves."""
         self.registry = registry
         self.producer = producer
         self.settings = settings
@@ -206,6 +210,7 @@ class Promoter:
         self.flush_timeout_s = flush_timeout_s
         self.grace_s = grace_s
         self.outbox = Outbox(registry)
+        self.after_alias_moved = after_alias_moved
 
     def intent(
         self,
@@ -242,8 +247,8 @@ class Promoter:
         except AliasConflictError:
             self.outbox.remove(intent)
             raise
-        if self.settings.faults.crash_after_alias_move:  # fault injection: a crash right here
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.after_alias_moved is not None:
+            self.after_alias_moved(intent)
         log.info("%s: champion v%s -> v%d (%s)", intent.model, intent.previous_champion,
                  intent.new_champion, intent.cause)
         return self.publish(intent)
@@ -291,6 +296,19 @@ class Promoter:
                 self.outbox.remove(intent)
             out.append(Recovery(intent, outcome, events))
         return out
+
+
+def _sigkill(intent: PromotionIntent) -> None:
+    log.warning("faults.crash_after_alias_move: killing the process after %s v%s -> v%d",
+                intent.model, intent.previous_champion, intent.new_champion)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def configured_fault(settings: Settings) -> Callable[[PromotionIntent], None] | None:
+    """The ``after_alias_moved`` fault the settings ask for (``faults.*``, off in
+    production): with ``faults.crash_after_alias_move`` the process is killed (SIGKILL)
+    between the alias move and its events."""
+    return _sigkill if settings.faults.crash_after_alias_move else None
 
 
 def rollback_target(registry: ModelRegistry, model: str, to: int | None) -> tuple[int, int]:

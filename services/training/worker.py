@@ -279,10 +279,10 @@ class TrainingWorker(StreamService):
                      request.request_id, labelled, min_rows)
 
     def _publish(self, request: RetrainRequest, version: Any) -> None:
-        lineage = version.manifest.get("lineage", {})
         candidate = ModelCandidate(
             event_id=new_event_id(), model=request.model, version=version.version,
-            parent_version=lineage.get("parent_version"), request_id=request.request_id,
+            parent_version=version.manifest.lineage.parent_version,
+            request_id=request.request_id,
             registry_uri=version.uri, sha256=version.manifest_sha256,
         )
         self.producer.send(self.settings.topic("models.candidates"), candidate, key=request.model)

@@ -237,8 +237,8 @@ def test_training_worker_survives_kill9(
     versions = registry.list_versions(train_worker.MODEL)
     by_request: dict[str, list[int]] = {}
     for version in versions:
-        lineage = registry.manifest(train_worker.MODEL, version)["lineage"]
-        by_request.setdefault(str(lineage.get("request_id")), []).append(version)
+        lineage = registry.manifest(train_worker.MODEL, version).lineage
+        by_request.setdefault(str(lineage.request_id), []).append(version)
         registry.load(train_worker.MODEL, version)  # sha256 of every file verified
     checkpoints = [info for run in (tmp_path / "state" / "runs").iterdir()
                    for info in list_checkpoints(run)]

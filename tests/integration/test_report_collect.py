@@ -13,6 +13,7 @@ import msgspec
 import pytest
 import torch
 import typer
+from samples.report_data import sample_data, sample_reports
 from typer.testing import CliRunner
 
 from services.cli import report as report_cli
@@ -21,7 +22,6 @@ from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.report.collect import collect
 from services.report.render import SECTION_IDS, ReportData, render_report
-from services.report.sample import sample_data, sample_reports
 from services.shadow.book import ShadowBook
 from services.shadow.decision import ShadowPolicy
 from services.shadow.pairing import Pair
@@ -102,7 +102,7 @@ def test_collect_and_render_from_broker_and_registry(
     assert data.drift_reports[-1].features[-1].window_shares  # histograms survived the trip
     assert len(data.retrain_requests) == len(data.candidates) == 1
     assert len(data.verdicts) == len(data.promotions) == 1
-    assert [m["version"] for m in data.versions] == [1, 2]
+    assert [m.version for m in data.versions] == [1, 2]
     assert data.aliases["champion"]["version"] == 2
     assert [r["version"] for r in data.shadow_runs] == [3]
     assert any("could not be decoded" in n for n in data.notes)

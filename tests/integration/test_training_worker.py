@@ -108,14 +108,14 @@ def test_request_yields_one_fine_tuned_candidate_with_lineage_and_trace(
     assert registry.list_versions("fraud") == [1, 2]
 
     manifest = registry.manifest("fraud", 2)
-    lineage = manifest["lineage"]
-    assert lineage["parent_version"] == 1
-    assert lineage["request_id"] == request.request_id
-    assert lineage["parent_snapshot_id"] == base.snapshot_id
-    window_snapshot = lineage["training_snapshot_id"]
+    lineage = manifest.lineage
+    assert lineage.parent_version == 1
+    assert lineage.request_id == request.request_id
+    assert lineage.parent_snapshot_id == base.snapshot_id
+    window_snapshot = lineage.training_snapshot_id
     assert window_snapshot != base.snapshot_id
     assert len(load_snapshot_frame(store, window_snapshot)) == 2000
-    assert manifest["extra"]["fine_tuned"] is True
+    assert manifest.extra["fine_tuned"] is True
 
     letters = _candidates(settings, 2)
     events = [decode(m.value(), ModelCandidate) for m in letters]

@@ -298,7 +298,7 @@ def test_dockerfile_pins_python_and_cpu_torch() -> None:
             continue
         sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
         for source in sources:
-            if source not in ("README.md", "constraints.txt"):  # the lead's files
+            if source not in ("README.md", "constraints.txt"):  # root files, always there
                 assert (REPO / source).exists(), source
 
 

@@ -78,10 +78,10 @@ def test_parse_features() -> None:
 def test_predict_answers_with_the_verified_champion_too(tmp_path: Path) -> None:
     import torch
 
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
     from services.registry.store import ModelRegistry
-    from services.training.model import TabularModel
-    from services.training.preprocessing import FORMAT_VERSION
 
     settings = load_settings(registry_uri=str(tmp_path / "registry"))
     registry = ModelRegistry(settings.registry_uri)

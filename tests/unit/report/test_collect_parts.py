@@ -92,9 +92,9 @@ def test_lineage_from_a_registry(tmp_path: Path) -> None:
     registry.set_alias("m", "champion", 1, expected=None)
     registry.set_alias("m", "champion", 2, expected=1)
     versions, aliases = load_lineage(registry, "m")
-    assert [m["version"] for m in versions] == [1, 2]
-    assert versions[1]["lineage"]["parent_version"] == 1
-    assert versions[1]["lineage"]["request_id"] == "req-1"
+    assert [m.version for m in versions] == [1, 2]
+    assert versions[1].lineage.parent_version == 1
+    assert versions[1].lineage.request_id == "req-1"
     assert aliases["champion"]["version"] == 2 and aliases["champion"]["previous"] == 1
     assert load_lineage(registry, "unknown") == ([], {})
 
