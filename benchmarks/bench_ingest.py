@@ -42,7 +42,7 @@ from services.features.feast_repo import (
     drop_project,
     load_layout,
     load_model_spec,
-    open_store,
+    open_repo,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.history import write_history
@@ -155,7 +155,7 @@ def main() -> None:
         (5_000, 2_000, 3, 20_000) if args.quick else (100_000, 20_000, 6, 200_000)
     )
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(
+        store = open_repo(
             args.variant,
             repo_path=copy_repo(Path(tmp) / "repo"),
             project=f"bench_{uuid.uuid4().hex[:8]}",

@@ -53,13 +53,13 @@ ENGINES = {
 
 
 def _repo(tmp: Path, history: int) -> tuple[Path, str]:
-    from services.features.feast_repo import apply_repo, copy_repo, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, open_repo
     from services.features.generate import Generator, GeneratorConfig
     from services.features.history import write_history
 
     repo = copy_repo(tmp / f"repo-{history}")
     project = f"bench_{uuid.uuid4().hex[:8]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     if history:
         write_history(store, Generator(GeneratorConfig(seed=3)).history(T0, history))
@@ -74,8 +74,9 @@ def _open(repo: Path, project: str, offline: str | None) -> Any:
     from feast.repo_config import RepoConfig
 
     from services.features.feast_repo import load_repo_config_dict
+    from streams.settings import FeastSettings
 
-    raw = load_repo_config_dict("embedded", repo, project)
+    raw = load_repo_config_dict(FeastSettings(repo=repo, project=project))
     if offline:
         raw["offline_store"] = {"type": offline}
     config = RepoConfig(**raw)

@@ -35,12 +35,12 @@ VARIANTS = {"duckdb_asof": "embedded", "spark_local": "spark"}
 
 
 def _repo(tmp: Path, rows: int) -> Path:
-    from services.features.feast_repo import apply_repo, copy_repo, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, open_repo
     from services.features.generate import Generator, GeneratorConfig
     from services.features.history import write_history
 
     repo = copy_repo(tmp / f"repo-{rows}")
-    store = open_store("embedded", repo_path=repo, project=f"bench_{uuid.uuid4().hex[:8]}")
+    store = open_repo("embedded", repo_path=repo, project=f"bench_{uuid.uuid4().hex[:8]}")
     apply_repo(store)
     write_history(store, Generator(GeneratorConfig(seed=3)).history(T0, rows))
     return repo
@@ -48,10 +48,10 @@ def _repo(tmp: Path, rows: int) -> Path:
 
 def _child(repo: str, variant: str, queue: Any) -> None:
     warnings.simplefilter("ignore")
-    from services.features.feast_repo import apply_repo, load_model_spec, open_store
+    from services.features.feast_repo import apply_repo, load_model_spec, open_repo
     from services.features.snapshot import create_snapshot
 
-    store = open_store(variant, repo_path=Path(repo), project=f"b_{uuid.uuid4().hex[:8]}")
+    store = open_repo(variant, repo_path=Path(repo), project=f"b_{uuid.uuid4().hex[:8]}")
     apply_repo(store)
     session_s = 0.0
     if variant == "spark":

@@ -39,7 +39,7 @@ class StreamService:
         consumer_config: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
-        self.telemetry = telemetry or init_telemetry(f"driftloop-{self.name}")
+        self.telemetry = telemetry or init_telemetry(f"driftloop-{self.name}", settings=settings)
         self.tracer = self.telemetry.tracer
         self.metrics = self.telemetry.metrics
         self.producer = EventProducer(settings, self.name, tracer=self.tracer)

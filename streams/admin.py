@@ -69,3 +69,20 @@ def list_topics(settings: Settings, timeout: float = 10.0) -> dict[str, int]:
     """Topic name to partition count, as the broker reports them."""
     metadata = admin_client(settings).list_topics(timeout=timeout)
     return {name: len(t.partitions) for name, t in metadata.topics.items()}
+
+
+def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> dict[str, str]:
+    """Delete ``names``; returns ``{topic: "deleted"|"absent"}``."""
+    client = admin_client(settings)  # kept alive until every future has its answer
+    futures = client.delete_topics(names, request_timeout=timeout)
+    result: dict[str, str] = {}
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+            result[name] = "deleted"
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                result[name] = "absent"
+            else:
+                raise
+    return result

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+from streams.settings import child_environment
+
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started, stopped or found."""
@@ -128,7 +130,7 @@ class EmbeddedBroker:
         with open(self.log_file, "ab") as log_handle:
             proc = subprocess.Popen(
                 cmd, stdout=log_handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env}, start_new_session=True,
+                env=child_environment(self.env), start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
         deadline = time.monotonic() + timeout

@@ -140,7 +140,13 @@ class PairedTest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ShadowVerdict(Event, tag="shadow_verdict/1", kw_only=True):
-    """The shadow evaluator's decision on one candidate."""
+    """The shadow evaluator's decision on one candidate.
+
+    ``request_id`` is the retrain request the candidate answers (its
+    ``ModelCandidate.request_id``), so the services that keep a request in flight can
+    clear it from the verdict alone. It is optional: verdicts written before it existed,
+    and candidates registered by hand, carry none.
+    """
 
     model: ModelName
     candidate: Version
@@ -153,6 +159,7 @@ class ShadowVerdict(Event, tag="shadow_verdict/1", kw_only=True):
     decision: Literal["promote", "reject"]
     reason: str
     decided_at: Timestamp
+    request_id: str | None = None
 
 
 class ModelPromotion(Event, tag="model_promotion/1", kw_only=True):

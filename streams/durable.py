@@ -38,6 +38,7 @@ from streams.broker import (
     process_alive,
     stop_process,
 )
+from streams.settings import child_environment
 
 DEFAULT_BUCKET = "tansu"
 DEFAULT_REGION = "us-east-1"
@@ -318,11 +319,10 @@ class SeaweedS3:
         if self.ports is None or any(port_accepts(self.host, p) for p in self.ports.all_ports()):
             self.ports = choose_ports(self.host, s3=self._requested_s3_port)
             self.ports_file.write_text(json.dumps(asdict(self.ports)))
-        env = {
-            **os.environ,
+        env = child_environment({
             "AWS_ACCESS_KEY_ID": self.access_key,
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
-        }
+        })
         with open(self.log_file, "ab") as log_handle:
             proc = subprocess.Popen(
                 self._command(self.ports), stdout=log_handle, stderr=subprocess.STDOUT,

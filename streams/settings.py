@@ -1,8 +1,14 @@
 """One typed configuration for every driftloop process.
 
 Sources, highest priority first: explicit arguments, ``DRIFTLOOP_*`` environment
-variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the YAML
-file named by ``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
+variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the old
+environment names of :data:`LEGACY_ENV` (with a deprecation warning), the YAML file
+named by ``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
+
+This is the one module that reads the process environment: the ``DRIFTLOOP_*``
+settings, the standard ``OTEL_*`` variables (kept verbatim in
+``observability.otel`` for the telemetry setup) and torchrun's ``LOCAL_RANK``.
+Everything else receives a :class:`Settings` (or one of its sections) as an argument.
 
 Kafka client keys are librdkafka's own: the common ones are typed fields, anything
 else goes through ``kafka.extra`` unchanged (``socket.keepalive.enable``,
@@ -13,10 +19,12 @@ only revealed when the client configuration is built, never in ``repr`` or logs.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -33,6 +41,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from services.model_settings import ModelSettings
 
 TOPIC_NAMES: tuple[str, ...] = (
     "features",
@@ -81,6 +91,9 @@ class KafkaSettings(BaseModel):
     # its kill -9 as a duplicate without having stored it (docs/DECISIONS.md); without
     # idempotence a retry may store a copy, which every consumer drops by event id.
     idempotence: bool = True
+    # librdkafka's own log threshold (syslog levels, 7 = debug). The command line lowers
+    # it so an unreachable broker is one error line, not a stream of connection logs.
+    log_level: int = Field(default=6, ge=0, le=7)
     extra: dict[str, str | int | float | bool | SecretStr] = Field(default_factory=dict)
 
     @field_validator("extra", mode="before")
@@ -100,6 +113,7 @@ class KafkaSettings(BaseModel):
             "client.id": self.client_id,
             "security.protocol": self.security_protocol,
             "log.connection.close": False,
+            "log_level": self.log_level,
         }
         optional = {
             "sasl.mechanism": self.sasl_mechanism,
@@ -225,22 +239,62 @@ class HttpSettings(BaseModel):
     max_connections: int = Field(default=64, ge=1)
 
 
-class ModelSettings(BaseModel):
-    """One model's overrides under ``models.<name>``.
+class FeastSettings(BaseModel):
+    """Where the Feast repository is and which of its store variants to use.
 
-    The section names are fixed here, so a misspelt one fails at load time; the keys
-    inside a section are checked by the service that owns it when it starts (drift
-    policy, training config, retrain limits, shadow and rollback policies, online spec).
+    ``variant`` picks the repository's YAML: ``embedded`` is ``feature_store.yaml``,
+    any other name ``feature_store.<variant>.yaml`` (``real``: Redis online store and a
+    SQL registry). ``project``, ``registry_url`` and ``redis`` override that YAML's
+    project, SQL registry path and Redis connection string.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    drift: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
-    retrain: dict[str, Any] | None = None
-    shadow: dict[str, Any] | None = None
-    rollback: dict[str, Any] | None = None
-    online: dict[str, Any] | bool | None = None  # false: this model is not learned online
+    repo: Path = Path("feature_repo")
+    variant: str = Field(default="embedded", pattern=r"^[a-z][a-z0-9_-]*$")
+    project: str | None = None
+    registry_url: SecretStr | None = None
+    redis: SecretStr | None = None
+
+    def yaml_path(self) -> Path:
+        """The ``feature_store*.yaml`` of the chosen variant."""
+        name = "feature_store.yaml" if self.variant == "embedded" else (
+            f"feature_store.{self.variant}.yaml")
+        return self.repo / name
+
+
+ProgressMode = Literal["auto", "bar", "json", "log", "none"]
+
+
+class ObservabilitySettings(BaseModel):
+    """Telemetry and progress output.
+
+    ``otel`` holds the standard ``OTEL_*`` variables as OpenTelemetry defines them,
+    read once with the rest of the configuration; the OTLP exporters still read their
+    own endpoint, header and timeout variables, as the SDK specifies.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    otel_file: Path = Path(".driftloop/otel.jsonl")  # where the ``file`` exporter appends
+    progress: ProgressMode = "auto"  # auto: a bar on a terminal, JSON lines otherwise
+    otel: dict[str, str] = Field(default_factory=dict)
+
+
+class OnlineServiceSettings(BaseModel):
+    """The online learner's process-wide settings (per-model ones: ``models.<m>.online``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    snapshot_key_file: Path | None = None  # HMAC key of the learner's snapshots
+
+
+class FaultSettings(BaseModel):
+    """Fault injection for the reliability tests; every switch is off in production."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    crash_after_alias_move: bool = False  # SIGKILL between the champion move and its event
 
 
 class Settings(BaseSettings):
@@ -259,11 +313,34 @@ class Settings(BaseSettings):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     state_dir: Path = Path(".driftloop")
     registry_uri: str = ".driftloop/registry"
-    feature_repo: Path = Path("feature_repo")
+    feast: FeastSettings = Field(default_factory=FeastSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    online: OnlineServiceSettings = Field(default_factory=OnlineServiceSettings)
+    faults: FaultSettings = Field(default_factory=FaultSettings)
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    _legacy: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_feature_repo_key(cls, data: Any) -> Any:
+        """``feature_repo`` (top level) was the repository path before ``feast.repo``."""
+        if isinstance(data, dict) and "feature_repo" in data:
+            data = dict(data)
+            old = data.pop("feature_repo")
+            feast = dict(data.get("feast") or {})
+            feast.setdefault("repo", old)
+            data["feast"] = feast
+            warnings.warn("the setting feature_repo is deprecated; use feast.repo",
+                          FutureWarning, stacklevel=2)
+        return data
+
+    def model(self, name: str) -> ModelSettings:
+        """The typed settings of model ``name`` (defaults when it has no section)."""
+        configured = self.models.get(name)
+        return configured if configured is not None else ModelSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -274,27 +351,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, env_settings, _FixedSource(settings_cls, cls._legacy)]
         if cls._yaml_path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
         sources.append(file_secret_settings)
         return tuple(sources)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _health_port_env(cls, data: Any) -> Any:
-        """``DRIFTLOOP_HEALTH_PORT``/``_HOST`` (the deployed names) fill ``http`` when unset."""
-        legacy = {"port": os.environ.get("DRIFTLOOP_HEALTH_PORT"),
-                  "host": os.environ.get("DRIFTLOOP_HEALTH_HOST")}
-        legacy = {k: v for k, v in legacy.items() if v}
-        if not legacy or not isinstance(data, dict):
-            return data
-        http = data.get("http")
-        if http is None:
-            http = {}
-        elif isinstance(http, BaseModel):
-            return data
-        return {**data, "http": {**legacy, **dict(http)}}
 
     def topic(self, name: str) -> str:
         """The full (prefixed) name of one of :data:`TOPIC_NAMES`."""
@@ -312,13 +374,93 @@ class Settings(BaseSettings):
                    for name, options in models.items()}
         return self.model_copy(update={"models": checked})
 
-    def model_options(self, model: str) -> dict[str, Any]:
-        """Per-model overrides (drift policy, training, shadow...): the sections that are set."""
-        configured = self.models.get(model)
-        if configured is None:
-            return {}
-        return {name: dict(section) if isinstance(section, dict) else section
-                for name, section in configured if section is not None}
+
+class _FixedSource(PydanticBaseSettingsSource):
+    """A settings source holding a prepared (nested) dict: the old environment names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+# -- old environment names ---------------------------------------------------------------
+
+LEGACY_ENV: dict[str, tuple[str, ...]] = {
+    "DRIFTLOOP_FEAST_REPO": ("feast", "repo"),
+    "DRIFTLOOP_FEATURE_REPO": ("feast", "repo"),
+    "DRIFTLOOP_FEAST_VARIANT": ("feast", "variant"),
+    "DRIFTLOOP_FEAST_PROJECT": ("feast", "project"),
+    "DRIFTLOOP_FEAST_REGISTRY_URL": ("feast", "registry_url"),
+    "DRIFTLOOP_FEAST_REDIS": ("feast", "redis"),
+    "DRIFTLOOP_OTEL_FILE": ("observability", "otel_file"),
+    "DRIFTLOOP_PROGRESS": ("observability", "progress"),
+    "DRIFTLOOP_ONLINE_SNAPSHOT_KEY": ("online", "snapshot_key_file"),
+    "DRIFTLOOP_HEALTH_PORT": ("http", "port"),
+    "DRIFTLOOP_HEALTH_HOST": ("http", "host"),
+}
+"""Names used before this configuration existed: honoured for one release, with a
+``FutureWarning`` naming the new variable (the new one wins when both are set)."""
+
+REFUSED_ENV: dict[str, str] = {
+    "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS": "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE",
+}
+"""Old names refused outright (fault injection must never switch on by accident)."""
+
+
+class LegacyEnvError(ValueError):
+    """An environment variable that is no longer read; the message names its successor."""
+
+
+def env_name(path: tuple[str, ...]) -> str:
+    """The ``DRIFTLOOP_*`` variable of a settings path, e.g. ``DRIFTLOOP_FEAST__REPO``."""
+    return "DRIFTLOOP_" + "__".join(part.upper() for part in path)
+
+
+def legacy_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The settings given by old names in ``env`` and one deprecation note per name.
+
+    Raises :class:`LegacyEnvError` for a refused name.
+    """
+    for old, new in REFUSED_ENV.items():
+        if old in env:
+            raise LegacyEnvError(f"{old} is no longer read; set {new} instead")
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    for old, path in LEGACY_ENV.items():
+        if old not in env:
+            continue
+        new = env_name(path)
+        notes.append(f"{old} is deprecated and will be removed; set {new} instead")
+        if new in env:
+            continue
+        section = values.setdefault(path[0], {})
+        section.setdefault(path[1], env[old])
+    return values, notes
+
+
+_OTEL_NAME = re.compile(r"^OTEL_[A-Z0-9_]+$")
+
+
+def otel_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The standard ``OTEL_*`` variables of ``env`` (default: this process's)."""
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if _OTEL_NAME.match(k)}
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child process (a broker, an S3 server): this one's plus ``extra``."""
+    return {**os.environ, **extra}
+
+
+def torchrun_local_rank(default: int = 0) -> int:
+    """``LOCAL_RANK``, set by torch's launcher for each process it starts on a node."""
+    return int(os.environ.get("LOCAL_RANK", default))
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -333,11 +475,26 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         yaml_path = Path(chosen)
         if not yaml_path.is_file():
             raise FileNotFoundError(f"configuration file not found: {yaml_path}")
+    legacy, notes = legacy_overrides(os.environ)
+    for note in notes:
+        warnings.warn(note, FutureWarning, stacklevel=2)
+    otel = otel_environment()
+    if otel:
+        observability = dict(legacy.get("observability", {}))
+        observability["otel"] = otel
+        legacy["observability"] = observability
     Settings._yaml_path = yaml_path
+    Settings._legacy = legacy
     try:
         return Settings(**overrides)
     finally:
         Settings._yaml_path = None
+        Settings._legacy = {}
+
+
+def config_source_name(path: str | Path | None) -> str:
+    """Where settings came from, for error messages: the file, or the environment."""
+    return str(path or os.environ.get("DRIFTLOOP_CONFIG") or "DRIFTLOOP_* variables")
 
 
 def settings_errors(error: ValidationError) -> list[str]:

@@ -33,7 +33,7 @@ from streams.contracts import (
     RetrainRequest,
     ShadowVerdict,
 )
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.tracing import header_value
 
 log = logging.getLogger(__name__)
@@ -151,10 +151,10 @@ def _prepare(settings: Settings, config: DemoConfig, console: Console) -> tuple[
     from services.training.config import load_config
     from services.training.runner import TrainingJob, run_job
 
-    repo = Path(settings.feature_repo)
+    repo = settings.feast.repo
     if not (repo / "feature_store.yaml").exists():
         copy_repo(repo)
-    store = open_store("embedded", repo_path=repo)
+    store = open_store(settings)
     apply_repo(store)
     console.print(f"Feast repo applied at {repo} (parquet offline store, SQLite online store)")
     history_end = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
@@ -178,7 +178,7 @@ def _prepare(settings: Settings, config: DemoConfig, console: Console) -> tuple[
     assert outcome.version is not None
     if registry.get_alias(MODEL, "champion") is None:
         registry.set_alias(MODEL, "champion", outcome.version.version, expected=None)
-    metrics = outcome.version.manifest.get("metrics", {})
+    metrics = outcome.version.manifest.metrics
     console.print(f"champion v{outcome.version.version} trained "
                   f"(val loss {metrics.get('best_val_loss', float('nan')):.4f})")
     return store, history_end
@@ -259,7 +259,7 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
     from streams.producer import EventProducer
 
     config = config or DemoConfig()
-    settings = load_settings(**{**settings.model_dump(), "models": {MODEL: config.model_options()}})
+    settings = settings.with_models({MODEL: config.model_options()})
     console.rule("4. Feast, history and champion v1")
     _, history_end = _prepare(settings, config, console)
 

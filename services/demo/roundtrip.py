@@ -4,6 +4,10 @@ Produces one valid event of each contract to its topic plus one malformed messag
 consumes them back with the same loop the services use, and checks that each event
 returns equal with its ``event_id`` and ``traceparent`` headers and that the bad one
 landed in the dead-letter topic with its reason.
+
+It never touches the configured topics: :func:`run_private_round_trip` creates a set
+under a prefix of its own (``<prefix>roundtrip-<random>.``), runs there and deletes
+them, so ``driftloop report`` and the services never see its sample events.
 """
 
 from __future__ import annotations
@@ -134,6 +138,35 @@ def run_round_trip(settings: Settings, *, timeout_s: float = 60.0) -> RoundTripR
     )
     loop.run(until=lambda: len(received) == len(events), idle_timeout_s=timeout_s)
     return RoundTripResult(events, received, traced, _dead_letter_reason(settings, timeout_s))
+
+
+def private_settings(settings: Settings) -> Settings:
+    """``settings`` with a fresh topic prefix of its own, under the configured one."""
+    prefix = f"{settings.topics.prefix}roundtrip-{new_event_id()[:12]}."
+    topics = settings.topics.model_copy(update={"prefix": prefix, "partitions": 1})
+    return settings.model_copy(update={"topics": topics})
+
+
+@dataclass
+class PrivateRoundTrip:
+    """A round trip on private topics: the result, the prefix and what was cleaned up."""
+
+    result: RoundTripResult
+    settings: Settings
+    deleted: dict[str, str]
+
+
+def run_private_round_trip(settings: Settings, *, timeout_s: float = 60.0) -> PrivateRoundTrip:
+    """Create private topics, run :func:`run_round_trip` on them, delete them."""
+    from streams.admin import create_topics, delete_topics
+
+    private = private_settings(settings)
+    create_topics(private, timeout=timeout_s)
+    try:
+        result = run_round_trip(private, timeout_s=timeout_s)
+    finally:
+        deleted = delete_topics(private, private.all_topics(), timeout=timeout_s)
+    return PrivateRoundTrip(result, private, deleted)
 
 
 def _dead_letter_reason(settings: Settings, timeout_s: float) -> str | None:

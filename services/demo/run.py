@@ -9,7 +9,6 @@ repo copy, registry, checkpoints, logs, traces, the HTML report) lives in
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from services.cli.logs import JsonLineFormatter
 from services.demo.loop import run_loop_demo
-from services.demo.roundtrip import run_round_trip
+from services.demo.roundtrip import run_private_round_trip
 from services.observability.setup import init_telemetry
 from streams.admin import create_topics
 from streams.broker import EmbeddedBroker, free_port, port_accepts
@@ -46,7 +45,14 @@ def _demo_settings() -> tuple[Settings, EmbeddedBroker]:
         broker={"port": port, "host": base.broker.host},
         state_dir=DEMO_DIR,
         registry_uri=str(DEMO_DIR / "registry"),
-        feature_repo=DEMO_DIR / "feature_repo",
+        feast={**base.feast.model_dump(), "repo": DEMO_DIR / "feature_repo",
+               "variant": "embedded"},
+        # traces to a file and progress as log lines, unless the user asked otherwise
+        observability={
+            "otel_file": DEMO_DIR / "otel.jsonl",
+            "progress": "log",
+            "otel": {"OTEL_TRACES_EXPORTER": "file", **base.observability.otel},
+        },
     )
     broker = EmbeddedBroker(DEMO_DIR / "broker", host=settings.broker.host, port=port)
     return settings, broker
@@ -67,13 +73,10 @@ def _quiet_logs() -> Path:
 def main() -> int:
     """Run the demo; returns the exit code."""
     settings, broker = _demo_settings()
-    os.environ.setdefault("OTEL_TRACES_EXPORTER", "file")
-    os.environ.setdefault("DRIFTLOOP_OTEL_FILE", str(DEMO_DIR / "otel.jsonl"))
-    os.environ.setdefault("DRIFTLOOP_PROGRESS", "log")
     log_path = _quiet_logs()
     warnings.filterwarnings("ignore", message="Retrieving datasets is an experimental feature")
     console.print(f"service logs: {log_path}; traces (OTLP-JSON): {DEMO_DIR / 'otel.jsonl'}")
-    init_telemetry("driftloop-demo")
+    init_telemetry("driftloop-demo", settings=settings)
     started = time.monotonic()
     try:
         console.rule("1. embedded broker")
@@ -85,10 +88,9 @@ def main() -> int:
         console.print(", ".join(f"{t} ({s})" for t, s in created.items()))
 
         console.rule("3. round trip of every event type")
-        # Its own topics, so the sample events never reach the loop's services.
-        probe = load_settings(**{**settings.model_dump(), "topics": {"prefix": "roundtrip."}})
-        create_topics(probe)
-        result = run_round_trip(probe, timeout_s=60)
+        # Its own topics (created, then deleted): the sample events never reach the loop.
+        trip = run_private_round_trip(settings, timeout_s=60)
+        result, probe = trip.result, trip.settings
         table = Table("topic", "schema", "came back equal", "event_id + traceparent headers")
         for name, event in result.sent.items():
             table.add_row(

@@ -1,27 +1,36 @@
-"""Drift check of a file: the monitor's core and policy, run over a data frame.
+"""Drift check of a file: the monitor's core, policy and trigger, run over a data frame.
 
 Used by ``driftloop drift check`` (notebooks, CI of users' own data): the frame is cut
 into windows of ``window_size`` rows (or taken whole), each window gets the same
-statistics, verdict and ``DriftReport`` as on the live stream, and the windows go
-through the same :class:`RetrainTrigger` so the result also says whether the monitor
-would have asked for a retrain.
+statistics, verdict and ``DriftReport`` as on the live stream, and goes through the
+monitor's own decision path (:func:`services.drift.policy.decide_window`: windows under
+``min_window_events`` never trigger; then consecutive windows, cooldown, one request in
+flight), so the result also says whether the monitor would have asked for a retrain.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-from services.drift.policy import DriftPolicy, WindowVerdict, evaluate_window
+from services.drift.policy import DriftSettings, WindowVerdict, decide_window, evaluate_window
 from services.drift.profile import ReferenceProfile, build_reference_profile, infer_spec
 from services.drift.report import build_drift_report, retrain_request_id, window_key
 from services.drift.stats import WindowStatsEngine
-from services.drift.trigger import RetrainTrigger, TriggerConfig, TriggerDecision
+from services.drift.trigger import RetrainTrigger, TriggerDecision
 from services.featurespec import ModelSpec
 from streams.contracts import DriftReport, PartitionRange, WindowBounds
+
+TIME_COLUMNS = ("event_timestamp", "event_time", "created", "label_time", "timestamp")
+"""Column names recognised as times (besides any datetime-typed column)."""
+LABEL_COLUMNS = ("label", "is_fraud", "target", "y")
+"""Column names recognised as labels."""
+_ID_NAME = re.compile(r"(^id$|_id$|^id_|_key$|^uuid$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +42,35 @@ class WindowCheck:
     decision: TriggerDecision
 
 
-def trigger_config(policy: DriftPolicy) -> TriggerConfig:
-    """The trigger numbers of a drift policy."""
-    return TriggerConfig(
-        consecutive=policy.consecutive_windows,
-        cooldown=policy.cooldown,
-        in_flight_timeout=policy.in_flight_timeout,
-    )
+def feature_columns(
+    frame: pd.DataFrame,
+    *,
+    features: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    time_column: str | None = None,
+) -> tuple[list[str], list[str]]:
+    """(features compared, columns left out): ``features`` when given, else every column
+    that is not an id, a time or a label (by name or, for times, by dtype)."""
+    chosen = list(features)
+    if chosen:
+        absent = [c for c in chosen if c not in frame.columns]
+        if absent:
+            raise KeyError(f"--features names columns the reference lacks: {absent}")
+        return chosen, [c for c in frame.columns if c not in chosen]
+    skip = set(exclude) | set(TIME_COLUMNS) | set(LABEL_COLUMNS)
+    if time_column:
+        skip.add(time_column)
+    kept, left = [], []
+    for column in frame.columns:
+        is_time = pd.api.types.is_datetime64_any_dtype(frame[column])
+        if column in skip or is_time or _ID_NAME.search(str(column)):
+            left.append(column)
+        else:
+            kept.append(column)
+    if not kept:
+        raise ValueError("no feature columns left after leaving out ids, times and labels; "
+                         "name them with --features")
+    return kept, left
 
 
 def frame_columns(
@@ -71,29 +102,36 @@ def check_frame(
     frame: pd.DataFrame,
     spec: ModelSpec,
     profile: ReferenceProfile,
-    policy: DriftPolicy | None = None,
+    drift: DriftSettings | None = None,
     *,
     window_size: int = 0,
-    time_column: str | None = "event_time",
+    time_column: str | None = "event_timestamp",
     source: str = "input",
     now: datetime | None = None,
 ) -> list[WindowCheck]:
-    """Windows of ``window_size`` rows (0: the whole frame) checked against ``profile``."""
-    policy = policy or DriftPolicy()
+    """Windows of ``window_size`` rows (0: the whole frame) checked against ``profile``.
+
+    ``drift`` holds every number the live monitor applies (policy, ``min_window_events``,
+    ``ks_method``, trigger); rows are taken in time order when ``time_column`` exists.
+    """
+    drift = drift or DriftSettings()
     if len(frame) == 0:
         raise ValueError("the input has no rows")
     now = now or datetime.now(UTC)
-    engine = WindowStatsEngine(profile, spec)
-    trigger = RetrainTrigger(trigger_config(policy))
-    numeric, categorical = frame_columns(frame, spec)
     times = _times(frame, time_column)
+    if times is not None:
+        order = np.argsort(times.to_numpy(), kind="stable")
+        frame, times = frame.iloc[order], times.iloc[order]
+    engine = WindowStatsEngine(profile, spec, ks_method=drift.ks_method)
+    trigger = RetrainTrigger(drift.trigger_config())
+    numeric, categorical = frame_columns(frame, spec)
     size = window_size if window_size > 0 else len(frame)
     out = []
     for start in range(0, len(frame), size):
         stop = min(start + size, len(frame))
         cats = {k: v[start:stop] for k, v in categorical.items()}
         stats = engine.compute(numeric[start:stop], cats)
-        verdict = evaluate_window(stats, spec, policy)
+        verdict = evaluate_window(stats, spec, drift)
         if times is not None:
             chunk = times.iloc[start:stop]
             t0, t1 = chunk.min().to_pydatetime(), chunk.max().to_pydatetime()
@@ -111,10 +149,8 @@ def check_frame(
             spec.model, bounds, verdict, profile.snapshot_id, created_at=now
         )
         key = window_key(bounds)
-        decision = trigger.observe(
-            verdict.drifted,
-            t1,
-            key,
+        decision = decide_window(
+            trigger, drift, verdict, n_events=stop - start, window_end=t1, window_id=key,
             request_id=retrain_request_id(spec.model, profile.snapshot_id, key),
         )
         out.append(WindowCheck(report=report, verdict=verdict, decision=decision))
@@ -124,34 +160,11 @@ def check_frame(
 def reference_from_frame(
     reference: pd.DataFrame,
     snapshot_id: str,
+    columns: list[str],
     *,
     model: str = "adhoc",
-    exclude: tuple[str, ...] = (),
     n_bins: int = 10,
 ) -> tuple[ModelSpec, ReferenceProfile]:
-    """Spec (inferred from dtypes) and profile of a reference frame, for model-less checks."""
-    columns = [c for c in reference.columns if c not in exclude]
+    """Spec (kinds from dtypes) and profile of ``columns`` of a reference frame."""
     spec = infer_spec(reference[columns], model=model)
     return spec, build_reference_profile(reference, spec, snapshot_id, n_bins=n_bins)
-
-
-def load_model_reference(model: str) -> tuple[ModelSpec, ReferenceProfile]:
-    """Spec from the model's Feast FeatureService and profile of its champion's snapshot.
-
-    Imported lazily: Feast is slow to import and the loaders live with the features code.
-    """
-    from services.features.feast_repo import load_model_spec, open_store
-
-    try:
-        from services.features.snapshot import (  # type: ignore[attr-defined]
-            load_champion_profile,
-        )
-    except ImportError as exc:
-        raise RuntimeError(
-            "the champion's reference profile cannot be loaded yet "
-            "(services.features.snapshot.load_champion_profile is missing); "
-            "compare two files with --reference instead"
-        ) from exc
-    store = open_store()
-    spec = load_model_spec(store, model)
-    return spec, load_champion_profile(store, spec)

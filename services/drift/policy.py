@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.drift.trigger import RetrainTrigger, TriggerConfig, TriggerDecision
 from services.featurespec import FeatureKind, ModelSpec
 
 if TYPE_CHECKING:  # the statistics (numpy, scipy) are not needed to read a policy
@@ -54,6 +55,38 @@ class DriftPolicy(BaseModel):
     def n_tested(self, spec: ModelSpec) -> int:
         """How many features get a significance test (the Bonferroni count)."""
         return len(spec.features) if self.categorical_test else len(spec.numeric)
+
+    def trigger_config(self) -> TriggerConfig:
+        """The retrain trigger's numbers (consecutive windows, cooldown, in-flight timeout)."""
+        return TriggerConfig(
+            consecutive=self.consecutive_windows,
+            cooldown=self.cooldown,
+            in_flight_timeout=self.in_flight_timeout,
+        )
+
+
+class DriftSettings(DriftPolicy):
+    """A model's ``drift`` section: the policy plus how its windows are cut and counted.
+
+    The live monitor and ``driftloop drift check`` apply the same object, so a file
+    check and the stream agree on every number.
+    """
+
+    window_events: int = Field(5_000, ge=1)  # a window closes at this many events ...
+    window_seconds: float = Field(60.0, gt=0)  # ... or this much event time
+    # Wall-clock seconds without events after which an open window is reported
+    # (default: window_seconds).
+    idle_flush_seconds: float | None = Field(None, gt=0)
+    # Smaller windows (a quiet stream's last one) are reported but never trigger:
+    # their PSI is mostly noise.
+    min_window_events: int = Field(200, ge=0)
+    ks_method: Literal["auto", "asymp"] = "auto"
+
+    @property
+    def idle_flush(self) -> float:
+        """``idle_flush_seconds``, defaulting to ``window_seconds``."""
+        return self.idle_flush_seconds if self.idle_flush_seconds is not None else (
+            self.window_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +166,29 @@ def evaluate_window(
         critical_drifted=critical_drifted,
         ks_level=level,
     )
+
+
+def decide_window(
+    trigger: RetrainTrigger,
+    drift: DriftSettings,
+    verdict: WindowVerdict,
+    *,
+    n_events: int,
+    window_end: datetime,
+    window_id: str,
+    request_id: str,
+) -> TriggerDecision:
+    """Whether a reported window asks for a retrain: the live monitor's and the file
+    check's one decision path.
+
+    A window under ``min_window_events`` is reported but never counts (outcome
+    ``too_small``; the trigger does not see it); every other window goes through the
+    trigger (streak, cooldown, one request in flight).
+    """
+    if n_events < drift.min_window_events:
+        return TriggerDecision(
+            fire=False, outcome="too_small",
+            reason=f"{n_events} events < min_window_events {drift.min_window_events}",
+            streak=len(trigger.state.streak_windows), window_id=window_id,
+        )
+    return trigger.observe(verdict.drifted, window_end, window_id, request_id=request_id)

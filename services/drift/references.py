@@ -76,8 +76,7 @@ class FeastReferences:
         if self._store is None:
             from services.features.feast_repo import open_store
 
-            repo = Path(self._settings.feature_repo)
-            self._store = open_store(repo_path=repo) if repo.exists() else open_store()
+            self._store = open_store(self._settings)
         return self._store
 
     @property
@@ -109,15 +108,7 @@ class FeastReferences:
         version = self.registry.get_alias(model, "champion")
         if version is None:
             return None
-        snapshot_id = str(self.registry.manifest(model, version)["lineage"]
-                          ["training_snapshot_id"])
+        snapshot_id = self.registry.manifest(model, version).lineage.training_snapshot_id
         profile = load_profile_for_snapshot(self.store, spec, snapshot_id, self.cache_root)
         log.info("%s: reference is champion v%d's snapshot %s", model, version, snapshot_id)
         return ModelReference(spec=spec, profile=profile, champion_version=version)
-
-    def request_id_of(self, model: str, version: int) -> str | None:
-        """The retrain request a registered version was trained for."""
-        try:
-            return self.registry.manifest(model, version)["lineage"].get("request_id")
-        except Exception:  # an unknown version: nothing in flight to clear
-            return None

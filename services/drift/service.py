@@ -43,7 +43,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from services.drift.policy import DriftPolicy, WindowVerdict, evaluate_window
+from services.drift.policy import (
+    DriftSettings,
+    WindowVerdict,
+    decide_window,
+    evaluate_window,
+)
 from services.drift.references import (
     FeastReferences,
     ModelReference,
@@ -52,7 +57,7 @@ from services.drift.references import (
 )
 from services.drift.report import build_drift_report, episode_request_id, window_key
 from services.drift.stats import WindowStatsEngine
-from services.drift.trigger import RetrainTrigger, TriggerConfig
+from services.drift.trigger import RetrainTrigger
 from services.drift.window import ClosedWindow, WindowAccumulator
 from services.files import write_atomic
 from services.observability.setup import Telemetry
@@ -71,29 +76,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class DriftMonitorConfig:
-    """Per-model window and policy settings from ``models.<name>.drift``."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        options = dict(options)
-        self.max_events = int(options.pop("window_events", 5_000))
-        self.max_seconds = float(options.pop("window_seconds", 60.0))
-        self.ks_method = options.pop("ks_method", "auto")
-        # Wall-clock seconds without events after which an open window is reported.
-        self.idle_flush_seconds = float(options.pop("idle_flush_seconds", self.max_seconds))
-        # Smaller windows (a quiet stream's last one) are reported but do not count
-        # towards a retrain request: their PSI is mostly noise.
-        self.min_window_events = int(options.pop("min_window_events", 200))
-        self.policy = DriftPolicy(**options)
-
-    def trigger(self) -> TriggerConfig:
-        return TriggerConfig(
-            consecutive=self.policy.consecutive_windows,
-            cooldown=self.policy.cooldown,
-            in_flight_timeout=self.policy.in_flight_timeout,
-        )
-
-
 @dataclass
 class _Recent:
     report_id: str
@@ -106,7 +88,7 @@ class ModelMonitor:
     """One model's reference, open window and trigger."""
 
     reference: ModelReference
-    config: DriftMonitorConfig
+    config: DriftSettings
     engine: WindowStatsEngine
     window: WindowAccumulator
     trigger: RetrainTrigger
@@ -164,12 +146,12 @@ class DriftMonitor(StreamService):
             log.warning("%s has no champion yet: its events are not monitored", model)
             self._no_reference.add(model)
             return None
-        config = DriftMonitorConfig(self.settings.model_options(model).get("drift", {}))
+        config = self.settings.model(model).drift
         monitor = ModelMonitor(
             reference=reference, config=config,
             engine=WindowStatsEngine(reference.profile, reference.spec,
                                      ks_method=config.ks_method),
-            window=WindowAccumulator(reference.spec, config.max_events, config.max_seconds),
+            window=WindowAccumulator(reference.spec, config.window_events, config.window_seconds),
             trigger=self._load_trigger(model, config),
         )
         self.monitors[model] = monitor
@@ -198,12 +180,12 @@ class DriftMonitor(StreamService):
     def _trigger_path(self, model: str) -> Path:
         return self._state_dir / f"{model}.trigger.json"
 
-    def _load_trigger(self, model: str, config: DriftMonitorConfig) -> RetrainTrigger:
+    def _load_trigger(self, model: str, config: DriftSettings) -> RetrainTrigger:
         try:
             text = self._trigger_path(model).read_text()
         except FileNotFoundError:
-            return RetrainTrigger(config.trigger())
-        return RetrainTrigger.from_state_json(text, config.trigger())
+            return RetrainTrigger(config.trigger_config())
+        return RetrainTrigger.from_state_json(text, config.trigger_config())
 
     def _save_triggers(self) -> None:
         self._state_dir.mkdir(parents=True, exist_ok=True)
@@ -233,13 +215,8 @@ class DriftMonitor(StreamService):
             monitor = self.monitors.get(verdict.model)
             if monitor is None or monitor.trigger.in_flight is None:
                 continue
-            request_id = self._request_of(verdict)
-            if request_id is not None:
-                monitor.trigger.clear_in_flight(request_id)
-
-    def _request_of(self, verdict: ShadowVerdict) -> str | None:
-        lookup = getattr(self.references, "request_id_of", None)
-        return lookup(verdict.model, verdict.candidate) if lookup is not None else None
+            if verdict.request_id is not None:
+                monitor.trigger.clear_in_flight(verdict.request_id)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -299,8 +276,8 @@ class DriftMonitor(StreamService):
         plan = {k: v for k, v in self._commit_plan().items() if k in partitions}
         for monitor in self.monitors.values():
             monitor.window = WindowAccumulator(monitor.reference.spec,
-                                               monitor.config.max_events,
-                                               monitor.config.max_seconds)
+                                               monitor.config.window_events,
+                                               monitor.config.window_seconds)
         for key in partitions:
             self._positions.pop(key, None)
         return plan
@@ -308,7 +285,7 @@ class DriftMonitor(StreamService):
     def _flush_idle(self, now: float) -> None:
         """A stream that went quiet still gets its last window reported."""
         for model, monitor in self.monitors.items():
-            idle = monitor.config.idle_flush_seconds
+            idle = monitor.config.idle_flush
             if monitor.window.n_open and now - monitor.last_event_at >= idle:
                 closed = monitor.window.flush()
                 if closed is not None:
@@ -341,7 +318,7 @@ class DriftMonitor(StreamService):
             },
         ) as span:
             stats = monitor.engine.compute(window.numeric, window.categorical)
-            verdict = evaluate_window(stats, reference.spec, monitor.config.policy)
+            verdict = evaluate_window(stats, reference.spec, monitor.config)
             report = build_drift_report(
                 model, bounds, verdict, reference.snapshot_id,
                 champion_version=reference.champion_version,
@@ -367,12 +344,13 @@ class DriftMonitor(StreamService):
         reference = monitor.reference
         request_id = episode_request_id(model, reference.snapshot_id,
                                         self._control.last_request.get(model))
-        if n_events < monitor.config.min_window_events:
+        decision = decide_window(monitor.trigger, monitor.config, verdict, n_events=n_events,
+                                 window_end=window_end, window_id=key, request_id=request_id)
+        if decision.outcome == "too_small":
             return
-        decision = monitor.trigger.observe(verdict.drifted, window_end, key, request_id)
         if not decision.fire:
-            if len(monitor.recent) > 4 * monitor.config.policy.consecutive_windows:
-                for old in list(monitor.recent)[: -2 * monitor.config.policy.consecutive_windows]:
+            if len(monitor.recent) > 4 * monitor.config.consecutive_windows:
+                for old in list(monitor.recent)[: -2 * monitor.config.consecutive_windows]:
                     monitor.recent.pop(old, None)
             return
         windows = [monitor.recent[w] for w in decision.streak_windows if w in monitor.recent]

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-Outcome = Literal["fire", "calm", "streak", "cooldown", "in_flight", "repeat"]
+Outcome = Literal["fire", "calm", "streak", "cooldown", "in_flight", "repeat", "too_small"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,25 +13,25 @@ import importlib.util
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from services.features.engines import adapt_sources
 from services.features.parts import ensure_parts, list_parts, parts_root
 from services.featurespec import FeatureKind, FeatureSpec, ModelSpec
+from streams.settings import FeastSettings, Settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
 
-Variant = Literal["embedded", "real", "file", "spark", "cluster"]
-
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
 """The checked-in Feast repository."""
 
-YAML_FILES: dict[str, str] = {
+YAML_FILES: dict[str, str] = {  # the known variants (FeastSettings.yaml_path names them)
     "embedded": "feature_store.yaml",
     "real": "feature_store.real.yaml",
     "file": "feature_store.file.yaml",  # Feast's file offline store: the baseline
@@ -43,69 +43,73 @@ CREATED_COLUMN = "created"
 LABEL_TIME_COLUMN = "label_time"
 """Extra column of a label source: when the label was observed (its event's time)."""
 
-ENV_VARIANT = "DRIFTLOOP_FEAST_VARIANT"
-ENV_PROJECT = "DRIFTLOOP_FEAST_PROJECT"
-ENV_REPO = "DRIFTLOOP_FEAST_REPO"
-ENV_REGISTRY_URL = "DRIFTLOOP_FEAST_REGISTRY_URL"
-ENV_REDIS = "DRIFTLOOP_FEAST_REDIS"
-
 _NUMERIC_TYPES = {"Float32", "Float64", "Int32", "Int64", "Bool"}
 _CATEGORICAL_TYPES = {"String"}
 
 
-def resolve_variant(variant: Variant | None = None) -> Variant:
-    """The store variant: the argument, else ``$DRIFTLOOP_FEAST_VARIANT``, else embedded."""
-    chosen = variant or os.environ.get(ENV_VARIANT, "embedded")
-    if chosen not in YAML_FILES:
-        raise ValueError(f"unknown Feast variant {chosen!r}; expected one of {list(YAML_FILES)}")
-    return chosen  # type: ignore[return-value]
+class FeastRepoError(RuntimeError):
+    """The configured Feast repository cannot be used (the message says what to do)."""
 
 
-def load_repo_config_dict(
-    variant: Variant | None = None,
-    repo_path: Path | None = None,
-    project: str | None = None,
-) -> dict[str, Any]:
-    """The raw ``feature_store*.yaml`` of a variant, with env/argument overrides applied.
+def load_repo_config_dict(feast: FeastSettings) -> dict[str, Any]:
+    """The raw ``feature_store*.yaml`` of the configured variant, overrides applied.
 
-    Overrides: ``project`` (or ``$DRIFTLOOP_FEAST_PROJECT``), the SQL registry URL
-    (``$DRIFTLOOP_FEAST_REGISTRY_URL``) and the Redis address (``$DRIFTLOOP_FEAST_REDIS``).
+    Overrides from the configuration: ``feast.project``, the SQL registry URL
+    (``feast.registry_url``) and the Redis connection string (``feast.redis``).
     """
-    repo = Path(repo_path or os.environ.get(ENV_REPO) or REPO_DIR).resolve()
-    chosen = resolve_variant(variant)
-    raw = yaml.safe_load(os.path.expandvars((repo / YAML_FILES[chosen]).read_text()))
-    project = project or os.environ.get(ENV_PROJECT)
-    if project:
-        raw["project"] = project
+    path = feast.yaml_path().resolve()
+    if not path.is_file():
+        where = "repository" if not path.parent.is_dir() else f"{path.name} for variant"
+        raise FeastRepoError(
+            f"no Feast {where} at {path} (variant {feast.variant!r}); set feast.repo "
+            f"(DRIFTLOOP_FEAST__REPO) or feast.variant (DRIFTLOOP_FEAST__VARIANT)")
+    raw = yaml.safe_load(os.path.expandvars(path.read_text()))
+    if feast.project:
+        raw["project"] = feast.project
     registry = raw.get("registry")
-    if isinstance(registry, dict) and registry.get("registry_type") == "sql":
-        registry["path"] = os.environ.get(ENV_REGISTRY_URL, registry["path"])
+    if isinstance(registry, dict) and registry.get("registry_type") == "sql" and feast.registry_url:
+        registry["path"] = feast.registry_url.get_secret_value()
     online = raw.get("online_store")
-    if isinstance(online, dict) and online.get("type") == "redis":
-        online["connection_string"] = os.environ.get(ENV_REDIS, online["connection_string"])
+    if isinstance(online, dict) and online.get("type") == "redis" and feast.redis:
+        online["connection_string"] = feast.redis.get_secret_value()
     return raw
 
 
-def open_store(
-    variant: Variant | None = None,
-    *,
-    repo_path: Path | str | None = None,
-    project: str | None = None,
-) -> FeatureStore:
-    """A ``FeatureStore`` over ``repo_path`` (default: the checked-in ``feature_repo/``).
+def open_store(settings: Settings | FeastSettings) -> FeatureStore:
+    """The ``FeatureStore`` of the configured repository: the one way in for every
+    command and service.
 
-    Relative paths in the YAML and in the definitions resolve against ``repo_path``,
+    Relative paths in the YAML and in the definitions resolve against the repository,
     so the result does not depend on the working directory.
     """
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
-    repo = Path(repo_path or os.environ.get(ENV_REPO) or REPO_DIR).resolve()
-    raw = load_repo_config_dict(variant, repo, project)
+    # Every saved-dataset read warns that the API is experimental (DESIGN.md, Feast
+    # notes); after Feast's own import-time filters, so that this one comes first.
+    warnings.filterwarnings("ignore", message="Retrieving datasets is an experimental feature")
+    feast = settings.feast if isinstance(settings, Settings) else settings
+    repo = feast.repo.resolve()
+    raw = load_repo_config_dict(feast)
     config = RepoConfig(**raw)
     config.repo_path = repo
     (repo / "data").mkdir(exist_ok=True)
     return FeatureStore(repo_path=str(repo), config=config)
+
+
+def open_repo(
+    variant: str = "embedded",
+    *,
+    repo_path: Path | str = REPO_DIR,
+    project: str | None = None,
+    registry_url: str | None = None,
+    redis: str | None = None,
+) -> FeatureStore:
+    """:func:`open_store` over an explicit repository (tests, benchmarks, the demo)."""
+    return open_store(FeastSettings(
+        repo=Path(repo_path), variant=variant, project=project,
+        registry_url=registry_url, redis=redis,  # type: ignore[arg-type]
+    ))
 
 
 def copy_repo(dest: Path | str, source: Path | str = REPO_DIR) -> Path:

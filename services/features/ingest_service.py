@@ -54,7 +54,7 @@ class IngestService(StreamService):
         flush_interval_s: float = 5.0,
         **kwargs: Any,
     ) -> None:
-        self.store = store or open_store(repo_path=_repo_path(settings))
+        self.store = store or open_store(settings)
         names = models or [s.name for s in self.store.list_feature_services()]
         self.layouts = {m: load_layout(self.store, m) for m in names}
         for layout in self.layouts.values():
@@ -147,11 +147,6 @@ class IngestService(StreamService):
             "pushed_rows": self.sink.rows,
             "pending_labels": self.buffer.pending_labels,
         }
-
-
-def _repo_path(settings: Settings) -> Path | None:
-    repo = Path(settings.feature_repo)
-    return repo if (repo / "feature_store.yaml").exists() else None
 
 
 def build(settings: Settings) -> IngestService:

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from services.drift.profile import ProfileCache, ReferenceProfile
+    from services.registry.manifest import Manifest
 
 SNAPSHOT_DIR = "data/snapshots"
 PROFILE_DIR = "data/profiles"
@@ -326,7 +327,7 @@ class _Registry(Protocol):
 
     def get_alias(self, model: str, alias: str) -> int | None: ...
 
-    def manifest(self, model: str, version: int | str) -> dict[str, Any]: ...
+    def manifest(self, model: str, version: int | str) -> Manifest: ...
 
 
 def load_champion_profile(
@@ -343,5 +344,5 @@ def load_champion_profile(
     version = registry.get_alias(spec.model, alias)
     if version is None:
         return None
-    snapshot_id = str(registry.manifest(spec.model, version)["lineage"]["training_snapshot_id"])
+    snapshot_id = registry.manifest(spec.model, version).lineage.training_snapshot_id
     return load_profile_for_snapshot(store, spec, snapshot_id, cache_root)

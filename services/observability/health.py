@@ -50,8 +50,6 @@ from typing import Any
 
 from streams.settings import HttpSettings
 
-PORT_ENV = "DRIFTLOOP_HEALTH_PORT"  # read by streams.settings into settings.http
-HOST_ENV = "DRIFTLOOP_HEALTH_HOST"
 StatusFn = Callable[[], "str | tuple[str, dict[str, Any]]"]
 PostHandler = Callable[[bytes], tuple[int, dict[str, Any]]]
 """``handler(body) -> (HTTP status, JSON document)`` for one ``POST`` path."""

@@ -9,8 +9,8 @@ enums are integers, keys are lowerCamelCase.
 Several processes may append to the same file: each line is written with one
 ``write`` on an ``O_APPEND`` descriptor while holding an exclusive ``flock`` on it, so
 lines never interleave. Traces and metrics may share a file; readers tell them apart
-by the top-level key. The path comes from ``DRIFTLOOP_OTEL_FILE`` (see
-``services.observability.setup``).
+by the top-level key. The path comes from the setting ``observability.otel_file``
+(``DRIFTLOOP_OBSERVABILITY__OTEL_FILE``; see ``services.observability.setup``).
 """
 
 from __future__ import annotations

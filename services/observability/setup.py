@@ -23,13 +23,16 @@ Variables read (see docs/SRE.md, "Telemetry configuration"):
   ``OTEL_BSP_*``: read by the SDK itself.
 - ``OTEL_RESOURCE_ATTRIBUTES``: extra resource attributes; ``OTEL_SERVICE_NAME`` (or a
   ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``) overrides the per-service name.
-- ``DRIFTLOOP_OTEL_FILE``: where the ``file`` exporter appends OTLP-JSON lines
-  (default ``.driftloop/otel.jsonl``); safe to share between processes.
+- ``observability.otel_file`` (``DRIFTLOOP_OBSERVABILITY__OTEL_FILE``): where the
+  ``file`` exporter appends OTLP-JSON lines (default ``.driftloop/otel.jsonl``); safe
+  to share between processes.
+
+The variables are read once, by the configuration (``Settings.observability``); this
+module only interprets them.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -64,7 +67,6 @@ from services.observability.otlp_json import OtlpJsonMetricExporter, OtlpJsonSpa
 SCOPE_NAME = "driftloop"
 SERVICE_NAMESPACE = "driftloop"
 DEFAULT_OTEL_FILE = ".driftloop/otel.jsonl"
-FILE_ENV = "DRIFTLOOP_OTEL_FILE"
 _TRACE_EXPORTERS = frozenset({"otlp", "console", "file", "none"})
 _METRIC_EXPORTERS = _TRACE_EXPORTERS | {"prometheus"}
 _SUPPORTED_PROTOCOL = "http/protobuf"
@@ -103,7 +105,7 @@ def _protocol(env: Mapping[str, str], signal: str) -> str:
 
 @dataclass(frozen=True)
 class TelemetryConfig:
-    """What :func:`init_telemetry` builds; normally read from the environment."""
+    """What :func:`init_telemetry` builds, from the configuration's ``observability``."""
 
     traces_exporters: tuple[str, ...] = ()
     metrics_exporters: tuple[str, ...] = ()
@@ -112,9 +114,9 @@ class TelemetryConfig:
     disabled: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetryConfig:
-        """Read the ``OTEL_*`` and ``DRIFTLOOP_OTEL_FILE`` variables (see module docstring)."""
-        env = os.environ if env is None else env
+    def from_env(cls, env: Mapping[str, str], file_path: str = DEFAULT_OTEL_FILE
+                 ) -> TelemetryConfig:
+        """Interpret the ``OTEL_*`` variables in ``env`` (see the module docstring)."""
         has_endpoint = any(
             env.get(v)
             for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -133,11 +135,16 @@ class TelemetryConfig:
         return cls(
             traces_exporters=traces,
             metrics_exporters=metrics,
-            file_path=env.get(FILE_ENV) or DEFAULT_OTEL_FILE,
+            file_path=file_path,
             service_name_override=(env.get("OTEL_SERVICE_NAME") or "").strip()
             or _resource_service_name(env),
             disabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true",
         )
+
+    @classmethod
+    def from_settings(cls, observability: Any) -> TelemetryConfig:
+        """From the configuration's ``observability`` section (``otel`` and ``otel_file``)."""
+        return cls.from_env(observability.otel, str(observability.otel_file))
 
 
 @dataclass(eq=False)
@@ -275,14 +282,13 @@ def _scope_version() -> str:
 
 
 def _resolve_config(settings: Any) -> TelemetryConfig:
-    if settings is None:
-        return TelemetryConfig.from_env()
     if isinstance(settings, TelemetryConfig):
         return settings
-    nested = getattr(settings, "telemetry", None)
-    if isinstance(nested, TelemetryConfig):
-        return nested
-    return TelemetryConfig.from_env()
+    if settings is None:
+        from streams.settings import load_settings
+
+        settings = load_settings()
+    return TelemetryConfig.from_settings(getattr(settings, "observability", settings))
 
 
 def init_telemetry(
@@ -290,8 +296,8 @@ def init_telemetry(
 ) -> Telemetry:
     """Set up (once per service and process) and return ``service_name``'s telemetry.
 
-    ``settings`` may be a :class:`TelemetryConfig`, an object with a ``telemetry``
-    attribute holding one, or ``None`` (read the environment). The first call with
+    ``settings`` may be a :class:`TelemetryConfig`, the :class:`~streams.settings.Settings`
+    or their ``observability`` section, or ``None`` (load the configuration). The first call with
     ``install_global`` makes its providers the process-wide globals (the OpenTelemetry
     API allows that once); tests pass ``install_global=False`` to leave them alone.
     """

@@ -39,13 +39,13 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from river import base, compose, metrics, preprocessing, utils
 
 from services.featurespec import ModelSpec
+from services.online.config import LearnerSettings
 
 _DOTTED = re.compile(r"^(?:[a-z][a-z0-9_]*\.)+[A-Z][A-Za-z0-9]*$")
 _PROBA_EPS = 1e-7
@@ -198,37 +198,8 @@ def state_is_finite(obj: Any) -> bool:
     return all(_all_finite(getattr(obj, name, None)) for name in _STATE_ATTRIBUTES)
 
 
-class LearnerConfig(BaseModel):
-    """How the online learner is built; all fields are plain data (YAML/env friendly)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    estimator: str = "linear_model.LogisticRegression"
-    params: dict[str, Any] = Field(default_factory=dict)
-    scale_numeric: bool = True
-    drift_detector: str = "drift.ADWIN"
-    drift_params: dict[str, Any] = Field(default_factory=dict)
-    signal: Literal["worsening", "any"] = "worsening"
-    warmup: int = Field(default=200, ge=0)
-    rolling_window: int = Field(default=1000, ge=10)
-    # Largest mini-batch ``learn_many`` hands to the estimator at once: a linear model
-    # takes one gradient step per mini-batch, so a consumer batch of thousands of events
-    # learned in one piece would adapt to a new concept thousands of times slower.
-    max_batch: int = Field(default=256, ge=1)
-    # ``auto``: the vectorised path only when every feature is numeric (river's one-hot
-    # ``transform_many`` goes through pandas' sparse ``get_dummies`` and costs more than
-    # the vectorised update saves; see benchmarks/online.md).
-    mini_batch: Literal["auto", "always", "never"] = "auto"
-    # Poison guard (see the module doc): raw numeric inputs clipped to this magnitude,
-    # standardised ones to this many standard deviations; a good copy kept this often.
-    clip_abs: float = Field(default=1e12, gt=0)
-    clip_scaled: float = Field(default=10.0, gt=0)
-    good_every: int = Field(default=500, ge=1)
-
-    @field_validator("drift_detector")
-    @classmethod
-    def _qualify_detector(cls, v: str) -> str:
-        return v if "." in v else f"drift.{v}"
+class LearnerConfig(LearnerSettings):
+    """:class:`LearnerSettings` that can build its river estimator and detector."""
 
     def make_estimator(self) -> base.Classifier:
         """A fresh estimator instance (validated river classifier)."""

@@ -13,14 +13,12 @@ still answers.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from services.online.learner import OnlineLearner
-from services.online.state import OnlineState, SnapshotError, SnapshotStore
+from services.online.state import OnlineState, SnapshotError, SnapshotStore, snapshot_dir
 from streams.settings import Settings
 
 
@@ -38,10 +36,7 @@ class Answer:
 
 def snapshot_store(settings: Settings) -> SnapshotStore:
     """The online service's snapshot store (same directory and key file as the service)."""
-    from services.online.service import ENV_KEY_FILE, snapshot_dir
-
-    key = os.environ.get(ENV_KEY_FILE)
-    return SnapshotStore(snapshot_dir(settings), key_file=Path(key) if key else None)
+    return SnapshotStore(snapshot_dir(settings), key_file=settings.online.snapshot_key_file)
 
 
 def online_learner(store: SnapshotStore, model: str) -> tuple[OnlineLearner, int, str]:
@@ -77,19 +72,17 @@ def predict_champion(
     settings: Settings, model: str, features: Mapping[str, Any], registry: Any = None,
 ) -> Answer:
     """P(label == 1) from the registry's champion (verified load)."""
-    import pandas as pd
-
+    from services.model.scoring import Scorer
     from services.registry.store import ModelRegistry, RegistryError
 
     reg = registry or ModelRegistry(settings.registry_uri)
     try:
         loaded = reg.load(model, "champion")
-        frame = pd.DataFrame([{k: v for k, v in features.items()}])
-        proba = float(loaded.predict_proba(frame).reshape(-1)[0])
+        proba = float(Scorer.from_loaded(loaded).predict([dict(features)])[0])
     except (RegistryError, FileNotFoundError, KeyError, ValueError) as exc:
         return Answer("champion", error=str(exc))
     return Answer("champion", proba=proba, version=loaded.version,
-                  created_at=loaded.manifest.get("created_at"))
+                  created_at=loaded.manifest.created_at.isoformat())
 
 
 def answer_doc(answer: Answer, *, strict_json: bool = False) -> dict[str, Any]:

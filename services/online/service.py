@@ -27,12 +27,12 @@ last snapshot is lost with it and learned again (the at-least-once window).
 Retrain request ids are ``concept-<model>-<learner uid>-<events learned>``: replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
 idempotency turns a repeat into a no-op. A request stays in flight until its verdict:
-``models.candidates`` (or, failing that, the registry manifest's lineage) maps the
-candidate version to its request id, and the ``models.verdicts`` (or a ``shadow``
-``models.promotions``) event for that version clears it. ``base_version`` is the
-registry's ``champion`` when there is one.
+the ``models.verdicts`` event names the request it answers and clears it; for a verdict
+without one (written before verdicts carried it) and for a ``shadow``
+``models.promotions`` event, the ``models.candidates`` event seen for that version maps it
+to its request id. ``base_version`` is the registry's ``champion`` when there is one.
 
-Predictions over HTTP: ``POST /predict`` on the health port (``DRIFTLOOP_HEALTH_PORT``)
+Predictions over HTTP: ``POST /predict`` on the health port (``http.port``)
 scores ``{"model", "features"}`` with the LIVE learner in memory (what it has learned up to
 now, not the last snapshot), and with the registry's champion when ``"champion": true``
 (loaded and verified once per champion version). River models are not thread-safe, so
@@ -48,23 +48,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model_settings import InlineSpec
 from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
 from services.online.predict import Answer, answer_doc, predict_champion
-from services.online.state import OnlineState, SnapshotError, SnapshotStore
+from services.online.state import OnlineState, SnapshotError, SnapshotStore, snapshot_dir
 from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
 from streams.consumer import CommitPlan, Inbound, PartitionKey
@@ -82,7 +80,6 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 MIN_REQUEST_WINDOW = timedelta(minutes=10)
 
-ENV_KEY_FILE = "DRIFTLOOP_ONLINE_SNAPSHOT_KEY"
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
 SpecProvider = Callable[[str], ModelSpec]
 LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
@@ -90,48 +87,15 @@ LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
 PREDICT_PATH = "/predict"
 
 
-def spec_from_options(model: str, spec: Mapping[str, Any]) -> ModelSpec:
-    """A :class:`ModelSpec` from plain data (``online.spec`` in a model's options).
-
-    ``{"entity": "user", "label": "label", "features": [{"name": "x", "kind":
-    "numeric"}, ...]}``; for models that are not in the Feast repo.
-    """
-    features = spec.get("features")
-    if not isinstance(features, list) or not features:
-        raise ValueError(f"online.spec of {model!r} needs a non-empty 'features' list")
+def spec_from_options(model: str, spec: InlineSpec) -> ModelSpec:
+    """A :class:`ModelSpec` from a model's inline ``online.spec`` (models outside Feast)."""
     return ModelSpec(
         model=model,
-        entity=str(spec.get("entity", "entity")),
-        features=tuple(
-            FeatureSpec(str(f["name"]), f.get("kind", "numeric"), bool(f.get("critical", False)))
-            for f in features
-        ),
-        label=str(spec.get("label", "label")),
+        entity=spec.entity,
+        features=tuple(FeatureSpec(f.name, f.kind, f.critical)  # type: ignore[arg-type]
+                       for f in spec.features),
+        label=spec.label,
     )
-
-
-def learner_options(settings: Settings, model: str) -> dict[str, Any] | None:
-    """The model's ``online`` options (``None`` when the model opts out with ``false``)."""
-    online = settings.model_options(model).get("online", {})
-    if online is False:
-        return None
-    if online is True or online is None:
-        return {}
-    if not isinstance(online, Mapping):
-        raise ValueError(f"models.{model}.online must be a mapping or false")
-    return dict(online)
-
-
-def snapshot_dir(settings: Settings) -> Path:
-    """Where snapshots live: under the registry root when it is local, else the state dir.
-
-    Snapshots are unpickled, so they must stay on the local disk this service writes
-    (see the trust boundary in :mod:`services.online.state`).
-    """
-    parsed = urlparse(settings.registry_uri)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else settings.registry_uri) / "online"
-    return settings.state_dir / "online"
 
 
 class ChampionCache:
@@ -192,9 +156,8 @@ class OnlineService(StreamService):
         self.trigger_config = trigger
         self.snapshot_every = snapshot_every
         self.snapshot_interval_s = snapshot_interval_s
-        key = os.environ.get(ENV_KEY_FILE)
         self.store = store or SnapshotStore(
-            snapshot_dir(settings), key_file=Path(key) if key else None
+            snapshot_dir(settings), key_file=settings.online.snapshot_key_file
         )
         self.state, self.positions = self._restore(join)
         self.triggers = {
@@ -203,7 +166,7 @@ class OnlineService(StreamService):
             else RetrainTrigger(trigger)
             for m in self.specs
         }
-        self.requests_sent: list[RetrainRequest] = []
+        self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
         self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
         self.redelivered = 0
         self.restored_learned = self.state.learned
@@ -295,7 +258,7 @@ class OnlineService(StreamService):
                         event.request_id
                     )
             elif isinstance(event, ShadowVerdict):
-                self._answered(event.model, event.candidate)
+                self._answered(event.model, event.candidate, event.request_id)
             elif isinstance(event, ModelPromotion) and event.cause == "shadow":
                 self._answered(event.model, event.new_champion)
             if joined is not None:
@@ -313,28 +276,19 @@ class OnlineService(StreamService):
         self._in_batch = False
         return plan
 
-    def _answered(self, model: str, version: int) -> None:
-        """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight."""
+    def _answered(self, model: str, version: int, request_id: str | None = None) -> None:
+        """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight.
+
+        The request is the one the verdict names, else the one the candidate event named.
+        """
+        known = self.state.requests.get(model, {}).pop(version, None)
+        request = request_id or known
         trigger = self.triggers.get(model)
-        if trigger is None or trigger.in_flight is None:
-            self.state.requests.get(model, {}).pop(version, None)
+        if trigger is None or trigger.in_flight is None or request is None:
             return
-        request = self.state.requests.get(model, {}).pop(version, None)
-        if request is None:
-            request = self._request_of(model, version)
-        if request is not None and trigger.clear_in_flight(request):
+        if trigger.clear_in_flight(request):
             self._dirty = True  # snapshotted at the next interval, learned events or not
             log.info("online: %s request %s answered (v%d)", model, request, version)
-
-    def _request_of(self, model: str, version: int) -> str | None:
-        """The request id a registered version was trained for (its manifest's lineage)."""
-        try:
-            manifest = self.registry.manifest(model, version)
-        except Exception as exc:  # a missing registry only delays the clear
-            log.warning("online: no manifest for %s v%d: %s", model, version, exc)
-            return None
-        request = (manifest.get("lineage") or {}).get("request_id")
-        return str(request) if request else None
 
     @property
     def registry(self) -> Any:
@@ -519,7 +473,7 @@ def feast_spec_provider(settings: Settings) -> SpecProvider:
         from services.features.feast_repo import load_model_spec, open_store
 
         if not store:
-            store.append(open_store(repo_path=settings.feature_repo))
+            store.append(open_store(settings))
         return load_model_spec(store[0], model)
 
     return provide
@@ -531,8 +485,8 @@ def build(
     """Factory for ``driftloop run online``: one learner per configured model.
 
     Models: those in ``settings.models`` or, when none is configured, every
-    FeatureService of the Feast repo. Per model, ``settings.model_options(m)["online"]``
-    holds the :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
+    FeatureService of the Feast repo. Per model, ``settings.model(m).online`` holds the
+    :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
     :func:`spec_from_options`); ``online: false`` skips the model. A spec comes from
     that inline ``spec``, else from ``spec_provider``, else from the Feast repo.
     ``kwargs`` go to :class:`OnlineService` (snapshot cadence, telemetry, batch size).
@@ -542,14 +496,12 @@ def build(
     if not names:
         from services.features.feast_repo import open_store
 
-        names = [s.name for s in open_store(repo_path=settings.feature_repo)
-                 .list_feature_services()]
+        names = [s.name for s in open_store(settings).list_feature_services()]
     specs, configs = {}, {}
     for name in names:
-        online = learner_options(settings, name)
-        if online is None:
+        online = settings.model(name).online
+        if not online.enabled:
             continue
-        inline = online.pop("spec", None)
-        specs[name] = spec_from_options(name, inline) if inline else provider(name)
-        configs[name] = LearnerConfig(**online)
+        specs[name] = spec_from_options(name, online.spec) if online.spec else provider(name)
+        configs[name] = LearnerConfig(**online.learner_fields())
     return OnlineService(settings, specs=specs, configs=configs, **kwargs)

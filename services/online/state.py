@@ -51,16 +51,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import river
 
 from services.files import fsync_dir, write_atomic
 from services.online.join import LabelJoin
 from services.online.learner import OnlineLearner
+from streams.settings import Settings
 
 FORMAT = "driftloop.online-snapshot/1"
 Offsets = dict[tuple[str, int], int]
 
+
+
+def snapshot_dir(settings: Settings) -> Path:
+    """Where snapshots live: under the registry root when it is local, else the state dir.
+
+    Snapshots are unpickled, so they must stay on the local disk this service writes
+    (see the trust boundary above).
+    """
+    parsed = urlparse(settings.registry_uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path if parsed.scheme else settings.registry_uri) / "online"
+    return settings.state_dir / "online"
 
 @dataclass
 class OnlineState:

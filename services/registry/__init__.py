@@ -1,6 +1,10 @@
-"""Model registry: immutable versions with lineage, CAS aliases, verified loading."""
+"""Model registry: immutable versions with typed lineage, CAS aliases, verified loading.
 
-from services.registry.manifest import Lineage, code_version, diff_manifests
+It stores and verifies files; building and scoring a loaded version is
+:mod:`services.model`'s.
+"""
+
+from services.registry.manifest import Lineage, Manifest, code_version, diff_manifests
 from services.registry.store import (
     AliasConflictError,
     AliasLockTimeoutError,
@@ -20,6 +24,7 @@ __all__ = [
     "InvalidNameError",
     "Lineage",
     "LoadedModel",
+    "Manifest",
     "ModelRegistry",
     "RegisteredVersion",
     "RegistryError",

@@ -5,7 +5,7 @@ it can create an object only if it is absent (S3's conditional ``PUT`` with
 ``If-None-Match: *``, which fsspec exposes as mode ``"xb"``). So an alias is a log of
 write-once entries::
 
-    aliases/<alias>/000000000001.json   {"alias", "version", "previous", "updated_at", "seq"}
+    aliases/<alias>/000000000001.json   {"alias", "version", "previous", "history", ...}
     aliases/<alias>/000000000002.json   ...
 
 The alias's value is its newest entry (``"version": null`` is a deletion). A change
@@ -97,12 +97,14 @@ class AliasLog:
         version: int | None,
         expected: int | None,
         on_conflict: Callable[[int | None], Exception],
+        history: Callable[[dict[str, Any] | None], list[int]] | None = None,
     ) -> None:
         """Make ``version`` (None: delete) the alias's value if it is ``expected`` now.
 
         Raises ``on_conflict(actual)`` when the alias holds something else, and
         ``TimeoutError`` when the log kept moving for ``wait_s`` while still holding
-        ``expected`` (writers flipping it back and forth).
+        ``expected`` (writers flipping it back and forth). ``history(old_record)`` gives
+        the new entry's ``history`` (the versions the alias pointed at before).
         """
         deadline = time.monotonic() + self.wait_s
         delay = 0.002
@@ -118,6 +120,8 @@ class AliasLog:
                 "updated_at": datetime.now(UTC).isoformat(),
                 "seq": seq + 1,
             }
+            if history is not None:
+                entry["history"] = history(record)
             if self._create_exclusive(f"{alias_dir}/{_entry_name(seq + 1)}",
                                       json.dumps(entry).encode()):
                 return

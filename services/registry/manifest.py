@@ -1,16 +1,26 @@
-"""Registry manifests: lineage, code version, file hashes, and manifest diffs."""
+"""Registry manifests: lineage, code version, file hashes, and manifest diffs.
+
+A manifest is written as JSON (:meth:`Manifest.to_dict`) and read back as a typed
+:class:`Manifest` with its :class:`Lineage` (:meth:`Manifest.from_dict`), so readers use
+attributes instead of digging in dicts; a malformed manifest is a :class:`ManifestError`.
+"""
 
 from __future__ import annotations
 
 import functools
 import subprocess
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 MANIFEST_FORMAT = 1
+
+
+class ManifestError(ValueError):
+    """A manifest that lacks a required field or holds a value of the wrong type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,110 @@ class Lineage:
             if out[key] is not None:
                 out[key] = out[key].isoformat()
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Lineage:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (newer writers)."""
+        if not isinstance(data, Mapping) or not data.get("training_snapshot_id"):
+            raise ManifestError("lineage lacks training_snapshot_id")
+        try:
+            known = {f.name for f in fields(cls)}
+            values = {k: v for k, v in data.items() if k in known}
+            for key in ("window_start", "window_end"):
+                if values.get(key) is not None:
+                    values[key] = datetime.fromisoformat(str(values[key]))
+            if values.get("parent_version") is not None:
+                values["parent_version"] = int(values["parent_version"])
+            for key in ("training_snapshot_id", "parent_snapshot_id", "request_id", "reason",
+                        "run_id"):
+                if values.get(key) is not None:
+                    values[key] = str(values[key])
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(f"malformed lineage: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """Size and sha256 of one stored file."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One committed registry version, as written in its ``manifest.json``."""
+
+    model: str
+    version: int
+    created_at: datetime
+    lineage: Lineage
+    architecture: dict[str, Any]
+    files: dict[str, FileDigest]
+    drift_reference_snapshot_id: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    code: dict[str, str | None] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    @property
+    def request_id(self) -> str | None:
+        """The retrain request this version was trained for (None: trained by hand)."""
+        return self.lineage.request_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout of ``manifest.json``."""
+        out: dict[str, Any] = {
+            "format": self.format,
+            "model": self.model,
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "lineage": self.lineage.to_dict(),
+            "drift_reference_snapshot_id": self.drift_reference_snapshot_id,
+            "hyperparameters": self.hyperparameters,
+            "architecture": self.architecture,
+            "metrics": self.metrics,
+            "seeds": self.seeds,
+            "code": self.code,
+            "files": {n: asdict(d) for n, d in self.files.items()},
+        }
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """Read a manifest back; ManifestError when a required field is absent or malformed."""
+        if not isinstance(data, Mapping):
+            raise ManifestError("a manifest is a JSON object")
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ManifestError(f"unsupported manifest format {data.get('format')!r}")
+        try:
+            lineage = Lineage.from_dict(data["lineage"])
+            files = {str(n): FileDigest(str(d["sha256"]), int(d["size"]))
+                     for n, d in dict(data["files"]).items()}
+            return cls(
+                model=str(data["model"]),
+                version=int(data["version"]),
+                created_at=datetime.fromisoformat(str(data["created_at"])),
+                lineage=lineage,
+                architecture=dict(data["architecture"]),
+                files=files,
+                drift_reference_snapshot_id=str(
+                    data.get("drift_reference_snapshot_id") or lineage.training_snapshot_id),
+                hyperparameters=dict(data.get("hyperparameters") or {}),
+                metrics=dict(data.get("metrics") or {}),
+                seeds=dict(data.get("seeds") or {}),
+                code=dict(data.get("code") or {}),
+                extra=dict(data.get("extra") or {}),
+            )
+        except ManifestError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ManifestError(f"malformed manifest: {exc!r}") from exc
 
 
 @functools.cache

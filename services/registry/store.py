@@ -60,16 +60,19 @@ from fsspec.implementations.local import LocalFileSystem
 from services.files import fsync_dir, fsync_file
 from services.files import write_atomic as write_local_atomic
 from services.registry.alias_log import AliasLog
-from services.registry.manifest import MANIFEST_FORMAT, Lineage, code_version, diff_manifests
+from services.registry.manifest import (
+    FileDigest,
+    Lineage,
+    Manifest,
+    ManifestError,
+    code_version,
+    diff_manifests,
+)
 from streams.broker import process_alive
 
-if TYPE_CHECKING:  # torch and pandas load only where weights are read or written
-    import numpy as np
-    import pandas as pd
+if TYPE_CHECKING:  # torch loads only where weights are read or written
     import torch
 
-    from services.training.model import TabularModel
-    from services.training.preprocessing import Preprocessor
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """A whole name (always ``fullmatch``: ``$`` would also match before a trailing newline)."""
@@ -140,17 +143,18 @@ class RegisteredVersion:
     version: int
     uri: str
     manifest_sha256: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     created: bool
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified version: usable as ``init_from`` for fine-tuning, or for scoring."""
+    """A verified version's contents: usable as ``init_from`` for fine-tuning, or built
+    for scoring by :class:`services.model.scoring.Scorer`."""
 
     model: str
     version: int
-    manifest: dict[str, Any]
+    manifest: Manifest
     manifest_sha256: str
     state_dict: dict[str, torch.Tensor]
     preprocessing: dict[str, Any]
@@ -158,32 +162,12 @@ class LoadedModel:
     @property
     def model_meta(self) -> dict[str, Any]:
         """Architecture description from the manifest."""
-        return dict(self.manifest["architecture"])
+        return dict(self.manifest.architecture)
 
     @property
     def training_snapshot_id(self) -> str:
         """The snapshot this version was trained on (its drift reference)."""
-        return str(self.manifest["lineage"]["training_snapshot_id"])
-
-    def build(self) -> tuple[TabularModel, Preprocessor]:
-        """The torch module (eval mode, CPU) and the fitted preprocessing."""
-        from services.training.model import TabularModel
-        from services.training.preprocessing import Preprocessor
-
-        module = TabularModel.from_meta(self.model_meta)
-        module.load_state_dict(self.state_dict)
-        module.eval()
-        return module, Preprocessor.from_dict(self.preprocessing)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Positive-class probabilities for the rows of ``frame``."""
-        import torch
-
-        module, pre = self.build()
-        enc = pre.transform(frame)
-        with torch.no_grad():
-            logits = module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-        return torch.sigmoid(logits).numpy()
+        return self.manifest.lineage.training_snapshot_id
 
 
 class ModelRegistry:
@@ -357,22 +341,21 @@ class ModelRegistry:
                     if winner is not None:
                         return self._registered(model, winner, created=False)
                     continue  # a stale binding was cleared: try again
-            manifest = {
-                "format": MANIFEST_FORMAT,
-                "model": model,
-                "version": version,
-                "created_at": _now(),
-                "lineage": lineage.to_dict(),
-                "drift_reference_snapshot_id": lineage.training_snapshot_id,
-                "hyperparameters": hyperparameters,
-                "architecture": model_meta,
-                "metrics": metrics,
-                "seeds": seeds,
-                "code": code_version(),
-                "files": {n: {"sha256": _sha256(d), "size": len(d)} for n, d in files.items()},
-                **({"extra": extra} if extra else {}),
-            }
-            data = json.dumps(manifest, sort_keys=True, indent=1, default=str).encode()
+            manifest = Manifest(
+                model=model,
+                version=version,
+                created_at=datetime.now(UTC),
+                lineage=lineage,
+                architecture=model_meta,
+                files={n: FileDigest(_sha256(d), len(d)) for n, d in files.items()},
+                drift_reference_snapshot_id=lineage.training_snapshot_id,
+                hyperparameters=hyperparameters,
+                metrics=metrics,
+                seeds=seeds,
+                code=code_version(),
+                extra=extra or {},
+            )
+            data = json.dumps(manifest.to_dict(), sort_keys=True, indent=1, default=str).encode()
             self.write_atomic(f"{vdir}/{MANIFEST}", data)
             return RegisteredVersion(
                 model, version, self.uri(model, version), _sha256(data), manifest, True
@@ -408,15 +391,16 @@ class ModelRegistry:
     def _registered(self, model: str, version: int, created: bool) -> RegisteredVersion:
         data = self._read(f"{self._version_dir(model, version)}/{MANIFEST}")
         return RegisteredVersion(
-            model, version, self.uri(model, version), _sha256(data), json.loads(data), created
+            model, version, self.uri(model, version), _sha256(data),
+            _parse_manifest(model, version, data), created,
         )
 
     def get(self, model: str, ref: int | str) -> RegisteredVersion:
         """A committed version (by number or alias) with its manifest and manifest sha256."""
         return self._registered(model, self.resolve(model, ref), created=False)
 
-    def manifest(self, model: str, version: int | str) -> dict[str, Any]:
-        """The manifest of a committed version (or alias)."""
+    def manifest(self, model: str, version: int | str) -> Manifest:
+        """The manifest of a committed version (or alias), typed."""
         return self._registered(model, self.resolve(model, version), False).manifest
 
     def resolve(self, model: str, ref: int | str) -> int:
@@ -447,11 +431,8 @@ class ModelRegistry:
                 f"{model} v{version}: manifest sha256 {manifest_sha} != expected "
                 f"{expected_manifest_sha256}"
             )
-        try:
-            manifest = json.loads(raw)
-            files = manifest["files"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactIntegrityError(f"{model} v{version}: unreadable manifest: {exc}") from exc
+        manifest = _parse_manifest(model, version, raw)
+        files = manifest.files
         blobs: dict[str, bytes] = {}
         for name in REQUIRED_FILES:
             if name not in files:
@@ -461,12 +442,12 @@ class ModelRegistry:
             except FileNotFoundError as exc:
                 raise ArtifactIntegrityError(f"{model} v{version}: {name} is missing") from exc
             want = files[name]
-            if len(data) != int(want["size"]):
+            if len(data) != want.size:
                 raise ArtifactIntegrityError(
                     f"{model} v{version}: {name} has {len(data)} bytes, manifest says "
-                    f"{want['size']} (truncated or altered)"
+                    f"{want.size} (truncated or altered)"
                 )
-            if _sha256(data) != want["sha256"]:
+            if _sha256(data) != want.sha256:
                 raise ArtifactIntegrityError(
                     f"{model} v{version}: {name} sha256 mismatch (tampered or corrupt)"
                 )
@@ -483,11 +464,13 @@ class ModelRegistry:
         version = self.resolve(model, ref)
         reg = self._registered(model, version, False)
         names = sorted(a for a, v in self.aliases(model).items() if v == version)
-        return {**reg.manifest, "manifest_sha256": reg.manifest_sha256, "aliases": names}
+        return {**reg.manifest.to_dict(), "manifest_sha256": reg.manifest_sha256,
+                "aliases": names}
 
     def diff(self, model: str, a: int | str, b: int | str) -> dict[str, tuple[Any, Any]]:
         """Manifest differences between two versions (dotted keys)."""
-        return diff_manifests(self.manifest(model, a), self.manifest(model, b))
+        return diff_manifests(self.manifest(model, a).to_dict(),
+                              self.manifest(model, b).to_dict())
 
     # -- aliases -------------------------------------------------------------------------
     def _alias_path(self, model: str, alias: str) -> str:
@@ -554,21 +537,27 @@ class ModelRegistry:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.rm(path)
 
-    def set_alias(self, model: str, alias: str, version: int, *, expected: int | None) -> None:
+    def set_alias(self, model: str, alias: str, version: int, *, expected: int | None,
+                  back: bool = False) -> None:
         """Point ``alias`` at ``version`` if it currently points at ``expected``.
 
         ``expected=None`` means the alias must not exist yet. Raises AliasConflictError
-        when another writer got there first.
+        when another writer got there first. The record's ``history`` lists the versions
+        the alias pointed at before, oldest first: a forward move appends the current
+        version, a move ``back`` (a rollback) returns to an entry and drops it and
+        everything after it, so the next rollback goes further back, never forward.
         """
         version = self.resolve(model, version)
         if self._alias_log is not None:
-            self._log_compare_and_set(model, alias, version, expected)
+            self._log_compare_and_set(model, alias, version, expected, back=back)
             return
         with self._alias_lock(model, alias):
-            current = self.get_alias(model, alias)
+            old = self.alias_record(model, alias)
+            current = None if old is None else int(old["version"])
             if current != expected:
                 raise AliasConflictError(model, alias, expected, current)
-            record = {"alias": alias, "version": version, "previous": current, "updated_at": _now()}
+            record = {"alias": alias, "version": version, "previous": current,
+                      "history": moved_history(old, version, back=back), "updated_at": _now()}
             self.write_atomic(self._alias_path(model, alias), json.dumps(record).encode())
 
     def delete_alias(self, model: str, alias: str, *, expected: int) -> None:
@@ -583,13 +572,15 @@ class ModelRegistry:
             self.fs.rm(self._alias_path(model, alias))
 
     def _log_compare_and_set(
-        self, model: str, alias: str, version: int | None, expected: int | None
+        self, model: str, alias: str, version: int | None, expected: int | None,
+        *, back: bool = False,
     ) -> None:
         assert self._alias_log is not None
         try:
             self._alias_log.compare_and_set(
                 self._alias_dir(model, alias), alias, version, expected,
                 lambda actual: AliasConflictError(model, alias, expected, actual),
+                history=lambda old: moved_history(old, version, back=back),
             )
         except TimeoutError as exc:
             raise AliasLockTimeoutError(f"alias {model}/{alias}: {exc}") from exc
@@ -638,6 +629,31 @@ def _precondition_failed(exc: OSError) -> bool:
     if code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}:
         return True
     return "pre-condition" in str(exc).lower() or "precondition" in str(exc).lower()
+
+
+def moved_history(
+    old: Mapping[str, Any] | None, version: int | None, *, back: bool
+) -> list[int]:
+    """The alias history after moving from record ``old`` to ``version``.
+
+    A forward move appends the current version; a move ``back`` (a rollback) to a version
+    in the history drops it and everything after it, so rollbacks never go forward.
+    """
+    history = [int(v) for v in (old or {}).get("history", [])]
+    current = None if old is None else old.get("version")
+    if back and version in history:
+        return history[: history.index(version)]
+    if current is not None:
+        history.append(int(current))
+    return history
+
+
+def _parse_manifest(model: str, version: int, raw: bytes) -> Manifest:
+    """The typed manifest of ``raw``; ArtifactIntegrityError when it cannot be read."""
+    try:
+        return Manifest.from_dict(json.loads(raw))
+    except (ValueError, ManifestError) as exc:
+        raise ArtifactIntegrityError(f"{model} v{version}: unreadable manifest: {exc}") from exc
 
 
 def _writer_gone(binding: Mapping[str, Any]) -> bool:

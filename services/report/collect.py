@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-from pydantic import ValidationError
 
-from services.drift.policy import DriftPolicy
+from services.registry.manifest import Manifest
 from services.registry.store import ModelRegistry, RegistryError
 from services.report.render import ReportData, Thresholds
 from streams.codec import DecodeFailure, decode
@@ -148,14 +147,8 @@ def _at_or_after(moment: datetime, since: datetime | None) -> bool:
 def drift_thresholds(settings: Settings, model: str) -> tuple[Thresholds, str | None]:
     """The drift policy of ``model`` (its ``drift`` options over the defaults) as chart
     thresholds, with a note when the options were not a valid policy."""
-    options = settings.model_options(model).get("drift") or {}
+    policy = settings.model(model).drift  # validated when the settings loaded
     note = None
-    try:
-        policy = DriftPolicy(**{k: v for k, v in dict(options).items()
-                                if k in DriftPolicy.model_fields})
-    except (ValidationError, TypeError) as exc:
-        policy = DriftPolicy()
-        note = f"drift options of {model} are not a valid policy ({exc}); defaults drawn"
     return (
         Thresholds(policy.psi_threshold, policy.ks_min_statistic, policy.ks_alpha,
                    policy.drifted_share),
@@ -165,7 +158,7 @@ def drift_thresholds(settings: Settings, model: str) -> tuple[Thresholds, str | 
 
 def load_lineage(
     registry: ModelRegistry, model: str
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+) -> tuple[list[Manifest], dict[str, dict[str, Any]]]:
     """Every committed version's manifest, and every alias's record, of ``model``."""
     versions = []
     for v in registry.list_versions(model):

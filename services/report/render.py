@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from services.registry.manifest import Manifest
 from services.report.svg import (
     Marker,
     Rule,
@@ -74,7 +75,7 @@ class ReportData:
     candidates: Sequence[ModelCandidate] = ()
     verdicts: Sequence[ShadowVerdict] = ()
     promotions: Sequence[ModelPromotion] = ()
-    versions: Sequence[Mapping[str, Any]] = ()  # registry manifests, any order
+    versions: Sequence[Manifest] = ()  # registry manifests, any order
     aliases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> record
     shadow_runs: Sequence[Mapping[str, Any]] = ()  # the shadow book's running candidates
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -383,8 +384,8 @@ def _timeline(data: ReportData) -> str:
 
 def _version_of_request(data: ReportData, request_id: str) -> int | None:
     for m in data.versions:
-        if (m.get("lineage") or {}).get("request_id") == request_id:
-            return int(m["version"])
+        if m.request_id == request_id:
+            return m.version
     for c in data.candidates:
         if c.request_id == request_id:
             return c.version
@@ -514,24 +515,24 @@ def _alias_badges(version: int, aliases: Mapping[str, Mapping[str, Any]]) -> str
     return " ".join(_badge(a, "ok" if a == "champion" else "kind") for a in names)
 
 
-def _tree(versions: Sequence[Mapping[str, Any]], aliases: Mapping[str, Mapping[str, Any]]) -> str:
-    known = {int(m["version"]) for m in versions}
-    children: dict[int | None, list[Mapping[str, Any]]] = {}
-    for m in sorted(versions, key=lambda m: int(m["version"])):
-        parent = (m.get("lineage") or {}).get("parent_version")
+def _tree(versions: Sequence[Manifest], aliases: Mapping[str, Mapping[str, Any]]) -> str:
+    known = {m.version for m in versions}
+    children: dict[int | None, list[Manifest]] = {}
+    for m in sorted(versions, key=lambda m: m.version):
+        parent = m.lineage.parent_version
         children.setdefault(parent if parent in known else None, []).append(m)
     seen: set[int] = set()
 
-    def node(m: Mapping[str, Any]) -> str:
-        v = int(m["version"])
+    def node(m: Manifest) -> str:
+        v = m.version
         if v in seen:
             return ""
         seen.add(v)
-        lin = m.get("lineage") or {}
+        lin = m.lineage
         label = (
             f'<span class="node">v{v}</span> {_alias_badges(v, aliases)} '
-            f'<span class="muted">{esc(lin.get("reason") or "initial")} · snapshot '
-            f'{_short(lin.get("training_snapshot_id"), 20)}</span>'
+            f'<span class="muted">{esc(lin.reason or "initial")} · snapshot '
+            f'{_short(lin.training_snapshot_id, 20)}</span>'
         )
         kids = "".join(node(c) for c in children.get(v, []))
         return f"<li>{label}{f'<ul>{kids}</ul>' if kids else ''}</li>"
@@ -544,15 +545,15 @@ def _lineage(data: ReportData) -> str:
         return _section("lineage", "Lineage of versions",
                         _empty("The registry has no versions of this model."))
     rows = []
-    for m in sorted(data.versions, key=lambda m: int(m["version"]), reverse=True):
-        lin = m.get("lineage") or {}
-        v = int(m["version"])
-        parent = lin.get("parent_version")
+    for m in sorted(data.versions, key=lambda m: m.version, reverse=True):
+        lin = m.lineage
+        v = m.version
+        parent = lin.parent_version
         rows.append([
             f"<b>v{v}</b>", f"v{parent}" if parent is not None else "—",
-            _short(lin.get("request_id")), esc(lin.get("reason") or "—"),
-            _short(lin.get("training_snapshot_id"), 20), _short(lin.get("parent_snapshot_id"), 20),
-            _metrics(m.get("metrics")), fmt_time(m.get("created_at")),
+            _short(lin.request_id), esc(lin.reason or "—"),
+            _short(lin.training_snapshot_id, 20), _short(lin.parent_snapshot_id, 20),
+            _metrics(m.metrics), fmt_time(m.created_at),
             _alias_badges(v, data.aliases) or "—",
         ])
     alias_rows = [

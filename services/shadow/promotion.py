@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -55,7 +56,6 @@ from streams.tracing import extract_trace_context
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
-CRASH_HOOK_ENV = "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"  # tests only: die after the alias moved
 Cause = Literal["shadow", "rollback", "manual"]
 Outcome = Literal["published", "dropped", "superseded", "waiting"]
 
@@ -198,7 +198,11 @@ class Promoter:
         tracer: trace.Tracer | None = None,
         flush_timeout_s: float = 30.0,
         grace_s: float = 120.0,
+        after_alias_moved: Callable[[PromotionIntent], None] | None = None,
     ) -> None:
+        """``after_alias_moved`` is called between the alias move and the events (step 2
+        and 3): an observation point, and where a fault can be injected to prove that
+        :meth:`recover` completes what a crash there leaves."""
         self.registry = registry
         self.producer = producer
         self.settings = settings
@@ -206,6 +210,7 @@ class Promoter:
         self.flush_timeout_s = flush_timeout_s
         self.grace_s = grace_s
         self.outbox = Outbox(registry)
+        self.after_alias_moved = after_alias_moved
 
     def intent(
         self,
@@ -237,12 +242,13 @@ class Promoter:
         self.outbox.put(intent)
         try:
             self.registry.set_alias(intent.model, CHAMPION, intent.new_champion,
-                                    expected=intent.previous_champion)
+                                    expected=intent.previous_champion,
+                                    back=intent.cause == "rollback")
         except AliasConflictError:
             self.outbox.remove(intent)
             raise
-        if os.environ.get(CRASH_HOOK_ENV) == "1":  # test hook: a crash right here
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.after_alias_moved is not None:
+            self.after_alias_moved(intent)
         log.info("%s: champion v%s -> v%d (%s)", intent.model, intent.previous_champion,
                  intent.new_champion, intent.cause)
         return self.publish(intent)
@@ -292,19 +298,45 @@ class Promoter:
         return out
 
 
+def _sigkill(intent: PromotionIntent) -> None:
+    log.warning("faults.crash_after_alias_move: killing the process after %s v%s -> v%d",
+                intent.model, intent.previous_champion, intent.new_champion)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def configured_fault(settings: Settings) -> Callable[[PromotionIntent], None] | None:
+    """The ``after_alias_moved`` fault the settings ask for (``faults.*``, off in
+    production): with ``faults.crash_after_alias_move`` the process is killed (SIGKILL)
+    between the alias move and its events."""
+    return _sigkill if settings.faults.crash_after_alias_move else None
+
+
 def rollback_target(registry: ModelRegistry, model: str, to: int | None) -> tuple[int, int]:
-    """(current champion, version to restore): ``to``, else the alias record's previous."""
+    """(current champion, version to restore), back along the promotion history.
+
+    Without ``to``: the champion before the current one; ``to`` must be an earlier
+    champion. A rollback never moves forward (records written before the history was
+    kept fall back to their ``previous``).
+    """
     record = registry.alias_record(model, CHAMPION)
     if record is None:
         raise PromotionError(f"{model} has no champion to roll back")
     current = int(record["version"])
-    target = to if to is not None else record.get("previous")
-    if target is None:
-        raise PromotionError(
-            f"{model} v{current} has no previous champion on record; pass --to VERSION")
-    target = registry.resolve(model, int(target))
-    if target == current:
-        raise PromotionError(f"{model} v{target} is already champion")
+    history = [int(v) for v in record.get("history", [])] if "history" in record else (
+        [int(record["previous"])] if record.get("previous") is not None else [])
+    if not history:
+        raise PromotionError(f"{model} v{current} is the oldest champion on record: "
+                             "there is nothing older to roll back to")
+    if to is None:
+        target = history[-1]
+    else:
+        target = registry.resolve(model, int(to))
+        if target == current:
+            raise PromotionError(f"{model} v{target} is already champion")
+        if target not in history:
+            raise PromotionError(
+                f"{model} v{target} was not champion before v{current} (earlier champions: "
+                f"{', '.join(f'v{v}' for v in history)}); a rollback only goes back")
     return current, target
 
 

@@ -25,8 +25,8 @@ Champion changes made elsewhere (``models.promotions``: manual, rollback by anot
 process) are read back from the registry, which is the authority (the event is only the
 trigger), and reject the candidates whose parent is no longer champion.
 
-Policies: ``ShadowPolicy(**settings.model_options(model)["shadow"])`` and
-``RollbackPolicy(**...["rollback"])`` per model, else the service's defaults. A run keeps
+Policies: ``settings.model(m).shadow`` and ``settings.model(m).rollback`` per
+configured model, else the service's defaults. A run keeps
 the policy it started with (a sequential test is designed before its data).
 
 Durability: the book (runs, statistics, watches) is written as JSON (atomically) to
@@ -44,15 +44,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from services.files import write_atomic
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
@@ -60,7 +57,13 @@ from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
 from services.shadow.decision import Decision, ShadowPolicy
 from services.shadow.pairing import PairingBuffer
-from services.shadow.promotion import CHAMPION, Promoter, event_id_for
+from services.shadow.promotion import (
+    CHAMPION,
+    Promoter,
+    PromotionIntent,
+    configured_fault,
+    event_id_for,
+)
 from services.shadow.rollback import RollbackPolicy
 from streams.consumer import CommitPlan, Inbound, LoopStats
 from streams.contracts import (
@@ -74,6 +77,9 @@ from streams.contracts import (
 from streams.settings import Settings
 from streams.tracing import extract_trace_context, header_value
 
+if TYPE_CHECKING:  # torch loads with the first model scored, not with the service
+    from services.model.scoring import Scorer
+
 log = logging.getLogger(__name__)
 
 NO_TEST = PairedTest(method="none", statistic=0.0, p_value=1.0, mean_difference=0.0,
@@ -86,35 +92,12 @@ def model_policies(
     """Per-model shadow and rollback policies from the settings' ``models`` section."""
     shadow: dict[str, ShadowPolicy] = {}
     rollback: dict[str, RollbackPolicy] = {}
-    for model in settings.models:
-        options = settings.model_options(model)
-        try:
-            if "shadow" in options:
-                shadow[model] = ShadowPolicy(**options["shadow"])
-            if "rollback" in options:
-                rollback[model] = RollbackPolicy(**options["rollback"])
-        except (ValidationError, TypeError) as exc:
-            raise ValueError(f"models.{model}: invalid shadow/rollback policy: {exc}") from exc
+    for model, configured in settings.models.items():  # validated when the settings loaded
+        if "shadow" in configured.model_fields_set:  # others get the service's default
+            shadow[model] = configured.shadow
+        if "rollback" in configured.model_fields_set:
+            rollback[model] = configured.rollback
     return shadow, rollback
-
-
-class Scorer:
-    """A verified registry version, built once, scoring feature dicts."""
-
-    def __init__(self, registry: ModelRegistry, model: str, ref: int | str,
-                 sha256: str | None = None) -> None:
-        loaded = registry.load(model, ref, expected_manifest_sha256=sha256)
-        self.version = loaded.version
-        self._module, self._pre = loaded.build()
-
-    def predict(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        """P(label == 1) per row."""
-        import torch
-
-        enc = self._pre.transform(pd.DataFrame(rows))
-        with torch.no_grad():
-            logits = self._module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-        return torch.sigmoid(logits).numpy().reshape(-1).astype(np.float64)
 
 
 class ShadowService(StreamService):
@@ -133,8 +116,11 @@ class ShadowService(StreamService):
         state_path: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recover_every_s: float = 30.0,
+        after_alias_moved: Callable[[PromotionIntent], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``after_alias_moved`` goes to the :class:`Promoter` (called after each champion
+        move, before its events are published)."""
         self.registry = registry or ModelRegistry(settings.registry_uri)
         self.policy = policy or ShadowPolicy()  # default for models without their own
         self.rollback = rollback or RollbackPolicy()
@@ -145,7 +131,8 @@ class ShadowService(StreamService):
         self.clock = clock
         self.book = self._restore()
         self.scorers: dict[tuple[str, int], Scorer] = {}
-        self.published: list[ShadowVerdict | ModelPromotion] = []
+        # the latest events produced (bounded: a long-running service keeps no history)
+        self.published: deque[ShadowVerdict | ModelPromotion] = deque(maxlen=1000)
         self.recover_every_s = recover_every_s
         self._recovered_at = -math.inf
         super().__init__(
@@ -159,7 +146,8 @@ class ShadowService(StreamService):
             },
             **kwargs,
         )
-        self.promoter = Promoter(self.registry, self.producer, settings, tracer=self.tracer)
+        self.promoter = Promoter(self.registry, self.producer, settings, tracer=self.tracer,
+                                 after_alias_moved=after_alias_moved)
 
     # -- state ---------------------------------------------------------------------------
     def _restore(self) -> ShadowBook:
@@ -268,9 +256,11 @@ class ShadowService(StreamService):
         return self.pairings[model]
 
     def _scorer(self, model: str, version: int, sha256: str | None = None) -> Scorer:
+        from services.model.scoring import load_scorer
+
         key = (model, version)
         if key not in self.scorers:
-            self.scorers[key] = Scorer(self.registry, model, version, sha256)
+            self.scorers[key] = load_scorer(self.registry, model, version, sha256=sha256)
         return self.scorers[key]
 
     def _score(self, model: str, events: list[FeatureEvent], mono: float) -> None:
@@ -322,10 +312,10 @@ class ShadowService(StreamService):
     def _retrain_reason(self, model: str, version: int) -> str | None:
         """Why ``version`` was trained (its lineage), for the retrain-usefulness counter."""
         try:
-            lineage = self.registry.manifest(model, version).get("lineage", {})
+            lineage = self.registry.manifest(model, version).lineage
         except RegistryError:
             return None
-        return lineage.get("reason") if lineage.get("request_id") else None
+        return lineage.reason if lineage.request_id else None
 
     def _watch(self, model: str, now: datetime) -> None:
         watch = self.book.watches[model]
@@ -364,7 +354,7 @@ class ShadowService(StreamService):
             samples=d.samples or m.n, metric="log_loss",
             candidate_metric=m.mean_candidate, champion_metric=m.mean_champion,
             test=d.test or NO_TEST, decision="promote" if d.action == "promote" else "reject",
-            reason=d.reason, decided_at=now,
+            reason=d.reason, decided_at=now, request_id=run.request_id,
         )
 
     def _publish_verdict(self, verdict: Verdict, now: datetime) -> None:
@@ -391,5 +381,6 @@ class ShadowService(StreamService):
 
 
 def build(settings: Settings) -> ShadowService:
-    """Factory for ``driftloop run shadow`` (per-model policies from the settings)."""
-    return ShadowService(settings)
+    """Factory for ``driftloop run shadow`` (per-model policies from the settings; the
+    fault of ``settings.faults``, if one is switched on, at the promotion seam)."""
+    return ShadowService(settings, after_alias_moved=configured_fault(settings))

@@ -119,6 +119,14 @@ class TrainingConfig(_Frozen):
         return TrainingConfig.model_validate(merged)
 
 
+class RetrainSettings(_Frozen):
+    """A model's ``retrain`` section: when a retrain request may start, and retries."""
+
+    min_fresh_rows: int = Field(500, ge=0)  # labelled events the window needs ...
+    label_wait_s: float = Field(300.0, ge=0)  # ... or how long to wait for them
+    attempts: int = Field(3, ge=1)  # tries for transient failures
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():

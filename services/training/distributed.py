@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -34,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from services.featurespec import FeatureSpec, ModelSpec
 from services.training.config import load_config
 from services.training.loop import TrainResult, train
+from streams.settings import torchrun_local_rank
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def init_from_env() -> DistContext:
         tdist.init_process_group(backend=backend)
     rank, world = tdist.get_rank(), tdist.get_world_size()
     if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        local = torchrun_local_rank()
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:

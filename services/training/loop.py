@@ -54,6 +54,9 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from services.featurespec import ModelSpec
+from services.model.builder import build_module, module_from_meta
+from services.model.preprocessing import EncodedFrame, Preprocessor
+from services.model.tabular import TabularModel, grow_embeddings
 from services.training.checkpoint import (
     CheckpointInfo,
     capture_rng_state,
@@ -63,8 +66,6 @@ from services.training.checkpoint import (
     save_checkpoint,
 )
 from services.training.config import TrainingConfig
-from services.training.model import TabularModel, build_model, grow_embeddings
-from services.training.preprocessing import EncodedFrame, Preprocessor
 from services.training.progress import NullProgress, ProgressReporter, auto_progress
 
 if TYPE_CHECKING:
@@ -245,6 +246,346 @@ def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+# -- stages ------------------------------------------------------------------------------
+@dataclass
+class _Origin:
+    """Where a run starts (resume > fine-tune > scratch): its settings, preprocessing and
+    model, and the checkpoint it resumes from."""
+
+    config: TrainingConfig
+    run_id: str
+    preprocessor: Preprocessor
+    model: TabularModel
+    model_meta: dict[str, Any]
+    fine_tuned: bool
+    peak_lr: float
+    state: dict[str, Any] | None
+    checkpoint: CheckpointInfo | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the steps are laid out over the training rows."""
+
+    local_batch: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+@dataclass
+class _Optimization:
+    """AdamW, the warm-up + cosine schedule and the (float16-only) gradient scaler."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class _Progress:
+    """What the fit loop has done so far (all of it goes into checkpoints)."""
+
+    step: int = 0
+    best_val: float = float("inf")
+    bad_evals: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    status: Status | None = None
+    resumed_from: int | None = None
+    last_loss: float = float("nan")
+
+
+@dataclass
+class _Run:
+    """One call's working set, handed from stage to stage."""
+
+    config: TrainingConfig
+    origin: _Origin
+    plan: _Plan
+    device: torch.device
+    use_amp: bool
+    amp_dtype: torch.dtype
+    train_data: _Tensors
+    val_data: _Tensors
+    optimization: _Optimization
+    progress: _Progress
+    reporter: ProgressReporter
+    dist: DistContext | None
+
+
+def _read_checkpoint(
+    run_dir: Path, resume: bool, dist: DistContext | None
+) -> tuple[CheckpointInfo | None, dict[str, Any] | None]:
+    """The newest checkpoint of ``run_dir`` (when resuming) and its verified state."""
+    ckpt = latest_checkpoint(run_dir) if resume else None
+    state: dict[str, Any] | None = load_checkpoint(ckpt) if ckpt is not None else None
+    if dist is not None:
+        dist.barrier()  # nobody writes before every rank has read
+    if state is not None and state.get("format") != STATE_FORMAT:
+        raise ValueError(f"checkpoint {ckpt} has unsupported format {state.get('format')}")
+    return ckpt, state
+
+
+def _fit_preprocessing(
+    spec: ModelSpec, train_df: pd.DataFrame, init_from: ParentModel | None
+) -> Preprocessor:
+    """Fit on the training part; when fine-tuning, the parent's with new categories added."""
+    if init_from is None:
+        return Preprocessor.fit(spec, train_df)
+    parent = Preprocessor.from_dict(dict(init_from.preprocessing))
+    parent.check_spec(spec)
+    return parent.extend_vocabularies(train_df)
+
+
+def _build_model(
+    config: TrainingConfig, preprocessor: Preprocessor, init_from: ParentModel | None
+) -> TabularModel:
+    """A fresh model for the inputs, or the parent's with its embeddings grown to them."""
+    if init_from is None:
+        return build_module(preprocessor.schema, config.architecture)  # type: ignore[return-value]
+    weights, model_meta = grow_embeddings(
+        dict(init_from.state_dict), dict(init_from.model_meta), preprocessor.cardinalities
+    )
+    model = module_from_meta(model_meta)
+    model.load_state_dict(weights)
+    return model
+
+
+def _origin(
+    run_dir: Path,
+    spec: ModelSpec,
+    train_df: pd.DataFrame,
+    config: TrainingConfig,
+    init_from: ParentModel | None,
+    resume: bool,
+    run_id: str | None,
+    dist: DistContext | None,
+) -> _Origin:
+    """Resume from the checkpoint (its config and preprocessing), else fine-tune or start."""
+    ckpt, state = _read_checkpoint(run_dir, resume, dist)
+    if state is not None:
+        preprocessor = Preprocessor.from_dict(state["preprocessing"])
+        preprocessor.check_spec(spec)
+        model_meta = state["model_meta"]
+        return _Origin(
+            TrainingConfig.model_validate(state["config"]), str(state["run_id"]), preprocessor,
+            module_from_meta(model_meta), model_meta, bool(state["fine_tuned"]),
+            float(state["peak_lr"]), state, ckpt,
+        )
+    run_id = run_id or uuid.uuid4().hex
+    seed_everything(config.seed)
+    preprocessor = _fit_preprocessing(spec, train_df, init_from)
+    model = _build_model(config, preprocessor, init_from)
+    fine_tuned = init_from is not None
+    peak_lr = config.optimizer.lr * config.finetune.lr_scale if fine_tuned else config.optimizer.lr
+    return _Origin(config, run_id, preprocessor, model, model.meta, fine_tuned, peak_lr,
+                   None, ckpt)
+
+
+def _prepare_data(
+    spec: ModelSpec, preprocessor: Preprocessor, train_df: pd.DataFrame, val_df: pd.DataFrame,
+    device: torch.device,
+) -> tuple[_Tensors, _Tensors]:
+    """Encode both parts into tensors on ``device``; neither may be empty."""
+    train_data = _Tensors.make(preprocessor.transform(train_df), train_df[spec.label], device)
+    val_data = _Tensors.make(preprocessor.transform(val_df), val_df[spec.label], device)
+    if len(train_data.label) == 0 or len(val_data.label) == 0:
+        raise ValueError("empty training or validation frame")
+    return train_data, val_data
+
+
+def _plan(config: TrainingConfig, n_train: int, world: int, state: dict[str, Any] | None) -> _Plan:
+    """Batch per rank, steps per epoch and the run's length (a resumed run keeps its own)."""
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} not divisible by world {world}")
+    local_batch = config.batch_size // world
+    steps_per_epoch = math.ceil(math.ceil(n_train / world) / local_batch)
+    limits = [config.max_steps, config.epochs and config.epochs * steps_per_epoch]
+    total_steps = min(x for x in limits if x)
+    if state is not None:
+        total_steps = int(state["total_steps"])
+    return _Plan(local_batch, steps_per_epoch, total_steps)
+
+
+def _optimization(
+    model: nn.Module, config: TrainingConfig, origin: _Origin, total_steps: int,
+    device: torch.device, use_amp: bool, amp_dtype: torch.dtype,
+) -> _Optimization:
+    """AdamW at the run's peak rate, warm-up (shorter when fine-tuning) then cosine decay."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=origin.peak_lr,
+        betas=config.optimizer.betas,
+        weight_decay=config.optimizer.weight_decay,
+    )
+    min_share = config.schedule.min_lr_share
+    warmup = config.finetune.warmup_share if origin.fine_tuned else config.schedule.warmup_share
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, min_share)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    return _Optimization(optimizer, scheduler, scaler)
+
+
+def _restore_progress(
+    state: dict[str, Any] | None, model: nn.Module, opt: _Optimization
+) -> _Progress:
+    """A resumed run's weights, optimizer, schedule, counters and RNG states; else a start."""
+    progress = _Progress()
+    if state is None:
+        return progress
+    model.load_state_dict(state["model"])
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    if opt.scaler.is_enabled() and state.get("scaler"):
+        opt.scaler.load_state_dict(state["scaler"])
+    progress.step = progress.resumed_from = int(state["step"])
+    progress.best_val = float(state["best_val_loss"])
+    progress.bad_evals = int(state["bad_evals"])
+    progress.best_state = state.get("best_model") or None
+    progress.history = list(state["history"])
+    if state["status"] in ("completed", "early_stopped"):
+        progress.status = state["status"]
+    restore_rng_state(state["rng"])
+    return progress
+
+
+class _Checkpointer:
+    """Writes the run's full state (main rank only; every rank waits for it)."""
+
+    def __init__(
+        self, run: _Run, run_dir: Path, is_main: bool,
+        on_checkpoint: Callable[[CheckpointInfo], None] | None,
+    ) -> None:
+        self.run = run
+        self.run_dir = run_dir
+        self.is_main = is_main
+        self.on_checkpoint = on_checkpoint
+        self.last: CheckpointInfo | None = run.origin.checkpoint
+
+    def state(self, status: str) -> dict[str, Any]:
+        """Everything a resumed run needs to continue identically."""
+        run, origin, p, opt = self.run, self.run.origin, self.run.progress, self.run.optimization
+        return {
+            "format": STATE_FORMAT,
+            "run_id": origin.run_id,
+            "status": status,
+            "step": p.step,
+            "epoch": p.step // run.plan.steps_per_epoch,
+            "total_steps": run.plan.total_steps,
+            "peak_lr": origin.peak_lr,
+            "fine_tuned": origin.fine_tuned,
+            "model": _clone_state(origin.model),
+            "model_meta": origin.model_meta,
+            "optimizer": opt.optimizer.state_dict(),
+            "scheduler": opt.scheduler.state_dict(),
+            "scaler": opt.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "best_val_loss": p.best_val,
+            "bad_evals": p.bad_evals,
+            "best_model": p.best_state or {},
+            "history": p.history,
+            "preprocessing": origin.preprocessor.to_dict(),
+            "config": run.config.model_dump(mode="json"),
+        }
+
+    def write(self, status: str) -> None:
+        """Save a checkpoint with ``status`` (keeping the newest ``checkpoint.keep``)."""
+        run = self.run
+        if self.is_main:
+            keep = run.config.checkpoint.keep
+            self.last = save_checkpoint(self.run_dir, self.state(status), run.progress.step, keep)
+            run.reporter.checkpoint(run.progress.step, str(self.last.path))
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.last)
+        if run.dist is not None:
+            run.dist.barrier()
+
+
+def _fit(
+    run: _Run, net: nn.Module, sampler: DistributedSampler, checkpointer: _Checkpointer,
+    stop_event: threading.Event | None,
+) -> None:
+    """Optimizer steps until the plan's end, early stopping or a stop request; validates
+    every ``eval_every_steps`` and checkpoints every ``checkpoint.every_steps``."""
+    config, plan, p, opt = run.config, run.plan, run.progress, run.optimization
+    model, data, dist = run.origin.model, run.train_data, run.dist
+    loss_fn = nn.BCEWithLogitsLoss()
+    epoch_order: torch.Tensor | None = None
+    order_epoch = -1
+    while p.status is None and p.step < plan.total_steps:
+        stop = stop_event is not None and stop_event.is_set()
+        if dist is not None:
+            stop = dist.any_flag(stop)
+        if stop:
+            p.status = "interrupted"
+            break
+        epoch, position = divmod(p.step, plan.steps_per_epoch)
+        if epoch != order_epoch:
+            sampler.set_epoch(epoch)
+            epoch_order = torch.tensor(list(iter(sampler)), dtype=torch.int64, device=run.device)
+            order_epoch = epoch
+        assert epoch_order is not None
+        idx = epoch_order[position * plan.local_batch : (position + 1) * plan.local_batch]
+
+        net.train()
+        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            logits = net(data.numeric[idx], data.categorical[idx])
+        loss = loss_fn(logits.float(), data.label[idx])
+        opt.optimizer.zero_grad(set_to_none=True)
+        opt.scaler.scale(loss).backward()
+        opt.scaler.unscale_(opt.optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        opt.scheduler.step()
+        p.step += 1
+        p.last_loss = loss.item()
+        run.reporter.step(p.step, p.last_loss, opt.scheduler.get_last_lr()[0])
+
+        due = p.step % config.eval_every_steps == 0 or p.step == plan.total_steps
+        if due and _validate(run):
+            p.status = "early_stopped"
+            break
+        if p.step % config.checkpoint.every_steps == 0 and p.step < plan.total_steps:
+            checkpointer.write("running")
+    if p.status is None:
+        p.status = "completed"
+
+
+def _validate(run: _Run) -> bool:
+    """One validation pass: record it, keep the best weights; True when patience ran out."""
+    p, config = run.progress, run.config
+    val_loss, _ = _evaluate(run.origin.model, run.val_data, run.use_amp, run.amp_dtype)
+    if run.dist is not None:
+        val_loss = run.dist.broadcast_float(val_loss)
+    p.history.append({"step": float(p.step), "val_loss": val_loss, "train_loss": p.last_loss})
+    if val_loss < p.best_val - config.early_stopping.min_delta:
+        p.best_val, p.bad_evals, p.best_state = val_loss, 0, _clone_state(run.origin.model)
+    else:
+        p.bad_evals += 1
+    run.reporter.evaluate(p.step, val_loss, p.best_val)
+    return p.bad_evals >= config.early_stopping.patience
+
+
+def _final_metrics(run: _Run) -> tuple[float, dict[str, float]]:
+    """Load the best weights and measure them on the validation part."""
+    p, model = run.progress, run.origin.model
+    if p.best_state:
+        model.load_state_dict(p.best_state)
+    val_loss, scores = _evaluate(model, run.val_data, run.use_amp, run.amp_dtype)
+    labels = run.val_data.label.cpu().numpy()
+    return val_loss, {
+        "val_loss": val_loss,
+        "val_auc": roc_auc(labels, scores),
+        "val_accuracy": float(((scores > 0) == (labels > 0.5)).mean()),
+        "train_loss_last": p.last_loss,
+        "train_rows": float(len(run.train_data.label)),
+        "val_rows": float(len(labels)),
+        "steps": float(p.step),
+    }
+
+
 # -- the loop ----------------------------------------------------------------------------
 def train(
     run_dir: str | Path,
@@ -261,7 +602,12 @@ def train(
     run_id: str | None = None,
     dist: DistContext | None = None,
 ) -> TrainResult:
-    """Train (or fine-tune, or resume) a model; see the module docstring."""
+    """Train (or fine-tune, or resume) a model; see the module docstring.
+
+    Stages: where the run starts (:func:`_origin`: checkpoint, preprocessing fit, model
+    build), data (:func:`_prepare_data`, :func:`_plan`), optimizer and restored progress,
+    the fit loop (:func:`_fit`) with its checkpoints, the final checkpoint and evaluation.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     is_main = dist is None or dist.is_main
@@ -271,228 +617,55 @@ def train(
         progress = auto_progress() if is_main else NullProgress()
     reporter: ProgressReporter = progress or NullProgress()
 
-    # -- state: resume > fine-tune > scratch ---------------------------------------------
-    ckpt = latest_checkpoint(run_dir) if resume else None
-    state: dict[str, Any] | None = load_checkpoint(ckpt) if ckpt is not None else None
-    if dist is not None:
-        dist.barrier()  # nobody writes before every rank has read
-    fine_tuned = False
-    if state is not None:
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"checkpoint {ckpt} has unsupported format {state.get('format')}")
-        config = TrainingConfig.model_validate(state["config"])
-        run_id = str(state["run_id"])
-        preprocessor = Preprocessor.from_dict(state["preprocessing"])
-        preprocessor.check_spec(spec)
-        model_meta = state["model_meta"]
-        model = TabularModel.from_meta(model_meta)
-        fine_tuned = bool(state["fine_tuned"])
-        peak_lr = float(state["peak_lr"])
-    else:
-        run_id = run_id or uuid.uuid4().hex
-        seed_everything(config.seed)
-        if init_from is not None:
-            parent = Preprocessor.from_dict(dict(init_from.preprocessing))
-            parent.check_spec(spec)
-            preprocessor = parent.extend_vocabularies(train_df)
-            weights, model_meta = grow_embeddings(
-                dict(init_from.state_dict), dict(init_from.model_meta), preprocessor.cardinalities
-            )
-            model = TabularModel.from_meta(model_meta)
-            model.load_state_dict(weights)
-            fine_tuned = True
-            peak_lr = config.optimizer.lr * config.finetune.lr_scale
-        else:
-            preprocessor = Preprocessor.fit(spec, train_df)
-            model = build_model(config.architecture, preprocessor)
-            peak_lr = config.optimizer.lr
-        model_meta = model.meta
-
+    origin = _origin(run_dir, spec, train_df, config, init_from, resume, run_id, dist)
+    config, model, state = origin.config, origin.model, origin.state
     device = dist.device if dist is not None else pick_device(config.device)
     use_amp, amp_dtype = amp_settings(device)
     n_params = sum(p.numel() for p in model.parameters())
     restore_threads = _set_threads(config, n_params)
     try:
         model.to(device)
-        train_data = _Tensors.make(preprocessor.transform(train_df), train_df[spec.label], device)
-        val_data = _Tensors.make(preprocessor.transform(val_df), val_df[spec.label], device)
+        train_data, val_data = _prepare_data(spec, origin.preprocessor, train_df, val_df, device)
         n_train = len(train_data.label)
-        if n_train == 0 or len(val_data.label) == 0:
-            raise ValueError("empty training or validation frame")
-        if config.batch_size % world:
-            raise ValueError(f"batch_size {config.batch_size} not divisible by world {world}")
-        local_batch = config.batch_size // world
-        steps_per_epoch = math.ceil(math.ceil(n_train / world) / local_batch)
-        limits = [config.max_steps, config.epochs and config.epochs * steps_per_epoch]
-        total_steps = min(x for x in limits if x)
-
-        optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=peak_lr,
-            betas=config.optimizer.betas,
-            weight_decay=config.optimizer.weight_decay,
-        )
-        if state is not None:
-            total_steps = int(state["total_steps"])
-        min_share = config.schedule.min_lr_share
-        warmup = config.finetune.warmup_share if fine_tuned else config.schedule.warmup_share
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, total_steps, warmup, min_share)
-        )
-        scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-
-        step = 0
-        best_val = float("inf")
-        bad_evals = 0
-        best_state: dict[str, torch.Tensor] | None = None
-        history: list[dict[str, float]] = []
-        status: Status | None = None
-        resumed_from: int | None = None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if scaler.is_enabled() and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            step = resumed_from = int(state["step"])
-            best_val = float(state["best_val_loss"])
-            bad_evals = int(state["bad_evals"])
-            best_state = state.get("best_model") or None
-            history = list(state["history"])
-            if state["status"] in ("completed", "early_stopped"):
-                status = state["status"]
-            restore_rng_state(state["rng"])
-
+        plan = _plan(config, n_train, world, state)
+        optimization = _optimization(model, config, origin, plan.total_steps, device, use_amp,
+                                     amp_dtype)
+        run = _Run(config, origin, plan, device, use_amp, amp_dtype, train_data, val_data,
+                   optimization, _restore_progress(state, model, optimization), reporter, dist)
         net: nn.Module = dist.wrap(model) if dist is not None else model
         sampler = DistributedSampler(
             _Indices(n_train), num_replicas=world, rank=rank, shuffle=True, seed=config.seed
         )
-        loss_fn = nn.BCEWithLogitsLoss()
+        checkpointer = _Checkpointer(run, run_dir, is_main, on_checkpoint)
 
-        def snapshot(current: str) -> dict[str, Any]:
-            return {
-                "format": STATE_FORMAT,
-                "run_id": run_id,
-                "status": current,
-                "step": step,
-                "epoch": step // steps_per_epoch,
-                "total_steps": total_steps,
-                "peak_lr": peak_lr,
-                "fine_tuned": fine_tuned,
-                "model": _clone_state(model),
-                "model_meta": model_meta,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": capture_rng_state(),
-                "best_val_loss": best_val,
-                "bad_evals": bad_evals,
-                "best_model": best_state or {},
-                "history": history,
-                "preprocessing": preprocessor.to_dict(),
-                "config": config.model_dump(mode="json"),
-            }
+        p = run.progress
+        reporter.start(origin.run_id, plan.total_steps, p.step)
+        steps_at_start = p.step
+        _fit(run, net, sampler, checkpointer, stop_event)
+        assert p.status is not None
+        resumed_done = origin.checkpoint is not None and state and state["status"] == p.status
+        if not (p.resumed_from == p.step and resumed_done):
+            checkpointer.write(p.status)
 
-        last_ckpt: CheckpointInfo | None = ckpt
-
-        def write(current: str) -> None:
-            nonlocal last_ckpt
-            if is_main:
-                keep = config.checkpoint.keep
-                last_ckpt = save_checkpoint(run_dir, snapshot(current), step, keep)
-                reporter.checkpoint(step, str(last_ckpt.path))
-                if on_checkpoint is not None:
-                    on_checkpoint(last_ckpt)
-            if dist is not None:
-                dist.barrier()
-
-        reporter.start(run_id, total_steps, step)
-        steps_at_start = step
-        epoch_order: torch.Tensor | None = None
-        order_epoch = -1
-        last_loss = float("nan")
-        while status is None and step < total_steps:
-            stop = stop_event is not None and stop_event.is_set()
-            if dist is not None:
-                stop = dist.any_flag(stop)
-            if stop:
-                status = "interrupted"
-                break
-            epoch, position = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                sampler.set_epoch(epoch)
-                epoch_order = torch.tensor(list(iter(sampler)), dtype=torch.int64, device=device)
-                order_epoch = epoch
-            assert epoch_order is not None
-            idx = epoch_order[position * local_batch : (position + 1) * local_batch]
-
-            net.train()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = net(train_data.numeric[idx], train_data.categorical[idx])
-            loss = loss_fn(logits.float(), train_data.label[idx])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            last_loss = loss.item()
-            reporter.step(step, last_loss, scheduler.get_last_lr()[0])
-
-            if step % config.eval_every_steps == 0 or step == total_steps:
-                val_loss, _ = _evaluate(model, val_data, use_amp, amp_dtype)
-                if dist is not None:
-                    val_loss = dist.broadcast_float(val_loss)
-                history.append({"step": float(step), "val_loss": val_loss, "train_loss": last_loss})
-                if val_loss < best_val - config.early_stopping.min_delta:
-                    best_val, bad_evals, best_state = val_loss, 0, _clone_state(model)
-                else:
-                    bad_evals += 1
-                reporter.evaluate(step, val_loss, best_val)
-                if bad_evals >= config.early_stopping.patience:
-                    status = "early_stopped"
-                    break
-            if step % config.checkpoint.every_steps == 0 and step < total_steps:
-                write("running")
-        if status is None:
-            status = "completed"
-        if not (resumed_from == step and ckpt is not None and state and state["status"] == status):
-            write(status)
-
-        # -- result: best weights, final metrics ------------------------------------------
-        if best_state:
-            model.load_state_dict(best_state)
-        val_loss, scores = _evaluate(model, val_data, use_amp, amp_dtype)
-        labels = val_data.label.cpu().numpy()
-        metrics = {
-            "val_loss": val_loss,
-            "val_auc": roc_auc(labels, scores),
-            "val_accuracy": float(((scores > 0) == (labels > 0.5)).mean()),
-            "train_loss_last": last_loss,
-            "train_rows": float(n_train),
-            "val_rows": float(len(labels)),
-            "steps": float(step),
-        }
+        val_loss, metrics = _final_metrics(run)
         model.to("cpu").eval()
-        reporter.finish(status, step, best_val)
+        reporter.finish(p.status, p.step, p.best_val)
         return TrainResult(
-            status=status,
-            run_id=run_id,
-            step=step,
-            total_steps=total_steps,
-            best_val_loss=best_val if best_state else val_loss,
+            status=p.status,
+            run_id=origin.run_id,
+            step=p.step,
+            total_steps=plan.total_steps,
+            best_val_loss=p.best_val if p.best_state else val_loss,
             model=model,
-            preprocessor=preprocessor,
+            preprocessor=origin.preprocessor,
             config=config,
-            checkpoint=last_ckpt,
-            resumed_from_step=resumed_from,
-            fine_tuned=fine_tuned,
-            history=history,
+            checkpoint=checkpointer.last,
+            resumed_from_step=p.resumed_from,
+            fine_tuned=origin.fine_tuned,
+            history=p.history,
             metrics=metrics,
             duration_s=time.perf_counter() - started,
-            steps_run=step - steps_at_start,
+            steps_run=p.step - steps_at_start,
         )
     finally:
         if restore_threads is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from typing import Any, Protocol, TextIO
@@ -141,14 +140,14 @@ class _LogStream:
         return None
 
 
-def auto_progress(stream: TextIO | None = None) -> ProgressReporter:
+def auto_progress(mode: str = "auto", stream: TextIO | None = None) -> ProgressReporter:
     """Rich bar on a TTY, JSON lines otherwise.
 
-    ``DRIFTLOOP_PROGRESS`` overrides: ``bar``, ``json`` (to the stream), ``log`` (JSON
-    lines as log records, e.g. under another live display) or ``none``.
+    ``mode`` (``observability.progress``) overrides: ``bar``, ``json`` (to the stream),
+    ``log`` (JSON lines as log records, e.g. under another live display) or ``none``.
     """
     stream = stream or sys.stderr
-    mode = os.environ.get("DRIFTLOOP_PROGRESS", "")
+    mode = "" if mode == "auto" else mode
     if mode == "none":
         return NullProgress()
     if mode == "log":

@@ -117,8 +117,7 @@ class TrainingWorker(StreamService):
         if self._store is None:
             from services.features.feast_repo import open_store
 
-            repo = Path(self.settings.feature_repo)
-            self._store = open_store(repo_path=repo) if repo.exists() else open_store()
+            self._store = open_store(self.settings)
         return self._store
 
     def stop(self) -> None:
@@ -168,8 +167,7 @@ class TrainingWorker(StreamService):
         """Transient failures (a parquet file caught mid-rewrite, a registry lock) are
         retried; a request that cannot be trained (``ValueError``: no data, no
         champion) fails at once."""
-        attempts = int(self.settings.model_options(request.model).get("retrain", {})
-                       .get("attempts", 3))
+        attempts = self.settings.model(request.model).retrain.attempts
         for attempt in range(1, attempts + 1):
             try:
                 return self._train_and_publish(request, span)
@@ -188,7 +186,6 @@ class TrainingWorker(StreamService):
     def _train_and_publish(self, request: RetrainRequest, span: trace.Span) -> bool:
         from services.features.feast_repo import load_model_spec
         from services.features.snapshot import create_snapshot, load_snapshot_frame
-        from services.training.config import load_config
         from services.training.progress import auto_progress
         from services.training.runner import TrainingJob, run_job
 
@@ -216,8 +213,7 @@ class TrainingWorker(StreamService):
             "driftloop.snapshot_id": snapshot.snapshot_id,
             "driftloop.fresh_rows": snapshot.rows,
         })
-        config = load_config(None, dict(self.settings.model_options(request.model)
-                                        .get("training", {})))
+        config = self.settings.model(request.model).training
         job = TrainingJob(
             model=request.model, request_id=request.request_id, reason=request.reason,
             training_snapshot_id=snapshot.snapshot_id, fresh=load_snapshot_frame(
@@ -229,7 +225,8 @@ class TrainingWorker(StreamService):
         self.metrics.record_training_started(request.model, delay)
         started = time.monotonic()
         with self.metrics.track_checkpoints(request.model, request.request_id) as watch:
-            progress = _SpanProgress(auto_progress(), span, watch.checkpoint_written)
+            progress = _SpanProgress(auto_progress(self.settings.observability.progress), span,
+                                     watch.checkpoint_written)
             outcome = run_job(job, spec, self.registry, self.runs_root, config,
                               stop_event=self._stop_training, progress=progress)
         duration = time.monotonic() - started
@@ -266,9 +263,9 @@ class TrainingWorker(StreamService):
         from services.features.feast_repo import load_layout
         from services.features.snapshot import build_training_frame
 
-        options = self.settings.model_options(request.model).get("retrain", {})
-        min_rows = int(options.get("min_fresh_rows", 500))
-        deadline = time.monotonic() + float(options.get("label_wait_s", 300.0))
+        retrain = self.settings.model(request.model).retrain
+        min_rows = retrain.min_fresh_rows
+        deadline = time.monotonic() + retrain.label_wait_s
         layout = load_layout(self.store, request.model)
         while True:
             _, labelled = build_training_frame(
@@ -282,10 +279,10 @@ class TrainingWorker(StreamService):
                      request.request_id, labelled, min_rows)
 
     def _publish(self, request: RetrainRequest, version: Any) -> None:
-        lineage = version.manifest.get("lineage", {})
         candidate = ModelCandidate(
             event_id=new_event_id(), model=request.model, version=version.version,
-            parent_version=lineage.get("parent_version"), request_id=request.request_id,
+            parent_version=version.manifest.lineage.parent_version,
+            request_id=request.request_id,
             registry_uri=version.uri, sha256=version.manifest_sha256,
         )
         self.producer.send(self.settings.topic("models.candidates"), candidate, key=request.model)

@@ -595,13 +595,13 @@ def test_ingest_service_fuzz(settings: Settings, tmp_path: Path, ledger: FaultRe
 
     import pyarrow.parquet as pq
 
-    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_repo
     from services.features.generate import Generator, GeneratorConfig
     from services.features.ingest_service import IngestService
     from services.features.snapshot import build_training_frame
     from services.observability.setup import in_memory_telemetry
 
-    store = open_store("embedded", repo_path=copy_repo(tmp_path / "repo"),
+    store = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
                        project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(store)
     pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=50, label_delay_s=1.0))

@@ -274,7 +274,7 @@ def test_poison_inputs_are_dead_lettered_and_every_service_lives(
 
     repo = feast_repo.copy_repo(tmp_path / "repo")
     project = f"p_{uuid.uuid4().hex[:10]}"
-    store = feast_repo.open_store("embedded", repo_path=repo, project=project)
+    store = feast_repo.open_repo("embedded", repo_path=repo, project=project)
     feast_repo.apply_repo(store)
     spec = feast_repo.load_layout(store, MODEL).spec
     frame = synthetic_frame(4 * N_VALID, spec, seed=7)

@@ -212,7 +212,7 @@ HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
 
 def _feast_with_champion(tmp_path: Path, registry_uri: str) -> tuple[Path, str, int]:
     """A private Feast repo with history and a shifted window, and champion v1."""
-    from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
     from services.features.generate import (
         CovariateShift,
         DriftSpec,
@@ -227,7 +227,7 @@ def _feast_with_champion(tmp_path: Path, registry_uri: str) -> tuple[Path, str, 
 
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     spec = load_model_spec(store, train_worker.MODEL)
     write_history(store, Generator(GeneratorConfig(seed=7, events_per_second=50.0))
@@ -290,8 +290,8 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     registered_at: dict[int, float] = {}
     for version in versions:
         manifest = registry.manifest(train_worker.MODEL, version)
-        by_request.setdefault(str(manifest["lineage"].get("request_id")), []).append(version)
-        registered_at[version] = datetime.fromisoformat(manifest["created_at"]).timestamp()
+        by_request.setdefault(str(manifest.lineage.request_id), []).append(version)
+        registered_at[version] = manifest.created_at.timestamp()
         registry.load(train_worker.MODEL, version)  # sha256 of every file verified
     checkpoints = [info for run in (tmp_path / "state" / "runs").iterdir()
                    for info in list_checkpoints(run)]
@@ -616,7 +616,7 @@ def ingest_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     """Lives of the ingest service killed at ``plan``; then every check of the docstring."""
     import pyarrow.parquet as pq
 
-    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, load_layout, open_repo
     from services.features.generate import Generator, GeneratorConfig
     from services.features.snapshot import build_training_frame
     from streams.deadletter import REASON_HEADER
@@ -624,7 +624,7 @@ def ingest_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     started = time.monotonic()
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     pairs = list(Generator(GeneratorConfig(seed=SEED, n_cards=300, events_per_second=50.0,
                                            label_delay_s=2.0))

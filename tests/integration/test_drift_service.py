@@ -20,7 +20,14 @@ from services.drift.service import DriftMonitor
 from services.featurespec import FeatureSpec, ModelSpec
 from services.observability.setup import in_memory_telemetry
 from streams.codec import decode
-from streams.contracts import DriftReport, FeatureEvent, ModelPromotion, RetrainRequest
+from streams.contracts import (
+    DriftReport,
+    FeatureEvent,
+    ModelPromotion,
+    PairedTest,
+    RetrainRequest,
+    ShadowVerdict,
+)
 from streams.producer import EventProducer
 from streams.settings import Settings, load_settings
 
@@ -227,3 +234,40 @@ def test_promotion_and_rollback_switch_the_reference(settings: Settings) -> None
     assert [r.reference_snapshot_id for r in in_order] == [
         "snap-a", "snap-a", "snap-b", "snap-b", "snap-a", "snap-a"]
     assert [r.champion_version for r in in_order] == [1, 1, 2, 2, 1, 1]
+
+
+def _verdict(s: Settings, candidate: int, request_id: str | None) -> None:
+    with EventProducer(s, "test") as producer:
+        producer.send(s.topic("models.verdicts"), ShadowVerdict(
+            event_id=uuid.uuid4().hex, model="m1", candidate=candidate, champion=1,
+            samples=100, metric="log_loss", candidate_metric=0.6, champion_metric=0.5,
+            test=PairedTest(method="t", statistic=0.0, p_value=1.0, mean_difference=0.0,
+                            relative_improvement=0.0),
+            decision="reject", reason="worse", decided_at=datetime.now(UTC),
+            request_id=request_id), key="m1")
+
+
+def test_only_the_verdict_naming_the_request_clears_it(settings: Settings) -> None:
+    s = _settings(settings)
+    _produce(s, _events(_frame(3 * WINDOW, 2, shift=0.8), 0))
+    monitor = DriftMonitor(s, references=StaticReferences({"m1": _reference("snap-a")}))
+    seen: dict[str, Any] = {}
+
+    def until() -> bool:
+        trigger = monitor.monitors["m1"].trigger if "m1" in monitor.monitors else None
+        if trigger is None or (trigger.in_flight is None and "request" not in seen):
+            return False
+        if "request" not in seen:  # the episode's request is in flight: answer others first
+            seen["request"] = trigger.in_flight
+            _verdict(s, 2, "another-request")
+            _verdict(s, 3, None)  # a verdict from before verdicts named their request
+            return False
+        if "others" not in seen and len(monitor._control.verdicts) == 2:
+            seen["others"] = trigger.in_flight  # both were folded in: still in flight?
+            _verdict(s, 4, seen["request"])
+        return "others" in seen and trigger.in_flight is None
+
+    monitor.run(until=until, idle_timeout_s=30)
+    assert seen["request"] is not None
+    assert seen["others"] == seen["request"], "a verdict for another request cleared it"
+    assert monitor.monitors["m1"].trigger.in_flight is None

@@ -13,14 +13,11 @@ import typer
 from confluent_kafka import Consumer
 from typer.testing import CliRunner
 
-from services.features.cli import data_app, snapshot_app
+from services.cli.data import data_app, snapshot_app
 from services.features.feast_repo import (
-    ENV_PROJECT,
-    ENV_REDIS,
-    ENV_REGISTRY_URL,
     copy_repo,
     drop_project,
-    open_store,
+    open_repo,
 )
 from streams.settings import Settings
 
@@ -55,12 +52,15 @@ def test_generate_then_snapshot(
     monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
+    real: dict[str, str] = {}
     if variant == "real":
         dsn = request.getfixturevalue("postgres_dsn")
-        monkeypatch.setenv(ENV_REGISTRY_URL, f"{dsn}?sslmode=disable")
-        monkeypatch.setenv(ENV_REDIS, request.getfixturevalue("redis_url"))
+        real = {"registry_url": f"{dsn}?sslmode=disable",
+                "redis": request.getfixturevalue("redis_url")}
+        monkeypatch.setenv("DRIFTLOOP_FEAST__REGISTRY_URL", real["registry_url"])
+        monkeypatch.setenv("DRIFTLOOP_FEAST__REDIS", real["redis"])
     project = f"t_{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv(ENV_PROJECT, project)
+    monkeypatch.setenv("DRIFTLOOP_FEAST__PROJECT", project)
     monkeypatch.setenv("DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS", settings.kafka.bootstrap_servers)
     monkeypatch.setenv("DRIFTLOOP_TOPICS__PREFIX", settings.topics.prefix)
     repo = copy_repo(tmp_path / "repo")
@@ -91,7 +91,7 @@ def test_generate_then_snapshot(
             ],
         )
         assert result.exit_code == 0, result.output
-        store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+        store = open_repo(variant, repo_path=repo, project=project, **real)
         labels = pd.read_parquet(repo / "data" / "offline" / "fraud_labels")
         assert len(labels) == 3000
         assert _count(settings, settings.topic("features"), 200) == 200
@@ -139,9 +139,9 @@ def test_data_compact_merges_parts_and_keeps_every_row(
     from services.features.snapshot import build_training_frame
 
     project = f"t_{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv(ENV_PROJECT, project)
+    monkeypatch.setenv("DRIFTLOOP_FEAST__PROJECT", project)
     repo = copy_repo(tmp_path / "repo")
-    store = open_store("embedded", repo_path=repo, project=project)
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     end = datetime(2026, 5, 2, 0, 0, 10, tzinfo=UTC)  # 3,000 rows at 100/s: two dates
     for seed, mode in ((1, "overwrite"), (2, "append"), (3, "append")):

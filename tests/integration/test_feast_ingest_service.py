@@ -16,13 +16,11 @@ import pandas as pd
 import pytest
 
 from services.features.feast_repo import (
-    ENV_REDIS,
-    ENV_REGISTRY_URL,
     apply_repo,
     copy_repo,
     drop_project,
     load_layout,
-    open_store,
+    open_repo,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.ingest_service import IngestService
@@ -39,14 +37,14 @@ N = 300
 
 @pytest.fixture(params=["embedded", pytest.param("real", marks=pytest.mark.services)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    real: dict[str, str] = {}
     if request.param == "real":
         dsn = request.getfixturevalue("postgres_dsn")
         redis = request.getfixturevalue("redis_url")
-        monkeypatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setenv(ENV_REGISTRY_URL, f"{dsn}?sslmode=disable")
-        monkeypatch.setenv(ENV_REDIS, redis)
-    s = open_store(
-        request.param, repo_path=copy_repo(tmp_path / "repo"), project=f"t_{uuid.uuid4().hex[:12]}"
+        real = {"registry_url": f"{dsn}?sslmode=disable", "redis": redis}
+    s = open_repo(
+        request.param, repo_path=copy_repo(tmp_path / "repo"), project=f"t_{uuid.uuid4().hex[:12]}",
+        **real,
     )
     apply_repo(s)
     yield s

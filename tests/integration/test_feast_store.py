@@ -19,14 +19,12 @@ import pandas as pd
 import pytest
 
 from services.features.feast_repo import (
-    ENV_REDIS,
-    ENV_REGISTRY_URL,
     apply_repo,
     copy_repo,
     drop_project,
     load_layout,
     load_model_spec,
-    open_store,
+    open_repo,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.history import write_history
@@ -49,14 +47,13 @@ BASE = next(iter(Generator(GeneratorConfig(seed=5)).live(T0, 1)))[0].features
 def make_store(
     variant: str, request: pytest.FixtureRequest, tmp_path: Path, name: str = "repo"
 ) -> Any:
+    real: dict[str, str] = {}
     if variant == "real":
         dsn = request.getfixturevalue("postgres_dsn")
         redis = request.getfixturevalue("redis_url")
-        monkeypatch = request.getfixturevalue("monkeypatch")
-        monkeypatch.setenv(ENV_REGISTRY_URL, f"{dsn}?sslmode=disable")
-        monkeypatch.setenv(ENV_REDIS, redis)
+        real = {"registry_url": f"{dsn}?sslmode=disable", "redis": redis}
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store(variant, repo_path=copy_repo(tmp_path / name), project=project)
+    store = open_repo(variant, repo_path=copy_repo(tmp_path / name), project=project, **real)
     apply_repo(store)
     return store
 

@@ -30,12 +30,13 @@ from services.features.feast_repo import (
     copy_repo,
     load_layout,
     load_repo_config_dict,
-    open_store,
+    open_repo,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.history import write_history
 from services.features.sink import append_parts
 from services.features.snapshot import build_training_frame
+from streams.settings import FeastSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -51,9 +52,9 @@ def _stores(tmp_path: Path) -> dict[str, Any]:
 
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    stores = {"asof": open_store("embedded", repo_path=repo, project=project),
-              "file": open_store("file", repo_path=repo, project=project)}
-    raw = load_repo_config_dict("embedded", repo, project)
+    stores = {"asof": open_repo("embedded", repo_path=repo, project=project),
+              "file": open_repo("file", repo_path=repo, project=project)}
+    raw = load_repo_config_dict(FeastSettings(repo=repo, project=project))
     raw["offline_store"] = {"type": "duckdb"}
     config = RepoConfig(**raw)
     config.repo_path = repo

@@ -41,7 +41,7 @@ from services.features.feast_repo import (
     copy_repo,
     load_layout,
     load_model_spec,
-    open_store,
+    open_repo,
 )
 from services.features.generate import Generator, GeneratorConfig
 from services.features.history import write_history
@@ -118,7 +118,7 @@ def write_edge_cases(layout: ModelLayout) -> None:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One repo copy with the history and the edge cases written once, as parts."""
     path = copy_repo(tmp_path_factory.mktemp("engines") / "repo")
-    store = open_store("embedded", repo_path=path, project=f"t_{uuid.uuid4().hex[:12]}")
+    store = open_repo("embedded", repo_path=path, project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(store)
     write_history(store, Generator(GeneratorConfig(seed=41)).history(T0, HISTORY_ROWS))
     write_edge_cases(load_layout(store, "fraud"))
@@ -130,7 +130,7 @@ def stores(repo: Path) -> dict[str, Any]:
     """A store per engine over the same repo and parts (each with its own registry)."""
     out: dict[str, Any] = {}
     for variant, engine in (("embedded", "duckdb"), ("spark", "spark")):
-        store = open_store(variant, repo_path=repo, project=f"t_{uuid.uuid4().hex[:12]}")
+        store = open_repo(variant, repo_path=repo, project=f"t_{uuid.uuid4().hex[:12]}")
         assert engine in store.config.offline_store.type.lower()
         apply_repo(store)
         out[engine] = store

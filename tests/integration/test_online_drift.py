@@ -104,7 +104,7 @@ def test_concept_drift_through_the_broker(settings: Settings, drift: bool) -> No
     final = _accuracy(errors, N - 1500, N)
     detected = [int(s.event_id[2:]) for _, s in service.detections if s.event_id]
     if not drift:
-        assert detected == [] and service.requests_sent == []
+        assert detected == [] and not service.requests_sent
         assert pre >= 0.6 and final >= 0.6
         return
     at = _accuracy(errors, DRIFT_AT, DRIFT_AT + 100)
@@ -132,12 +132,12 @@ def _verdict_clears_request_and_next_is_based_on_champion(
     settings: Settings, service: OnlineService
 ) -> None:
     """The request stays in flight until the verdict for the candidate trained for it (the
-    verdict names only the version; its manifest lineage holds the request id); the next
-    concept request names the champion as its base."""
+    verdict names the request it answers; no candidate event was seen); the next concept
+    request names the champion as its base."""
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
     from services.registry.store import ModelRegistry
-    from services.training.model import TabularModel
-    from services.training.preprocessing import FORMAT_VERSION
 
     first = service.requests_sent[0]
     assert service.triggers["agrawal"].in_flight == first.request_id
@@ -157,7 +157,8 @@ def _verdict_clears_request_and_next_is_based_on_champion(
             samples=500, metric="log_loss", candidate_metric=0.5, champion_metric=0.6,
             test=PairedTest(method="t", statistic=1.0, p_value=0.01, mean_difference=0.1,
                             relative_improvement=0.1),
-            decision="promote", reason="better", decided_at=T0), "agrawal")
+            decision="promote", reason="better", decided_at=T0,
+            request_id=first.request_id), "agrawal")
     second = build(settings, snapshot_every=5000, snapshot_interval_s=0.5,
                    telemetry=in_memory_telemetry("online-test"))
     trigger = second.triggers["agrawal"]

@@ -79,10 +79,10 @@ def _register_champion(settings: Settings, bias: float, expected: int | None) ->
     """A one-feature champion whose probability is sigmoid(bias) whatever the input."""
     import torch
 
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
     from services.registry.store import ModelRegistry
-    from services.training.model import TabularModel
-    from services.training.preprocessing import FORMAT_VERSION
 
     registry = ModelRegistry(settings.registry_uri)
     module = TabularModel(2, [], [], [], 0.0)  # value and missing flag of "age"

@@ -14,7 +14,14 @@ from services.featurespec import FeatureSpec, ModelSpec
 from services.online.service import OnlineService
 from services.online.state import OnlineState, SnapshotStore
 from streams.consumer import ConsumerLoop
-from streams.contracts import FeatureEvent, LabelEvent, RetrainRequest
+from streams.contracts import (
+    FeatureEvent,
+    LabelEvent,
+    ModelCandidate,
+    PairedTest,
+    RetrainRequest,
+    ShadowVerdict,
+)
 from streams.producer import EventProducer
 from streams.settings import Settings
 
@@ -95,3 +102,42 @@ def test_concept_drift_becomes_one_retrain_request_and_state_survives_restart(
     assert again.triggers["agrawal"].in_flight == request.request_id
     again.stop()
     again.run()  # stopped before its first poll: closes its clients (no reconnect spam)
+
+    # a verdict written before verdicts named their request: the candidate event seen for
+    # that version maps it to the request; a verdict for another request clears nothing
+    third = OnlineService(settings, specs={"agrawal": SPEC}, store=store,
+                          snapshot_interval_s=3600)
+    trigger = third.triggers["agrawal"]
+    verdicts = settings.topic("models.verdicts")
+    _send(settings, "models.verdicts", _verdict(6, "another-request"))
+    phase: dict[str, str | None] = {}
+
+    def until() -> bool:
+        if "other" not in phase and any(t == verdicts for t, _ in third.positions):
+            phase["other"] = trigger.in_flight  # the other request's verdict was handled
+            _send(settings, "models.candidates", ModelCandidate(
+                event_id="cand-7", model="agrawal", version=7, parent_version=None,
+                request_id=request.request_id, registry_uri="file:///nowhere",
+                sha256="0" * 64))
+        if "candidate" not in phase and third.state.requests.get("agrawal", {}).get(7):
+            phase["candidate"] = trigger.in_flight
+            _send(settings, "models.verdicts", _verdict(7, None))
+        return "candidate" in phase and trigger.in_flight is None
+
+    third.run(until=until, idle_timeout_s=30)
+    assert phase["other"] == phase["candidate"] == request.request_id
+    assert trigger.in_flight is None
+
+
+def _send(settings: Settings, topic: str, event: ModelCandidate | ShadowVerdict) -> None:
+    with EventProducer(settings, "test") as producer:
+        producer.send(settings.topic(topic), event, "agrawal", span=False)
+
+
+def _verdict(candidate: int, request_id: str | None) -> ShadowVerdict:
+    return ShadowVerdict(
+        event_id=f"verdict-{candidate}", model="agrawal", candidate=candidate, champion=1,
+        samples=100, metric="log_loss", candidate_metric=0.6, champion_metric=0.5,
+        test=PairedTest(method="t", statistic=0.0, p_value=1.0, mean_difference=0.0,
+                        relative_improvement=0.0),
+        decision="reject", reason="worse", decided_at=T0, request_id=request_id)

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from samples.report_data import sample_data
 
 from services.report.render import SECTION_IDS, render_report
-from services.report.sample import sample_data
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,15 @@ import msgspec
 import pytest
 import torch
 import typer
+from samples.report_data import sample_data, sample_reports
 from typer.testing import CliRunner
 
+from services.cli import report as report_cli
+from services.cli.context import CliContext
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
-from services.report import cli as report_cli
 from services.report.collect import collect
 from services.report.render import SECTION_IDS, ReportData, render_report
-from services.report.sample import sample_data, sample_reports
 from services.shadow.book import ShadowBook
 from services.shadow.decision import ShadowPolicy
 from services.shadow.pairing import Pair
@@ -101,7 +102,7 @@ def test_collect_and_render_from_broker_and_registry(
     assert data.drift_reports[-1].features[-1].window_shares  # histograms survived the trip
     assert len(data.retrain_requests) == len(data.candidates) == 1
     assert len(data.verdicts) == len(data.promotions) == 1
-    assert [m["version"] for m in data.versions] == [1, 2]
+    assert [m.version for m in data.versions] == [1, 2]
     assert data.aliases["champion"]["version"] == 2
     assert [r["version"] for r in data.shadow_runs] == [3]
     assert any("could not be decoded" in n for n in data.notes)
@@ -127,18 +128,23 @@ def test_report_command_writes_the_file(
     settings: Settings, sources: Published, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(report_cli, "_settings", lambda: settings)
     app = typer.Typer()
     app.command()(report_cli.report_command)
     out = tmp_path / "out" / "report.html"
+    context = CliContext(settings=settings)
     result = CliRunner().invoke(app, ["--model", MODEL, "--out", str(out), "--idle", "1",
-                                      "--since", "2026-04-01T00:00:00"])
+                                      "--since", "2026-04-01T00:00:00"], obj=context)
     assert result.exit_code == 0, result.output
     html = out.read_text(encoding="utf-8")
     assert '<section id="lineage">' in html and "events since 2026-04-01 00:00:00" in html
     assert "3 windows" in result.output or "3 windows" in (result.stderr or "")
 
-    bad = CliRunner().invoke(app, ["--model", "../x", "--out", str(out)])
+    bad = CliRunner().invoke(app, ["--model", "../x", "--out", str(out)], obj=context)
     assert bad.exit_code == 2
-    bad = CliRunner().invoke(app, ["--model", MODEL, "--since", "last tuesday"])
+    bad = CliRunner().invoke(app, ["--model", MODEL, "--since", "last tuesday"], obj=context)
     assert bad.exit_code == 2
+    # an unknown model is an error, not an empty report
+    unknown = CliRunner().invoke(app, ["--model", "nosuch", "--out", str(tmp_path / "u.html")],
+                                 obj=context)
+    assert unknown.exit_code == 2 and "unknown model 'nosuch'" in unknown.output
+    assert "Traceback" not in unknown.output and not (tmp_path / "u.html").exists()

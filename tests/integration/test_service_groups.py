@@ -24,14 +24,14 @@ def _services(settings: Settings, tmp_path: Path) -> dict[str, Any]:
 
     from services.drift.references import StaticReferences
     from services.drift.service import DriftMonitor
-    from services.features.feast_repo import apply_repo, copy_repo, open_store
+    from services.features.feast_repo import apply_repo, copy_repo, open_repo
     from services.features.ingest_service import IngestService
     from services.observability.setup import in_memory_telemetry
     from services.online.service import build as build_online
     from services.shadow.service import ShadowService
     from services.training.worker import TrainingWorker
 
-    store = open_store("embedded", repo_path=copy_repo(tmp_path / "repo"),
+    store = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
                        project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(store)
     online = settings.with_models({online_worker.MODEL: {"online": {"spec": online_worker.SPEC}}})

@@ -24,7 +24,7 @@ from chaos.workers.shadow import register_toy
 
 from services.registry.store import ModelRegistry
 from services.shadow.decision import ShadowPolicy
-from services.shadow.promotion import CRASH_HOOK_ENV, Outbox
+from services.shadow.promotion import Outbox
 from services.shadow.rollback import RollbackPolicy
 from services.shadow.service import ShadowService, build
 from streams.broker import free_port
@@ -45,6 +45,7 @@ MODEL = "toy"
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 POLICY = ShadowPolicy(min_pairs=200, look_every=200, max_pairs=2000)
 ROLLBACK = RollbackPolicy(window=300, min_events=100, look_every=100, margin=0.05)
+CRASH_WORKER = Path(__file__).parent / "workers" / "shadow_crash_worker.py"
 
 
 def cli(*args: str, settings: Settings, timeout: float = 60.0,
@@ -113,6 +114,7 @@ def _setup(settings: Settings) -> tuple[ModelRegistry, int, int]:
               idle_timeout_s=30)
     assert [(e.candidate, e.decision) for e in first.published] == [(v3, "reject")]
     assert "no longer champion" in first.published[0].reason
+    assert first.published[0].request_id == f"req-{v3}"  # the candidate event's request
     return registry, v1, v2
 
 
@@ -144,9 +146,10 @@ def test_better_candidate_is_promoted_then_rolled_back_by_the_cli(settings: Sett
     assert MODEL in service.book.runs  # restored from the first instance's book
     service.run(until=lambda: len(service.published) >= 2 and not service.book.watches,
                 idle_timeout_s=30)
-    verdict, promotion = service.published[:2]
+    verdict, promotion = list(service.published)[:2]
     assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
     assert verdict.candidate == v2 and verdict.champion == v1 and verdict.samples == 200
+    assert verdict.request_id == f"req-{v2}"  # through the promotion outbox too
     assert verdict.test.p_value < 0.01 and verdict.candidate_metric < verdict.champion_metric
     assert isinstance(promotion, ModelPromotion) and promotion.cause == "shadow"
     assert registry.get_alias(MODEL, "champion") == v2
@@ -241,10 +244,15 @@ def test_crash_between_alias_move_and_events_is_completed_at_restart(
     first.run(until=lambda: bool(first.book.runs.get(MODEL)), idle_timeout_s=30)
     _publish_events(settings, 600, None, seed=4)
 
-    # `driftloop run shadow` in its own process, killed (SIGKILL) right after the alias move
-    env = {"DRIFTLOOP_MODELS": json.dumps(models), CRASH_HOOK_ENV: "1"}
-    crashed = cli("run", "shadow", settings=settings, **env)
+    # the shadow service in its own process, killed (SIGKILL) right after the alias move
+    crashed = subprocess.run(
+        [sys.executable, str(CRASH_WORKER), json.dumps({
+            "bootstrap": settings.kafka.bootstrap_servers, "prefix": settings.topics.prefix,
+            "state_dir": str(settings.state_dir), "registry_uri": settings.registry_uri,
+            "models": models})],
+        capture_output=True, text=True, timeout=120)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert f"alias moved v{v1} -> v{v2}" in crashed.stdout
     assert registry.get_alias(MODEL, "champion") == v2
     [pending] = Outbox(registry).pending(MODEL)
     assert (pending.previous_champion, pending.new_champion, pending.cause) == (v1, v2, "shadow")
@@ -258,12 +266,14 @@ def test_crash_between_alias_move_and_events_is_completed_at_restart(
     assert registry.get_alias(MODEL, "champion") == v2
     assert not service.book.runs.get(MODEL) and service.book.champions[MODEL] == v2
     on_topics = read_outputs(settings, 2, linger_s=1.5)
-    assert [(type(e).__name__, e.event_id) for e in on_topics] == [
-        (type(e).__name__, e.event_id) for e in service.published]
-    verdict, promotion = on_topics
-    assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
+    # two topics: the reader may see them in either order, but each event exactly once
+    assert sorted((type(e).__name__, e.event_id) for e in on_topics) == sorted(
+        (type(e).__name__, e.event_id) for e in service.published)
+    [verdict] = [e for e in on_topics if isinstance(e, ShadowVerdict)]
+    [promotion] = [e for e in on_topics if isinstance(e, ModelPromotion)]
+    assert verdict.decision == "promote" and verdict.request_id == f"req-{v2}"
     assert verdict.candidate == v2 and verdict.champion == v1
-    assert isinstance(promotion, ModelPromotion) and promotion.cause == "shadow"
+    assert promotion.cause == "shadow"
     assert (promotion.new_champion, promotion.previous_champion) == (v2, v1)
 
 

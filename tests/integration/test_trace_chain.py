@@ -200,16 +200,15 @@ def _world_env(world: World, tmp_path: Path) -> dict[str, str]:
         "kafka": {"bootstrap_servers": s.kafka.bootstrap_servers},
         "topics": {"prefix": s.topics.prefix},
         "state_dir": str(s.state_dir), "registry_uri": s.registry_uri,
-        "feature_repo": str(world.repo),
+        "feast": {"repo": str(world.repo), "project": world.project},
         "models": s.model_dump(mode="json", exclude_none=True)["models"],
     }))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DRIFTLOOP_", "OTEL_"))}
     env.update({
         "DRIFTLOOP_CONFIG": str(config),
-        "DRIFTLOOP_FEAST_PROJECT": world.project,
         "OTEL_TRACES_EXPORTER": "file", "OTEL_METRICS_EXPORTER": "none",
-        "DRIFTLOOP_OTEL_FILE": str(tmp_path / "otel.jsonl"),
+        "DRIFTLOOP_OBSERVABILITY__OTEL_FILE": str(tmp_path / "otel.jsonl"),
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "PYTHONWARNINGS": "ignore",
     })

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_store
+from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
 from services.features.snapshot import create_snapshot, load_snapshot_frame
@@ -39,7 +39,7 @@ STEPS = 80
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Any]:
-    s = open_store("embedded", repo_path=copy_repo(tmp_path / "repo"),
+    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
                    project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(s)
     yield s
@@ -108,14 +108,14 @@ def test_request_yields_one_fine_tuned_candidate_with_lineage_and_trace(
     assert registry.list_versions("fraud") == [1, 2]
 
     manifest = registry.manifest("fraud", 2)
-    lineage = manifest["lineage"]
-    assert lineage["parent_version"] == 1
-    assert lineage["request_id"] == request.request_id
-    assert lineage["parent_snapshot_id"] == base.snapshot_id
-    window_snapshot = lineage["training_snapshot_id"]
+    lineage = manifest.lineage
+    assert lineage.parent_version == 1
+    assert lineage.request_id == request.request_id
+    assert lineage.parent_snapshot_id == base.snapshot_id
+    window_snapshot = lineage.training_snapshot_id
     assert window_snapshot != base.snapshot_id
     assert len(load_snapshot_frame(store, window_snapshot)) == 2000
-    assert manifest["extra"]["fine_tuned"] is True
+    assert manifest.extra["fine_tuned"] is True
 
     letters = _candidates(settings, 2)
     events = [decode(m.value(), ModelCandidate) for m in letters]

@@ -59,13 +59,13 @@ def test_compose_driftloop_services_are_built_and_configured(compose: dict[str, 
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == REPO / "Dockerfile"
         env = service["environment"]
-        assert env["DRIFTLOOP_FEAST_VARIANT"] == "real"
+        assert env["DRIFTLOOP_FEAST__VARIANT"] == "real"
         assert env["DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
         assert "OTEL_SERVICE_NAME" not in env  # per-service default names
-        assert "redis:6379" in env["DRIFTLOOP_FEAST_REDIS"]
-        assert "@postgres:5432/" in env["DRIFTLOOP_FEAST_REGISTRY_URL"]
-        assert env["DRIFTLOOP_HEALTH_PORT"] == "8080"
+        assert "redis:6379" in env["DRIFTLOOP_FEAST__REDIS"]
+        assert "@postgres:5432/" in env["DRIFTLOOP_FEAST__REGISTRY_URL"]
+        assert env["DRIFTLOOP_HTTP__PORT"] == "8080"
         assert "8080/healthz" in " ".join(service["healthcheck"]["test"])
         deps = service["depends_on"]
         assert deps["kafka-topics"]["condition"] == "service_completed_successfully"
@@ -145,8 +145,8 @@ def test_kustomize_build_validates() -> None:
 
 def test_one_deployment_per_service_with_probes_and_resources() -> None:
     config = next(r for r in _resources() if r["kind"] == "ConfigMap")["data"]
-    port = int(config["DRIFTLOOP_HEALTH_PORT"])
-    assert config["DRIFTLOOP_FEAST_VARIANT"] == "cluster"
+    port = int(config["DRIFTLOOP_HTTP__PORT"])
+    assert config["DRIFTLOOP_FEAST__VARIANT"] == "cluster"
     assert config["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
     deployments = {r["metadata"]["name"]: r for r in _resources() if r["kind"] == "Deployment"}
     assert set(deployments) == {f"driftloop-{name}" for name in SERVICE_NAMES}
@@ -176,7 +176,7 @@ def _feast_variant(name: str) -> dict[str, Any]:
 
 def test_cluster_runs_spark_redis_and_the_registry_on_s3() -> None:
     config = next(r for r in _resources() if r["kind"] == "ConfigMap")["data"]
-    feast = _feast_variant(config["DRIFTLOOP_FEAST_VARIANT"])
+    feast = _feast_variant(config["DRIFTLOOP_FEAST__VARIANT"])
     assert feast["offline_store"]["type"] == "spark"
     assert feast["online_store"]["type"] == "redis"
     assert feast["registry"]["registry_type"] == "sql"
@@ -369,7 +369,7 @@ def test_dockerfile_pins_python_and_cpu_torch() -> None:
             continue
         sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
         for source in sources:
-            if source not in ("README.md", "constraints.txt"):  # the lead's files
+            if source not in ("README.md", "constraints.txt"):  # root files, always there
                 assert (REPO / source).exists(), source
 
 

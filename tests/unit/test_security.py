@@ -38,6 +38,8 @@ from typing import Any
 import pytest
 import torch
 
+from services.model.preprocessing import FORMAT_VERSION
+from services.model.tabular import TabularModel
 from services.registry.manifest import Lineage
 from services.registry.store import (
     ArtifactIntegrityError,
@@ -46,8 +48,6 @@ from services.registry.store import (
     VersionNotFoundError,
     validate_name,
 )
-from services.training.model import TabularModel
-from services.training.preprocessing import FORMAT_VERSION
 from streams.broker import free_port
 from streams.settings import load_settings
 

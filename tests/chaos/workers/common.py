@@ -49,7 +49,7 @@ def settings_for(args: dict[str, Any], models: dict[str, Any] | None = None) -> 
                "heartbeat_interval_ms": heartbeat},
         topics={"prefix": args["prefix"], "partitions": 3},
         state_dir=Path(args["state_dir"]), registry_uri=str(args["registry"]),
-        feature_repo=Path(args.get("feature_repo", "feature_repo")),
+        feast={"repo": Path(args.get("feature_repo", "feature_repo"))},
         models=models or {},
     )
 

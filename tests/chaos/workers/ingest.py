@@ -50,7 +50,7 @@ class MarkedIngest(MarkedService, IngestService):
 def main(args: dict[str, Any]) -> None:
     start_life(args)
     settings = settings_for(args)
-    store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
+    store = feast_repo.open_repo("embedded", repo_path=args["repo"], project=args["project"])
     markers = Markers(args["markers"])
     service = MarkedIngest(settings, store=store, models=[MODEL], flush_rows=FLUSH_ROWS,
                            flush_interval_s=FLUSH_INTERVAL_S, batch_size=200,

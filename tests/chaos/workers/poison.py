@@ -44,7 +44,7 @@ def main(args: dict[str, Any]) -> int:
     from services.training.worker import TrainingWorker
     from streams.settings import load_settings
 
-    store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
+    store = feast_repo.open_repo("embedded", repo_path=args["repo"], project=args["project"])
     spec = feast_repo.load_layout(store, MODEL).spec
     drift = {"window_events": WINDOW_EVENTS, "window_seconds": 3600, "ks_method": "asymp",
              "idle_flush_seconds": 1.0}
@@ -52,7 +52,7 @@ def main(args: dict[str, Any]) -> int:
         kafka={"bootstrap_servers": args["bootstrap"]},
         topics={"prefix": args["prefix"], "partitions": 3},
         state_dir=Path(args["state_dir"]), registry_uri=str(args["registry"]),
-        feature_repo=Path(args["repo"]),
+        feast={"repo": Path(args["repo"])},
         models={MODEL: {"drift": drift, "online": {"spec": online_spec(spec)}}},
         http={"host": "127.0.0.1", "port": args["http_port"],
               "request_deadline_s": args["deadline_s"]},

@@ -13,12 +13,12 @@ from typing import Any
 import torch
 
 from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
+from services.model.preprocessing import FORMAT_VERSION
+from services.model.tabular import TabularModel
 from services.observability.setup import in_memory_telemetry
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.shadow.service import ShadowService
-from services.training.model import TabularModel
-from services.training.preprocessing import FORMAT_VERSION
 from streams.consumer import Inbound
 
 MODEL = "toy"

@@ -83,9 +83,9 @@ class MarkerProgress:
 def main(args: dict[str, Any]) -> None:
     start_life(args)
     markers = Markers(args["markers"])
-    progress.auto_progress = lambda stream=None: MarkerProgress(markers)  # type: ignore[assignment]
+    progress.auto_progress = lambda *_, **__: MarkerProgress(markers)  # type: ignore[assignment]
     settings = settings_for(args, {MODEL: {"training": args["training"]}})
-    store = feast_repo.open_store("embedded", repo_path=args["repo"], project=args["project"])
+    store = feast_repo.open_repo("embedded", repo_path=args["repo"], project=args["project"])
     worker = MarkedWorker(settings, telemetry=in_memory_telemetry("chaos-train"), store=store,
                           markers=markers)
     hold_commits(worker.loop, markers, float(args.get("commit_hold_s", 0.0)))

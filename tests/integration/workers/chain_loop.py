@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer
 
-from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_store
+from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
 from services.features.generate import (
     ConceptShift,
     CovariateShift,
@@ -41,7 +41,7 @@ from services.training.config import load_config
 from services.training.runner import TrainingJob, run_job
 from streams.contracts import LabelEvent
 from streams.producer import EventProducer
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 
 MODEL = "fraud"
 EPS = 50.0  # events per second of event time
@@ -71,16 +71,17 @@ class World:
 
     def store(self) -> Any:
         """A fresh FeatureStore over the private repo (one per service and thread)."""
-        return open_store("embedded", repo_path=self.repo, project=self.project)
+        return open_repo("embedded", repo_path=self.repo, project=self.project)
 
 
 def prepare(settings: Settings, tmp_path: Path) -> World:
     """Feast repo + history + undertrained champion v1; settings with small windows."""
-    settings = load_settings(**{**settings.model_dump(), "feature_repo": tmp_path / "repo",
-                                "models": {MODEL: MODEL_OPTIONS}})
     repo = copy_repo(tmp_path / "repo")
     project = f"t_{uuid.uuid4().hex[:12]}"
-    store = open_store("embedded", repo_path=repo, project=project)
+    settings = settings.model_copy(update={
+        "feast": settings.feast.model_copy(update={"repo": repo, "project": project})}
+    ).with_models({MODEL: MODEL_OPTIONS})
+    store = open_repo("embedded", repo_path=repo, project=project)
     apply_repo(store)
     spec = load_model_spec(store, MODEL)
     history = Generator(GeneratorConfig(seed=21, events_per_second=EPS)).history(

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from services.cli.drift import app
 from services.drift.check import check_frame, reference_from_frame
-from services.drift.cli import app
 from services.drift.policy import DriftPolicy, evaluate_window
 from services.drift.report import build_drift_report, retrain_request_id, window_key
 from services.drift.stats import FeatureStats
@@ -150,8 +150,8 @@ def _frames(shift: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_check_frame_windows_and_trigger() -> None:
     ref, cur = _frames(1.0)
-    spec, profile = reference_from_frame(ref, "ref-1")
-    results = check_frame(cur, spec, profile, window_size=2_000)
+    spec, profile = reference_from_frame(ref, "ref-1", list(ref.columns))
+    results = check_frame(cur, spec, profile, window_size=2_000, time_column="event_time")
     assert [r.report.window.n_events for r in results] == [2_000] * 3
     assert all(r.report.drifted for r in results)
     assert [r.decision.outcome for r in results] == ["streak", "fire", "streak"]
@@ -170,9 +170,12 @@ def test_cli_reference_json(tmp_path: Path) -> None:
         "--reference",
         str(tmp_path / "ref.parquet"),
     ]
-    res = runner.invoke(app, [*args, "--json", "--window-size", "3000", "--psi-threshold", "0.5"])
+    res = runner.invoke(app, [*args, "--json", "--window-size", "3000", "--psi-threshold", "0.5",
+                              "--time-column", "event_time"])
     assert res.exit_code == 0, res.output
-    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    windows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [w["trigger"]["outcome"] for w in windows] == ["calm", "calm"]
+    lines = [w["report"] for w in windows]
     assert len(lines) == 2 and lines[0]["schema"] == "drift_report/1"
     assert [f["name"] for f in lines[0]["features"]] == ["a", "b", "c"]
     hist = lines[0]["features"][2]
@@ -188,7 +191,7 @@ def test_cli_reference_json(tmp_path: Path) -> None:
 
 def test_check_rejects_empty_input() -> None:
     ref, cur = _frames(0.0)
-    spec, profile = reference_from_frame(ref, "r")
+    spec, profile = reference_from_frame(ref, "r", list(ref.columns))
     with pytest.raises(ValueError):
         check_frame(cur.iloc[:0], spec, profile)
 

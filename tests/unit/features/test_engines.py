@@ -8,11 +8,13 @@ import pytest
 
 from services.features.engines import adapt_sources, is_spark
 from services.features.feast_repo import (
+    REPO_DIR,
     YAML_FILES,
     copy_repo,
     load_definitions,
     load_repo_config_dict,
 )
+from streams.settings import FeastSettings
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -60,7 +62,7 @@ def test_other_engines_keep_the_file_sources(tmp_path: Path) -> None:
 def test_spark_variants_are_valid_feast_configs(variant: str) -> None:
     from feast.repo_config import RepoConfig
 
-    raw = load_repo_config_dict(variant)  # type: ignore[arg-type]
+    raw = load_repo_config_dict(FeastSettings(repo=REPO_DIR, variant=variant))
     config = RepoConfig(**raw)
     assert is_spark(raw["offline_store"]["type"])
     assert config.offline_store.spark_conf["spark.sql.session.timeZone"] == "UTC"

@@ -31,9 +31,8 @@ def test_config_parses_lists_file_and_names() -> None:
     config = TelemetryConfig.from_env({
         "OTEL_TRACES_EXPORTER": "file, console",
         "OTEL_METRICS_EXPORTER": "otlp,prometheus",
-        "DRIFTLOOP_OTEL_FILE": "/tmp/x.jsonl",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=dev,service.name=from-attrs",
-    })
+    }, file_path="/tmp/x.jsonl")
     assert config.traces_exporters == ("file", "console")
     assert config.metrics_exporters == ("otlp", "prometheus")
     assert config.file_path == "/tmp/x.jsonl"
@@ -123,7 +122,7 @@ def test_trace_crosses_processes_through_the_file_exporter(tmp_path: Path) -> No
         "PYTHONPATH": str(REPO),
         "OTEL_TRACES_EXPORTER": "file",
         "OTEL_METRICS_EXPORTER": "none",
-        "DRIFTLOOP_OTEL_FILE": str(path),
+        "DRIFTLOOP_OBSERVABILITY__OTEL_FILE": str(path),
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=test",
     }
     env.pop("OTEL_SERVICE_NAME", None)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from services.cli.predict import parse_features
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model_settings import InlineSpec
 from services.observability.setup import in_memory_telemetry
-from services.online.cli import parse_features
 from services.online.learner import OnlineLearner
 from services.online.predict import predict
-from services.online.service import learner_options, spec_from_options
+from services.online.service import spec_from_options
 from services.online.state import OnlineState, SnapshotStore
 from services.online.telemetry import OnlineMetrics
 from streams.settings import load_settings
@@ -20,20 +21,22 @@ SPEC = ModelSpec("m", "id", (FeatureSpec("x", "numeric"), FeatureSpec("c", "cate
 
 
 def test_inline_spec_from_options() -> None:
-    spec = spec_from_options("m", {"entity": "id", "features": [
-        {"name": "x"}, {"name": "c", "kind": "categorical", "critical": True}]})
+    spec = spec_from_options("m", InlineSpec.model_validate({"entity": "id", "features": [
+        {"name": "x"}, {"name": "c", "kind": "categorical", "critical": True}]}))
     assert spec == ModelSpec("m", "id", (FeatureSpec("x", "numeric"),
                                          FeatureSpec("c", "categorical", True)))
-    with pytest.raises(ValueError):
-        spec_from_options("m", {"features": []})
+    with pytest.raises(ValueError):  # caught when the configuration loads
+        load_settings(models={"m": {"online": {"spec": {"features": []}}}})
 
 
 def test_learner_options_per_model() -> None:
     s = load_settings(models={"a": {"online": False}, "b": {"online": {"warmup": 5}},
                               "c": {"drift": {}}})
-    assert learner_options(s, "a") is None
-    assert learner_options(s, "b") == {"warmup": 5}
-    assert learner_options(s, "c") == {}
+    assert not s.model("a").online.enabled
+    assert s.model("b").online.enabled and s.model("b").online.warmup == 5
+    assert s.model("c").online.learner_fields() == s.model("unknown").online.learner_fields()
+    with pytest.raises(ValueError, match="warmpu"):  # a misspelt key fails at load time
+        load_settings(models={"b": {"online": {"warmpu": 5}}})
 
 
 def test_rolling_metrics_are_observable_gauges_per_model() -> None:
@@ -75,10 +78,10 @@ def test_parse_features() -> None:
 def test_predict_answers_with_the_verified_champion_too(tmp_path: Path) -> None:
     import torch
 
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
     from services.registry.manifest import Lineage
     from services.registry.store import ModelRegistry
-    from services.training.model import TabularModel
-    from services.training.preprocessing import FORMAT_VERSION
 
     settings = load_settings(registry_uri=str(tmp_path / "registry"))
     registry = ModelRegistry(settings.registry_uri)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from services.model.preprocessing import Preprocessor
+from services.model.tabular import build_tabular
 from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry, RegisteredVersion
 from services.training.config import ArchitectureConfig
-from services.training.model import build_model
-from services.training.preprocessing import Preprocessor
 from services.training.synthetic import synthetic_frame, synthetic_spec
 
 SPEC = synthetic_spec(n_numeric=3, n_categorical=1)
@@ -28,7 +28,7 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> ModelRegistry:
 @pytest.fixture(scope="session")
 def artifacts() -> dict[str, Any]:
     pre = Preprocessor.fit(SPEC, synthetic_frame(100, SPEC))
-    model = build_model(ArchitectureConfig(hidden_sizes=(4,)), pre)
+    model = build_tabular(pre.schema, ArchitectureConfig(hidden_sizes=(4,)))
     return {
         "state_dict": model.state_dict(),
         "preprocessing": pre.to_dict(),

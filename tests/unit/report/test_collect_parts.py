@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from services.drift.policy import DriftPolicy
 from services.registry.manifest import Lineage
@@ -54,9 +55,8 @@ def test_thresholds_follow_the_model_drift_options() -> None:
     assert drift_thresholds(s, "m") == (
         Thresholds(0.3, 0.2, d.ks_alpha, d.drifted_share), None)
     assert drift_thresholds(s, "other") == (defaults, None)
-    bad = load_settings(models={"m": {"drift": {"psi_threshold": -1}}})
-    thresholds, note = drift_thresholds(bad, "m")
-    assert thresholds == defaults and note and "not a valid policy" in note
+    with pytest.raises(ValidationError, match="psi_threshold"):  # refused at load time
+        load_settings(models={"m": {"drift": {"psi_threshold": -1}}})
 
 
 def test_shadow_runs_from_the_book_json(tmp_path: Path) -> None:
@@ -92,9 +92,9 @@ def test_lineage_from_a_registry(tmp_path: Path) -> None:
     registry.set_alias("m", "champion", 1, expected=None)
     registry.set_alias("m", "champion", 2, expected=1)
     versions, aliases = load_lineage(registry, "m")
-    assert [m["version"] for m in versions] == [1, 2]
-    assert versions[1]["lineage"]["parent_version"] == 1
-    assert versions[1]["lineage"]["request_id"] == "req-1"
+    assert [m.version for m in versions] == [1, 2]
+    assert versions[1].lineage.parent_version == 1
+    assert versions[1].lineage.request_id == "req-1"
     assert aliases["champion"]["version"] == 2 and aliases["champion"]["previous"] == 1
     assert load_lineage(registry, "unknown") == ([], {})
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
+from samples.report_data import sample_data, sample_reports
 
 from services.report.render import (
     CSP,
@@ -21,7 +22,6 @@ from services.report.render import (
     fmt_time,
     render_report,
 )
-from services.report.sample import sample_data, sample_reports
 from streams.contracts import FeatureDrift
 
 XSS = "<script>alert(1)</script>"
@@ -71,9 +71,9 @@ def test_feature_names_are_escaped_everywhere(name: str) -> None:
 
 def test_values_from_events_and_manifests_are_escaped() -> None:
     data = sample_data()
-    evil = dict(data.versions[0])
-    evil["metrics"] = {XSS: 1.0}
-    evil["lineage"] = {**evil["lineage"], "training_snapshot_id": ATTR}
+    first = data.versions[0]
+    evil = dataclasses.replace(first, metrics={XSS: 1.0}, lineage=dataclasses.replace(
+        first.lineage, training_snapshot_id=ATTR))
     request = msgspec.structs.replace(data.retrain_requests[0], request_id=XSS)
     html = render_report(dataclasses.replace(
         data, versions=[evil, *data.versions[1:]], retrain_requests=[request], model="m-1",

@@ -4,6 +4,8 @@ and its catch-up with the registry after a crash."""
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from services.shadow.promotion import (
     Promoter,
     PromotionError,
     PromotionIntent,
+    configured_fault,
     event_id_for,
     recovery_outcome,
     rollback_target,
@@ -122,13 +125,34 @@ def test_rollback_target_defaults_to_previous(tmp_path: Path) -> None:
     with pytest.raises(PromotionError, match="no champion"):
         rollback_target(registry, "m", None)
     registry.set_alias("m", "champion", 1, expected=None)
-    with pytest.raises(PromotionError, match="no previous champion"):
+    with pytest.raises(PromotionError, match="nothing older"):
         rollback_target(registry, "m", None)
     registry.set_alias("m", "champion", 3, expected=1)
     assert rollback_target(registry, "m", None) == (3, 1)
-    assert rollback_target(registry, "m", 2) == (3, 2)
+    assert rollback_target(registry, "m", 1) == (3, 1)
+    with pytest.raises(PromotionError, match="only goes back"):  # v2 was never champion
+        rollback_target(registry, "m", 2)
     with pytest.raises(PromotionError, match="already champion"):
         rollback_target(registry, "m", 3)
+
+
+def test_rollbacks_walk_back_the_promotion_history_never_forward(tmp_path: Path) -> None:
+    registry = _registry(tmp_path, 3)
+    registry.set_alias("m", "champion", 1, expected=None)
+    registry.set_alias("m", "champion", 2, expected=1)  # promotions v1 -> v2 -> v3
+    registry.set_alias("m", "champion", 3, expected=2)
+    visited = []
+    for _ in range(2):
+        current, target = rollback_target(registry, "m", None)
+        registry.set_alias("m", "champion", target, expected=current, back=True)
+        visited.append((current, target))
+    assert visited == [(3, 2), (2, 1)]
+    assert registry.get_alias("m", "champion") == 1
+    with pytest.raises(PromotionError, match="nothing older"):
+        rollback_target(registry, "m", None)
+    # a promotion after the rollbacks starts a new history from there
+    registry.set_alias("m", "champion", 3, expected=1)
+    assert rollback_target(registry, "m", None) == (3, 1)
 
 
 POLICY = ShadowPolicy(min_pairs=100, look_every=100, max_pairs=1000)
@@ -165,3 +189,29 @@ def test_sync_champion_after_a_crash_hands_over_or_rejects() -> None:
     verdicts = book.sync_champion("m", 1)  # rolled back elsewhere
     assert [(v.run.version, v.decision.action) for v in verdicts] == [(4, "reject")]
     assert "m" not in book.watches and book.champions["m"] == 1
+
+
+def test_the_fault_switch_of_the_settings_reaches_the_promotion_seam(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``faults.crash_after_alias_move`` is wired to ``after_alias_moved`` (the one
+    mechanism): off, no hook; on, the hook kills the process after the alias moved."""
+    import services.shadow.promotion as promotion
+
+    assert configured_fault(load_settings()) is None
+    settings = load_settings(faults={"crash_after_alias_move": True})
+    hook = configured_fault(settings)
+    assert hook is not None
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(promotion.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    registry = _registry(tmp_path, 2)
+    registry.set_alias("m", "champion", 1, expected=None)
+    promoter = Promoter(registry, None, settings, after_alias_moved=hook)  # type: ignore[arg-type]
+    published: list[str] = []
+    monkeypatch.setattr(promoter, "publish", lambda i: published.append(i.intent_id) or [])
+    intent = promoter.intent("m", 2, expected=1, cause="shadow")
+    promoter.move(intent)
+    assert kills == [(os.getpid(), signal.SIGKILL)]
+    assert registry.get_alias("m", "champion") == 2
+    assert [i.intent_id for i in promoter.outbox.pending("m")] == [intent.intent_id]
+    assert published == [intent.intent_id]  # (a real kill never gets here)

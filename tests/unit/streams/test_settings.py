@@ -89,10 +89,14 @@ def test_a_misspelt_model_section_fails_at_load_time(tmp_path: Path) -> None:
     path.write_text("models:\n  fraud:\n    drfit:\n      ks_floor: 0.2\n")
     with pytest.raises(ValidationError, match=r"models\.fraud\.drfit"):
         load_settings(path)
-    path.write_text("models:\n  fraud:\n    drift:\n      ks_floor: 0.2\n    shadow: {}\n")
-    options = load_settings(path).model_options("fraud")
-    assert options == {"drift": {"ks_floor": 0.2}, "shadow": {}}
-    assert load_settings(path).model_options("other") == {}
+    path.write_text("models:\n  fraud:\n    drift:\n      ks_floor: 0.2\n")
+    with pytest.raises(ValidationError, match=r"models\.fraud\.drift\.ks_floor"):
+        load_settings(path)  # a misspelt key inside a section fails too
+    path.write_text("models:\n  fraud:\n    drift:\n      psi_threshold: 0.3\n    shadow: {}\n")
+    fraud = load_settings(path).model("fraud")
+    assert fraud.drift.psi_threshold == 0.3
+    assert fraud.drift.min_window_events == 200  # the other numbers keep their defaults
+    assert load_settings(path).model("other").drift.psi_threshold == 0.2
 
 
 def test_the_cli_names_each_invalid_setting_without_values_or_a_traceback(

@@ -59,13 +59,13 @@ def test_first_version_then_fine_tune_with_lineage(
         progress=None,
     )
     assert child.status == "registered" and child.version is not None
-    lineage = child.version.manifest["lineage"]
-    assert lineage["training_snapshot_id"] == "snap-b"
-    assert lineage["parent_snapshot_id"] == "snap-a"
-    assert lineage["parent_version"] == 1 and lineage["request_id"] == "req-7"
-    assert child.version.manifest["metrics"]["replay_rows"] > 0
-    assert child.version.manifest["metrics"]["dropped_non_finite_rows"] == 0
-    assert child.version.manifest["extra"]["fine_tuned"] is True
+    lineage = child.version.manifest.lineage
+    assert lineage.training_snapshot_id == "snap-b"
+    assert lineage.parent_snapshot_id == "snap-a"
+    assert lineage.parent_version == 1 and lineage.request_id == "req-7"
+    assert child.version.manifest.metrics["replay_rows"] > 0
+    assert child.version.manifest.metrics["dropped_non_finite_rows"] == 0
+    assert child.version.manifest.extra["fine_tuned"] is True
     assert registry.list_versions("synth") == [1, 2]
 
 

@@ -1,7 +1,7 @@
 """A deterministic, synthetic :class:`ReportData`: a model whose ``income`` and ``country``
 drift half-way, one retrain request, a promoted candidate and another one in shadow.
 
-For previewing the report's layout without a broker, and for tests.
+Used by the report tests (rendering, collection from the topics, the browser check).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any
 
+from services.registry.manifest import Lineage, Manifest
 from services.report.render import ReportData, Thresholds
 from streams.contracts import (
     DriftReport,
@@ -101,16 +101,17 @@ def sample_reports(
 
 
 def _manifest(version: int, parent: int | None, request_id: str | None, loss: float,
-              created: datetime) -> dict[str, Any]:
-    return {
-        "model": "churn", "version": version, "created_at": created.isoformat(),
-        "lineage": {
-            "training_snapshot_id": f"snap-v{version}", "parent_version": parent,
-            "parent_snapshot_id": f"snap-v{parent}" if parent else None,
-            "request_id": request_id, "reason": "covariate" if parent else None,
-        },
-        "metrics": {"val_loss": loss, "val_auc": 0.8 + 0.01 * version}, "hyperparameters": {},
-    }
+              created: datetime) -> Manifest:
+    return Manifest(
+        model="churn", version=version, created_at=created,
+        lineage=Lineage(
+            training_snapshot_id=f"snap-v{version}", parent_version=parent,
+            parent_snapshot_id=f"snap-v{parent}" if parent else None,
+            request_id=request_id, reason="covariate" if parent else None,
+        ),
+        architecture={}, files={}, drift_reference_snapshot_id=f"snap-v{version}",
+        metrics={"val_loss": loss, "val_auc": 0.8 + 0.01 * version},
+    )
 
 
 def sample_data(extra_features: Sequence[str] = ()) -> ReportData:

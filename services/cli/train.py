@@ -2,8 +2,8 @@
 
 The first version of a model is trained from scratch on a Feast snapshot, registered,
 and made ``champion`` (compare-and-set from "no champion"). Later versions come from
-retrain requests (fine-tuning), not from this command. The lead mounts it with
-``app.command("train")(train_command)``.
+retrain requests (fine-tuning), not from this command. The ``driftloop`` command line
+mounts it as ``train``.
 
 Re-running the same command is harmless: the run is keyed by ``initial:<model>:<snapshot>``,
 so a killed run resumes from its checkpoint and a finished one returns its version.
@@ -19,10 +19,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.cli.context import cli_context, guarded
+
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 
+@guarded
 def train_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Model (its FeatureService).")],
     snapshot: Annotated[str, typer.Option("--snapshot", "-s", help="Training snapshot id.")],
     registry: Annotated[
@@ -41,28 +45,22 @@ def train_command(
     from services.features.snapshot import load_snapshot_frame
     from services.registry.store import AliasConflictError, ModelRegistry
     from services.training.config import load_config
+    from services.training.progress import auto_progress
     from services.training.runner import TrainingJob, run_job
 
-    try:
-        from services.cli.main import settings as cli_settings
-
-        s = cli_settings()
-    except ImportError:  # pragma: no cover - used without the main app
-        from streams.settings import load_settings
-
-        s = load_settings()
+    s = cli_context(ctx).settings
     reg = ModelRegistry(registry or s.registry_uri)
     if reg.get_alias(model, "champion") is not None:
         console.print(
             f"[red]error:[/] {model} already has a champion; retrain requests fine-tune it"
         )
         raise typer.Exit(2)
-    overrides = dict(s.model_options(model).get("training", {}))
+    # models.<model>.training merged over the defaults, or the file given instead
+    config = load_config(training_config) if training_config else s.model(model).training
     if max_steps is not None:
-        overrides["max_steps"] = max_steps
-    config = load_config(training_config, overrides)
+        config = config.with_overrides({"max_steps": max_steps})
 
-    store = open_store(repo_path=s.feature_repo) if Path(s.feature_repo).exists() else open_store()
+    store = open_store(s)
     spec = load_model_spec(store, model)
     frame = load_snapshot_frame(store, snapshot)
     times = frame[config.data.time_column]
@@ -80,7 +78,8 @@ def train_command(
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         outcome = run_job(
-            job, spec, reg, runs_dir or Path(s.state_dir) / "runs", config, stop_event=stop
+            job, spec, reg, runs_dir or Path(s.state_dir) / "runs", config, stop_event=stop,
+            progress=auto_progress(s.observability.progress),
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -95,7 +94,7 @@ def train_command(
         if exc.actual != version:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
-    metrics = outcome.version.manifest.get("metrics", {})
+    metrics = outcome.version.manifest.metrics
     console.print(
         f"{model} v{version} is champion ({outcome.status}); "
         f"val_loss {metrics.get('val_loss', float('nan')):.4f}, "

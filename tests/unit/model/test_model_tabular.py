@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import torch
 
+from services.model.preprocessing import Preprocessor
+from services.model.tabular import TabularModel, build_tabular, grow_embeddings
 from services.training.config import ArchitectureConfig
-from services.training.model import TabularModel, build_model, grow_embeddings
-from services.training.preprocessing import Preprocessor
 from services.training.synthetic import synthetic_frame, synthetic_spec
 
 
 def test_build_forward_and_rebuild_from_meta() -> None:
     spec = synthetic_spec(n_numeric=3, n_categorical=2)
     pre = Preprocessor.fit(spec, synthetic_frame(200, spec))
-    model = build_model(ArchitectureConfig(hidden_sizes=(8,)), pre)
+    model = build_tabular(pre.schema, ArchitectureConfig(hidden_sizes=(8,)))
     enc = pre.transform(synthetic_frame(5, spec, seed=9))
     logits = model(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
     assert logits.shape == (5,)

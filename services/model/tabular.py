@@ -3,19 +3,33 @@
 Its shape is described by a small JSON-able ``model_meta`` dict (input widths,
 vocabulary sizes, embedding widths, hidden sizes, dropout), so a stored state dict can
 be rebuilt without the training config: ``TabularModel.from_meta(meta)``.
+:func:`build_tabular` is the built-in model builder (see :mod:`services.model.builder`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from services.training.config import ArchitectureConfig
-from services.training.preprocessing import UNKNOWN_INDEX, Preprocessor
+from services.model.preprocessing import UNKNOWN_INDEX, InputSchema
 
 META_FORMAT = 1
+
+
+class TabularArchitecture(Protocol):
+    """What :func:`build_tabular` needs to know (``ArchitectureConfig`` of the training
+    configuration is one)."""
+
+    @property
+    def hidden_sizes(self) -> Sequence[int]: ...
+
+    @property
+    def dropout(self) -> float: ...
+
+    def embedding_dim(self, cardinality: int) -> int: ...
 
 
 class TabularModel(nn.Module):
@@ -77,11 +91,11 @@ class TabularModel(nn.Module):
         )
 
 
-def build_model(arch: ArchitectureConfig, preprocessor: Preprocessor) -> TabularModel:
-    """A fresh model sized for ``preprocessor``'s inputs."""
-    cards = preprocessor.cardinalities
+def build_tabular(schema: InputSchema, arch: TabularArchitecture) -> TabularModel:
+    """A fresh (untrained) model sized for ``schema``'s encoded inputs."""
+    cards = schema.cardinalities
     return TabularModel(
-        preprocessor.n_numeric_inputs,
+        schema.n_numeric_inputs,
         cards,
         tuple(arch.embedding_dim(c) for c in cards),
         arch.hidden_sizes,

@@ -1,9 +1,9 @@
 """``driftloop predict --model M --features JSON``: the online model and the champion answer.
 
 Loads both per call (the newest verified local snapshot of the online learner, and the
-registry's ``champion`` with its sha256 check) and prints one JSON object. The lead
-mounts it with ``app.command("predict")(predict_command)``. Exit status 0 when at
-least one model answered, 1 when neither could.
+registry's ``champion`` with its sha256 check) and prints one JSON object. Mounted as
+``predict`` by the ``driftloop`` command line. Exit status 0 when at least one model
+answered, 1 when neither could.
 """
 
 from __future__ import annotations
@@ -15,25 +15,20 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from services.cli.context import cli_context, guarded
+
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
-
-
-def _settings() -> Any:
-    try:
-        from services.cli.main import settings as cli_settings
-
-        return cli_settings()
-    except ImportError:  # pragma: no cover - used without the main app
-        from streams.settings import load_settings
-
-        return load_settings()
 
 
 def parse_features(text: str) -> dict[str, Any]:
     """A JSON object of feature values (``@path`` reads it from a file)."""
     if text.startswith("@"):
         text = Path(text[1:]).read_text()
-    value = json.loads(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--features is not valid JSON ({exc}); e.g. "
+                         """'{"amount": 12.5, "country": "FR"}'""") from None
     if not isinstance(value, dict):
         raise ValueError("features must be a JSON object of name: value")
     bad = [k for k, v in value.items() if v is not None and not isinstance(v, int | float | str)]
@@ -42,7 +37,9 @@ def parse_features(text: str) -> dict[str, Any]:
     return value
 
 
+@guarded
 def predict_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name.")],
     features: Annotated[
         str, typer.Option("--features", "-f", help="JSON object of features, or @file.json.")
@@ -59,7 +56,7 @@ def predict_command(
     except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    s = _settings()
+    s = cli_context(ctx).settings
     if registry is not None:
         s = s.model_copy(update={"registry_uri": registry})
     answer = predict(s, model, feats)

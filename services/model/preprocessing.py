@@ -56,6 +56,25 @@ class Vocabulary:
 
 
 @dataclass(frozen=True, slots=True)
+class InputSchema:
+    """The model's encoded inputs, as a model builder sees them.
+
+    ``numeric`` and ``categorical`` name the features in input order; the numeric input
+    holds one value and one missing indicator per numeric feature, and categorical
+    feature ``j`` takes ids ``0..cardinalities[j] - 1`` (0 is the unknown bucket).
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+
+    @property
+    def n_numeric_inputs(self) -> int:
+        """Width of the numeric input tensor."""
+        return 2 * len(self.numeric)
+
+
+@dataclass(frozen=True, slots=True)
 class EncodedFrame:
     """Model inputs: float32 numerics (values then indicators) and int64 category ids."""
 
@@ -127,6 +146,15 @@ class Preprocessor:
     def cardinalities(self) -> tuple[int, ...]:
         """Embedding rows per categorical feature (unknown bucket included)."""
         return tuple(v.cardinality for v in self.categorical)
+
+    @property
+    def schema(self) -> InputSchema:
+        """The encoded inputs this preprocessing produces (what a model is built for)."""
+        return InputSchema(
+            tuple(s.name for s in self.numeric),
+            tuple(v.name for v in self.categorical),
+            self.cardinalities,
+        )
 
     def transform(self, frame: pd.DataFrame) -> EncodedFrame:
         """Encode ``frame``; missing columns count as entirely missing values."""

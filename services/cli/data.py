@@ -1,7 +1,8 @@
 """``driftloop data ...`` and ``driftloop snapshot ...``: synthetic data and training snapshots.
 
-The lead registers these apps in the main CLI (``app.add_typer(data_app, name="data")``,
-``app.add_typer(snapshot_app, name="snapshot")``). Feast is imported inside commands.
+Both open the Feast repository of the configuration (``feast.*``); ``--repo`` and
+``--variant`` override it for one call. The ``driftloop`` command line mounts them as the
+``data`` and ``snapshot`` groups. Feast is imported inside commands.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from services.cli.context import cli_context, guarded
 from services.features.generate import MODEL, DriftSpec, Generator, GeneratorConfig, now_utc
+from streams.settings import FeastSettings, Settings
 
 data_app = typer.Typer(
     help="Generate synthetic fraud data: history for Feast, live events for Kafka."
@@ -34,22 +37,21 @@ def _snapshot() -> None:
 
 VariantOption = Annotated[
     str | None,
-    typer.Option(help="Feast store variant: embedded or real (default $DRIFTLOOP_FEAST_VARIANT)."),
+    typer.Option(help="Feast store variant, e.g. embedded or real (default: feast.variant)."),
 ]
 RepoOption = Annotated[
-    Path | None, typer.Option(help="Feast repo directory (default: feature_repo/).")
+    Path | None, typer.Option(help="Feast repository directory (default: feast.repo).")
 ]
 
 
-def _settings() -> Any:
-    try:
-        from services.cli.main import settings
-
-        return settings()
-    except ImportError:  # pragma: no cover - the main CLI is always there in the package
-        from streams.settings import load_settings
-
-        return load_settings()
+def feast_settings(ctx: typer.Context, variant: str | None, repo: Path | None) -> Settings:
+    """The settings with ``--variant``/``--repo`` applied over ``feast``."""
+    settings = cli_context(ctx).settings
+    update = {k: v for k, v in (("variant", variant), ("repo", repo)) if v is not None}
+    if not update:
+        return settings
+    feast = FeastSettings.model_validate({**settings.feast.model_dump(), **update})
+    return settings.model_copy(update={"feast": feast})
 
 
 def _time(value: str | None, default: datetime) -> datetime:
@@ -59,16 +61,18 @@ def _time(value: str | None, default: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _store(variant: str | None, repo: Path | None) -> Any:
+def _store(settings: Settings) -> Any:
     from services.features.feast_repo import apply_repo, open_store
 
-    store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+    store = open_store(settings)
     apply_repo(store)
     return store
 
 
 @data_app.command("generate")
+@guarded
 def generate(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model whose data to generate.")] = MODEL,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     history_rows: Annotated[int, typer.Option(help="Labelled history rows for Feast.")] = 100_000,
@@ -110,10 +114,15 @@ def generate(
         float, typer.Option(help="0..1, how far the labelling function moves.")
     ] = 1.0,
     append: Annotated[bool, typer.Option(help="Append history instead of replacing it.")] = False,
+    live_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the live events to this parquet file instead of Kafka "
+                          "(a window for `driftloop drift check`)."),
+    ] = None,
     variant: VariantOption = None,
     repo: RepoOption = None,
 ) -> None:
-    """Write seeded history to the offline store and optionally replay live events to Kafka."""
+    """Write seeded history to the offline store; replay live events to Kafka or a file."""
     if model != MODEL:
         console.print(f"[red]error:[/] the generator knows model {MODEL!r} only, not {model!r}")
         raise typer.Exit(2)
@@ -146,7 +155,7 @@ def generate(
     if history_rows > 0:
         from services.features.history import write_history
 
-        store = _store(variant, repo)
+        store = _store(feast_settings(ctx, variant, repo))
         frame = gen.history(live_start, history_rows)
         written = write_history(store, frame, model=model, mode="append" if append else "overwrite")
         console.print(
@@ -154,17 +163,27 @@ def generate(
             f"{frame['event_timestamp'].max()}, fraud rate {frame['is_fraud'].mean():.3f}, "
             f"rows per view {written}"
         )
-    if live_events > 0:
-        _replay(gen, live_start, live_events, rate, model)
+    if live_events > 0 and live_out is not None:
+        import pandas as pd
+
+        from services.files import write_atomic
+
+        live = pd.concat(list(gen.rows(1, live_start, live_events)), ignore_index=True)
+        write_atomic(live_out, live.to_parquet(index=False))
+        console.print(f"live: {len(live)} events {live['event_timestamp'].min()} .. "
+                      f"{live['event_timestamp'].max()} written to {live_out}")
+    elif live_events > 0:
+        _replay(cli_context(ctx).settings, gen, live_start, live_events, rate, model)
 
 
-def _replay(gen: Generator, start: datetime, events: int, rate: float, model: str) -> None:
+def _replay(
+    settings: Settings, gen: Generator, start: datetime, events: int, rate: float, model: str
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from services.features.replay import replay
     from streams.producer import EventProducer
 
-    settings = _settings()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -188,7 +207,9 @@ def _replay(gen: Generator, start: datetime, events: int, rate: float, model: st
 
 
 @data_app.command("compact")
+@guarded
 def compact(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model whose offline views to compact.")] = MODEL,
     before: Annotated[
         str | None,
@@ -207,7 +228,7 @@ def compact(
     from services.features.feast_repo import load_layout
 
     cutoff = datetime.fromisoformat(before).date() if before else datetime.now(UTC).date()
-    store = _store(variant, repo)
+    store = _store(feast_settings(ctx, variant, repo))
     try:
         layout = load_layout(store, model)
     except Exception as exc:  # unknown model: one line, not a traceback
@@ -226,7 +247,9 @@ def compact(
 
 
 @snapshot_app.command("create")
+@guarded
 def create(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model (its FeatureService).")],
     start: Annotated[str, typer.Option(help="Window start, ISO time (inclusive, feature time).")],
     end: Annotated[str, typer.Option(help="Window end, ISO time (exclusive).")],
@@ -238,12 +261,13 @@ def create(
     from services.features.feast_repo import load_model_spec, open_store
     from services.features.snapshot import create_snapshot
 
-    store = open_store(variant, repo_path=repo)  # type: ignore[arg-type]
+    store = open_store(feast_settings(ctx, variant, repo))
     spec = load_model_spec(store, model)
     now = now_utc()
     try:
-        snap = create_snapshot(
-            store, spec, _time(start, now), _time(end, now), with_profile=profile
+        snap = create_snapshot(  # the profile cache the drift monitor and check read
+            store, spec, _time(start, now), _time(end, now), with_profile=profile,
+            cache_root=cli_context(ctx).settings.state_dir / "profiles",
         )
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")

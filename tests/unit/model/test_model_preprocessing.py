@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from services.featurespec import FeatureSpec, ModelSpec
-from services.training.preprocessing import PreprocessingError, Preprocessor
+from services.model.preprocessing import PreprocessingError, Preprocessor
 
 SPEC = ModelSpec(
     model="m",

@@ -1,6 +1,7 @@
 """``driftloop report``: write one model's self-contained HTML report.
 
-The lead registers it in the main CLI: ``app.command("report")(report_command)``.
+An unknown model is an error (the report would be empty), not an empty report. The
+``driftloop`` command line mounts it as ``report``.
 """
 
 from __future__ import annotations
@@ -11,23 +12,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from services.cli.context import cli_context, guarded
+from services.cli.models import known_model
 from services.files import write_atomic
 
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 
-def _settings():  # type: ignore[no-untyped-def]
-    try:
-        from services.cli.main import settings as cli_settings
-
-        return cli_settings()
-    except ImportError:  # pragma: no cover - used without the main app
-        from streams.settings import load_settings
-
-        return load_settings()
-
-
+@guarded
 def report_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to report on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
         "report.html"
@@ -56,9 +50,10 @@ def report_command(
     except (InvalidNameError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    s = _settings()
-    data = collect(s, model, since=since_at, registry=ModelRegistry(registry or s.registry_uri),
-                   idle_s=idle)
+    s = cli_context(ctx).settings
+    reg = ModelRegistry(registry or s.registry_uri)
+    known_model(reg, model)
+    data = collect(s, model, since=since_at, registry=reg, idle_s=idle)
     write_atomic(out, render_report(data))
     console.print(
         f"wrote {out} ({len(data.drift_reports)} windows, {len(data.retrain_requests)} retrain "

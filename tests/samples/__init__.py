@@ -1,0 +1,1 @@
+"""Deterministic sample data shared by tests (built from the real contracts and types)."""
