@@ -76,6 +76,24 @@ def test_versions_aliases_and_integrity_on_s3(s3_options: dict, s3_prefix: str) 
         registry.load("m", 7)
 
 
+def test_rollbacks_on_s3_go_back_along_the_history_never_forward(
+    s3_options: dict, s3_prefix: str
+) -> None:
+    """The alias log keeps the champion's history: two rollbacks go v3 -> v2 -> v1."""
+    registry = ModelRegistry(s3_prefix, storage_options=s3_options)
+    for i in (1, 2, 3):
+        _register(registry, f"h{i}", float(i))
+    registry.set_alias("m", "champion", 1, expected=None)
+    registry.set_alias("m", "champion", 2, expected=1)
+    registry.set_alias("m", "champion", 3, expected=2)
+    assert registry.alias_record("m", "champion")["history"] == [1, 2]
+    registry.set_alias("m", "champion", 2, expected=3, back=True)
+    assert registry.alias_record("m", "champion")["history"] == [1]
+    registry.set_alias("m", "champion", 1, expected=2, back=True)
+    record = ModelRegistry(s3_prefix, storage_options=s3_options).alias_record("m", "champion")
+    assert (record["version"], record["history"]) == (1, [])
+
+
 def test_concurrent_registrations_of_one_request_yield_one_version(
     s3_options: dict, s3_prefix: str
 ) -> None:
