@@ -6,6 +6,16 @@ writers lose rows. The offline half is therefore written here, as new immutable 
 in the view's parts directory (:mod:`services.features.parts`), which the view's
 FileSource reads through DuckDB (or any engine). Only the online half goes through
 Feast. A view without a parts directory (``path`` unset) falls back to Feast's push.
+
+The online half is written with Feast's own ``online_write_batch`` (the provider's,
+hence the configured online store's: SQLite embedded, Redis in a cluster), one
+call and one transaction per view and flush, with the entity-key and value protos
+built here straight from the frame's columns: Feast's ``push`` does the same after a
+registry lookup and a generic Arrow-to-proto conversion that cost more than the
+write itself (``benchmarks/ingest.md``). The rows and their protos are what ``push``
+would write (``_online_rows``; a test compares both through ``get_online_features``);
+a view ``push`` would treat differently (an on-demand view, a field mapping, a
+feature service that precomputes online vectors) goes through ``push``.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from services.features.parts import write_parts
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     import pandas as pd
     import pyarrow as pa
@@ -52,7 +63,7 @@ def push_batches(
     started = time.perf_counter()
     for batch in batches:
         if batch.online is not None and len(batch.online):
-            store.push(batch.push_source, batch.online, to=PushMode.ONLINE)
+            write_online(store, batch.push_source, batch.online)
         if batch.path is not None:
             parts += len(append_parts(batch.path, batch.frame, batch.schema))
         else:
@@ -64,6 +75,100 @@ def push_batches(
         stats.parts += parts
         stats.seconds += time.perf_counter() - started
     return rows
+
+
+def write_online(store: FeatureStore, push_source: str, frame: pd.DataFrame) -> int:
+    """Write ``frame`` to the online store of every view fed by ``push_source``.
+
+    What ``store.push(push_source, frame, to=PushMode.ONLINE)`` writes, through the
+    provider's ``online_write_batch``; returns the entity rows written.
+    """
+    from feast.data_source import PushMode
+
+    views = [v for v in store.list_feature_views(allow_cache=True)
+             if v.stream_source is not None and v.stream_source.name == push_source]
+    if not views or not all(_plain(store, v) for v in views):
+        store.push(push_source, frame, to=PushMode.ONLINE)
+        return len(frame)
+    provider = store._get_provider()  # Feast's own write path, as push uses it
+    for view in views:
+        rows = _online_rows(view, frame)
+        if rows:
+            provider.online_write_batch(store.config, view, rows, progress=None)
+    return len(frame)
+
+
+def _plain(store: FeatureStore, view: Any) -> bool:
+    """Whether ``push`` writes ``view``'s rows as they are (no transformation, no mapping,
+    no precomputed vectors to refresh)."""
+    from feast import FeatureView
+
+    if type(view) is not FeatureView or view.batch_source is None:
+        return False
+    if view.batch_source.field_mapping:
+        return False
+    services = store.list_feature_services()
+    return not any(getattr(s, "precompute_online", False) for s in services)
+
+
+def _online_rows(view: Any, frame: pd.DataFrame) -> list[tuple[Any, dict[str, Any], Any, Any]]:
+    """``(entity key, {feature: value}, event time, created time)`` protos of each row of
+    ``frame``, as Feast's ``_convert_arrow_fv_to_proto`` builds them for ``push``:
+    a null (NaN/None) value is an empty ``Value``; a frame whose feature columns are all
+    null is not written (``write_to_online_store`` warns and returns)."""
+    import pandas as pd
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.type_map import python_values_to_proto_values
+
+    names = [f.name for f in view.features]
+    if frame.empty or frame[names].isnull().all().all():
+        return []
+    key_names = [c.name for c in view.entity_columns]
+    fields = {**{f.name: f.dtype.to_value_type() for f in view.features},
+              **{c.name: c.dtype.to_value_type() for c in view.entity_columns}}
+    columns: dict[str, list[Any]] = {}
+    for name in (*names, *key_names):
+        kind = fields[name]
+        scalar = _SCALARS.get(kind.name)
+        if scalar is None:  # a type not built here: Feast's own conversion
+            columns[name] = python_values_to_proto_values(list(frame[name]), kind)
+            continue
+        attr, cast = scalar
+        values = frame[name].to_numpy(dtype=object)
+        null = pd.isna(frame[name]).to_numpy()
+        columns[name] = [ValueProto() if empty else ValueProto(**{attr: cast(v)})
+                         for v, empty in zip(values, null, strict=True)]
+    keys = [EntityKeyProto(join_keys=key_names, entity_values=list(vals))
+            for vals in zip(*(columns[k] for k in key_names), strict=True)]
+    features = [dict(zip(names, vals, strict=True))
+                for vals in zip(*(columns[n] for n in names), strict=True)]
+    source = view.batch_source
+    events = _datetimes(frame[source.timestamp_field])
+    created = (_datetimes(frame[source.created_timestamp_column])
+               if source.created_timestamp_column else [None] * len(frame))
+    return list(zip(keys, features, events, created, strict=True))
+
+
+_SCALARS: dict[str, tuple[str, Any]] = {
+    "DOUBLE": ("double_val", float),
+    "FLOAT": ("float_val", float),
+    "STRING": ("string_val", str),
+}
+"""Feast value types built here: the ``Value`` field and the cast Feast's
+``PYTHON_SCALAR_VALUE_TYPE_TO_PROTO_VALUE`` applies (a float64 column holds Python
+floats already)."""
+
+
+def _datetimes(column: pd.Series) -> list[Any]:
+    """Naive UTC datetimes, as ``_convert_arrow_fv_to_proto`` gives them (it reads the
+    Arrow column with ``to_numpy``, which drops the zone after converting to UTC)."""
+    import pandas as pd
+
+    stamps = pd.DatetimeIndex(column)
+    if stamps.tz is not None:
+        stamps = stamps.tz_convert("UTC").tz_localize(None)
+    return list(stamps.to_pydatetime())
 
 
 def append_parts(root: Path, frame: pd.DataFrame, schema: pa.Schema | None = None) -> list[Path]:

@@ -146,6 +146,59 @@ def test_push_is_readable_online_with_the_latest_values(store: Any) -> None:
     assert str(txn_rows["created"].dt.tz) == "UTC"
 
 
+def test_online_write_stores_what_feasts_push_stores(
+    store: Any, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The sink's direct ``online_write_batch`` leaves the online store as ``push`` does.
+
+    Catches a sink whose protos differ from Feast's conversion: a null feature written
+    as a NaN double instead of an empty value, a timestamp shifted by its zone, a
+    wrong entity key serialization (the rows would not be found by ``push``'s key).
+    """
+    from feast.data_source import PushMode
+
+    from services.features.sink import write_online
+
+    t = T0 + timedelta(hours=1)
+    events = [
+        feature_event("e1", "c1", t, account_balance=100.0),
+        feature_event("e2", "c2", t + timedelta(seconds=1), account_balance=None,
+                      velocity_score=None),
+        feature_event("e3", "c1", t + timedelta(seconds=2), account_balance=-5.5),
+        feature_event("e4", "c3", t + timedelta(seconds=3), txn_count_1h=None),
+    ]
+    buffer = IngestBuffer({"fraud": load_layout(store, "fraud")})
+    for event in events:
+        assert buffer.add_features(event) is None
+    card = next(b for b in buffer.take() if b.view == "fraud_card")
+    assert card.online is not None and len(card.online) == 3
+    twin = make_store(request.node.callspec.params["store"], request, tmp_path, "twin")
+    try:
+        write_online(store, card.push_source, card.online)
+        twin.push(card.push_source, card.online, to=PushMode.ONLINE)
+        features = [f"fraud_card:{f.name}" for f in store.get_feature_view("fraud_card").features]
+        rows = [{"card_id": c} for c in ("c1", "c2", "c3")]
+        ours = store.get_online_features(features=features, entity_rows=rows).to_dict()
+        feasts = twin.get_online_features(features=features, entity_rows=rows).to_dict()
+        assert ours == feasts
+        assert ours["account_balance"] == [-5.5, None, BASE["account_balance"]]
+        assert ours["velocity_score"][1] is None and ours["txn_count_1h"][2] is None
+        if store.config.online_store.type == "sqlite":  # byte for byte, timestamps included
+            import sqlite3
+
+            from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+            def table(s: Any) -> list[tuple[Any, ...]]:
+                with sqlite3.connect(SqliteOnlineStore._get_db_path(s.config)) as db:
+                    return sorted(db.execute(
+                        "SELECT entity_key, feature_name, value, value_text, event_ts,"
+                        f" created_ts FROM {s.project}_fraud_card").fetchall())
+
+            assert table(store) == table(twin) and len(table(store)) == 3 * 7
+    finally:
+        drop_project(twin)
+
+
 def test_historical_join_is_point_in_time_correct(store: Any) -> None:
     t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=10)
     ingest(

@@ -30,3 +30,18 @@ def test_oldest_rows_are_dropped_beyond_the_bound(tmp_path: Path) -> None:
     index.put_many([("e5", "c", T0)])
     assert index.get("e2") is not None and index.get("e3") is None
     assert index.put_many([]) == 0
+
+
+def test_get_many_answers_as_get_does_across_chunks(tmp_path: Path) -> None:
+    """Catches a batched lookup that drops ids past the first ``IN (…)`` chunk, or
+    returns times that differ from ``get`` (zone, microseconds, pre-1970 rows)."""
+    index = EventIndex(tmp_path / "index.sqlite3")
+    old = T0 - timedelta(days=21_000)  # 1968
+    rows = [(f"e{i}", f"c{i % 7}", old - timedelta(microseconds=i)) for i in range(1203)]
+    index.put_many(rows)
+    asked = [f"e{i}" for i in range(1300)] + ["e5", "missing"]
+    found = index.get_many(asked)
+    assert set(found) == {f"e{i}" for i in range(1203)}
+    assert all(found[e] == index.get(e) for e in found)
+    assert found["e1202"] == ("c5", old - timedelta(microseconds=1202))
+    assert index.get_many([]) == {}
