@@ -17,6 +17,7 @@ import pytest
 from chaos.ledger import LEDGER_KEY, Ledger, session_finished, worker_finished
 
 from streams.broker import EmbeddedBroker, free_port
+from streams.durable import SeaweedS3, StorageError, weed_binary
 from streams.settings import Settings, load_settings
 
 REQUIRE_SERVICES = os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1"
@@ -90,6 +91,22 @@ def require_service(name: str, host: str, port: int) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}, and DRIFTLOOP_REQUIRE_SERVICES=1 requires it")
     pytest.skip(f"{message} (set DRIFTLOOP_REQUIRE_SERVICES=1 to make this a failure)")
+
+
+@pytest.fixture(scope="session")
+def s3_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A loopback S3 server (``weed mini``) with one bucket, for the whole session: the
+    durable broker's storage (chaos) and the registry's object store (integration)."""
+    try:
+        weed_binary()
+    except StorageError as exc:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{exc}, and DRIFTLOOP_REQUIRE_SERVICES=1 requires it")
+        pytest.skip(f"{exc} (set DRIFTLOOP_REQUIRE_SERVICES=1 to make this a failure)")
+    storage = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    storage.start()
+    yield storage
+    storage.stop()
 
 
 @pytest.fixture

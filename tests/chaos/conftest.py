@@ -1,6 +1,7 @@
 """Chaos fixtures: a durable broker on a loopback S3 server, and the reliability ledger.
 
-``s3_storage`` (one per session) is a ``weed mini`` S3 server; ``durable_broker`` is a
+``s3_storage`` (one per session, from ``tests/conftest.py``) is a ``weed mini`` S3
+server; ``durable_broker`` is a
 fresh embedded broker per test whose log lives in that bucket, so a test may
 ``kill -9`` it and start it again on the same port. ``ledger`` records what a test
 injected; the session hooks in ``tests/conftest.py`` write ``docs/RELIABILITY.md`` from
@@ -9,7 +10,6 @@ it at the end (see :mod:`chaos.ledger`).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +18,7 @@ import pytest
 
 from chaos.ledger import LEDGER_KEY, FaultRecorder
 from streams.broker import EmbeddedBroker, free_port
-from streams.durable import SeaweedS3, StorageError, weed_binary
+from streams.durable import SeaweedS3
 from streams.durable import durable_broker as make_durable_broker
 from streams.settings import Settings, load_settings
 
@@ -27,21 +27,6 @@ from streams.settings import Settings, load_settings
 def ledger(request: pytest.FixtureRequest) -> FaultRecorder:
     """Records faults for this test: ``ledger.fault(kind, injected=, survived=, lost=)``."""
     return request.config.stash[LEDGER_KEY].recorder(request.node.nodeid)
-
-
-@pytest.fixture(scope="session")
-def s3_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """A loopback S3 server with the broker's bucket, for the whole session."""
-    try:
-        weed_binary()
-    except StorageError as exc:
-        if os.environ.get("DRIFTLOOP_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{exc}, and DRIFTLOOP_REQUIRE_SERVICES=1 requires it")
-        pytest.skip(f"{exc} (set DRIFTLOOP_REQUIRE_SERVICES=1 to make this a failure)")
-    storage = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
-    storage.start()
-    yield storage
-    storage.stop()
 
 
 @pytest.fixture
