@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
@@ -40,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.children import run_in_child
 from benchmarks.kafka_harness import embedded_broker
 
 RESULTS = Path(__file__).parent / "results" / "offline.json"
@@ -187,24 +187,13 @@ def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": rows, "engines": {}}
     with tempfile.TemporaryDirectory() as tmp:
         repo, project = _repo(Path(tmp), rows)
-        ctx = multiprocessing.get_context("spawn")
         for name, offline in ENGINES.items():
-            queue = ctx.Queue()
-            child = ctx.Process(target=_snapshot_child, args=(str(repo), project, offline, queue))
-            started = time.perf_counter()
-            child.start()
-            child.join(limit_s)
-            if child.is_alive():
-                child.kill()
-                child.join()
-                out["engines"][name] = {"finished": False, "limit_s": limit_s}
+            result, failed = run_in_child(_snapshot_child, (str(repo), project, offline),
+                                          limit_s)
+            if failed:  # out of time, or e.g. killed for memory
+                out["engines"][name] = failed
                 continue
-            if child.exitcode != 0 or queue.empty():  # e.g. killed for memory
-                out["engines"][name] = {
-                    "finished": False, "exitcode": child.exitcode,
-                    "died_after_s": round(time.perf_counter() - started, 1)}
-                continue
-            seconds, got, digest = queue.get()
+            seconds, got, digest = result
             assert got == rows, f"{name}: snapshot of {got} rows, expected {rows}"
             out["engines"][name] = {"finished": True, "seconds": round(seconds, 3),
                                     "rows_per_s": round(rows / seconds), "sha256": digest}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import sys
@@ -28,6 +27,8 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.children import run_in_child
 
 RESULTS = Path(__file__).parent / "results" / "spark.json"
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -75,21 +76,12 @@ def snapshot(rows: int, limit_s: float) -> dict[str, Any]:
         started = time.perf_counter()
         repo = _repo(Path(tmp), rows)
         out["setup_seconds"] = round(time.perf_counter() - started, 1)
-        ctx = multiprocessing.get_context("spawn")
         for name, variant in VARIANTS.items():
-            queue = ctx.Queue()
-            child = ctx.Process(target=_child, args=(str(repo), variant, queue))
-            child.start()
-            child.join(limit_s)
-            if child.is_alive():
-                child.kill()
-                child.join()
-                out["engines"][name] = {"finished": False, "limit_s": limit_s}
+            result, failed = run_in_child(_child, (str(repo), variant), limit_s)
+            if failed:
+                out["engines"][name] = failed
                 continue
-            if child.exitcode != 0 or queue.empty():
-                out["engines"][name] = {"finished": False, "exitcode": child.exitcode}
-                continue
-            seconds, session_s, got, digest = queue.get()
+            seconds, session_s, got, digest = result
             assert got == rows, f"{name}: snapshot of {got} rows, expected {rows}"
             out["engines"][name] = {"finished": True, "seconds": round(seconds, 3),
                                     "session_s": round(session_s, 2),
