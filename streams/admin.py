@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -37,16 +38,7 @@ def create_topics(
         ],
         request_timeout=timeout,
     )
-    result: dict[str, str] = {}
-    for name, future in futures.items():
-        try:
-            future.result(timeout)
-            result[name] = "created"
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                result[name] = "exists"
-            else:
-                raise
+    result = _outcomes(futures, timeout, ("created", "exists"), KafkaError.TOPIC_ALREADY_EXISTS)
     wait_for_topics(settings, names, timeout=timeout)
     return result
 
@@ -75,14 +67,21 @@ def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -
     """Delete ``names``; returns ``{topic: "deleted"|"absent"}``."""
     client = admin_client(settings)  # kept alive until every future has its answer
     futures = client.delete_topics(names, request_timeout=timeout)
+    return _outcomes(futures, timeout, ("deleted", "absent"), KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def _outcomes(
+    futures: dict[str, Future[None]], timeout: float, words: tuple[str, str], harmless: int
+) -> dict[str, str]:
+    """Each topic's answer: ``words[0]`` when done, ``words[1]`` when the broker answered
+    the ``harmless`` error code (already there, already gone); any other error raises."""
     result: dict[str, str] = {}
     for name, future in futures.items():
         try:
             future.result(timeout)
-            result[name] = "deleted"
+            result[name] = words[0]
         except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                result[name] = "absent"
-            else:
+            if exc.args[0].code() != harmless:
                 raise
+            result[name] = words[1]
     return result
