@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.drift.policy import DriftSettings
+from services.model.task import Task
 from services.online.config import LearnerSettings
 from services.shadow.decision import ShadowPolicy
 from services.shadow.rollback import RollbackPolicy
@@ -53,6 +54,12 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    task: Task = Field(default_factory=Task)
+    factory: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="``package.module:function`` building the user's nn.Module "
+                    "(None: the built-in tabular MLP)",
+    )
     drift: DriftSettings = Field(default_factory=DriftSettings)
     training: TrainingConfig = Field(default_factory=lambda: load_config(None, {}))
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)

@@ -43,6 +43,35 @@ class NumericStats:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetScale:
+    """Regression: the training labels' mean and standard deviation.
+
+    The module learns standardised targets (so one learning rate suits any label
+    units); scores are mapped back with :meth:`to_label_units`.
+    """
+
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, labels: np.ndarray) -> TargetScale:
+        """Mean and std (1 for a constant or single label) of the finite ``labels``."""
+        y = np.asarray(labels, dtype=np.float64)
+        y = y[np.isfinite(y)]
+        mean = float(y.mean()) if y.size else 0.0
+        std = float(y.std()) if y.size > 1 else 1.0
+        return cls(mean, std if std > 1e-12 else 1.0)
+
+    def standardise(self, labels: np.ndarray) -> np.ndarray:
+        """Labels in the module's units."""
+        return (np.asarray(labels, dtype=np.float64) - self.mean) / self.std
+
+    def to_label_units(self, outputs: np.ndarray) -> np.ndarray:
+        """Module outputs back in the label's units."""
+        return np.asarray(outputs, dtype=np.float64) * self.std + self.mean
+
+
+@dataclass(frozen=True, slots=True)
 class Vocabulary:
     """Training categories of one categorical feature; index 0 is unknown."""
 
@@ -101,6 +130,7 @@ class Preprocessor:
 
     numeric: tuple[NumericStats, ...]
     categorical: tuple[Vocabulary, ...]
+    target: TargetScale | None = None  # regression only
 
     # -- fitting -------------------------------------------------------------------------
     @classmethod
@@ -134,7 +164,11 @@ class Preprocessor:
             seen = {_to_str(v) for v in values}
             new = sorted(c for c in seen if c is not None and c not in known)
             vocabs.append(Vocabulary(vocab.name, vocab.categories + tuple(new)))
-        return Preprocessor(self.numeric, tuple(vocabs))
+        return Preprocessor(self.numeric, tuple(vocabs), self.target)
+
+    def with_target(self, target: TargetScale | None) -> Preprocessor:
+        """The same preprocessing with a regression target scale (or none)."""
+        return Preprocessor(self.numeric, self.categorical, target)
 
     # -- applying ------------------------------------------------------------------------
     @property
@@ -189,7 +223,7 @@ class Preprocessor:
     # -- (de)serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (the registry's ``preprocessing.json``)."""
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "missing": "mean-impute+indicator",
             "numeric": [{"name": s.name, "mean": s.mean, "std": s.std} for s in self.numeric],
@@ -198,6 +232,9 @@ class Preprocessor:
                 for v in self.categorical
             ],
         }
+        if self.target is not None:
+            out["target"] = {"mean": self.target.mean, "std": self.target.std}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
@@ -213,9 +250,12 @@ class Preprocessor:
                 Vocabulary(str(d["name"]), tuple(str(c) for c in d["categories"]))
                 for d in data["categorical"]
             )
+            target_data = data.get("target")
+            target = (None if target_data is None else
+                      TargetScale(float(target_data["mean"]), float(target_data["std"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise PreprocessingError(f"malformed preprocessing: {exc}") from exc
-        return cls(numeric, categorical)
+        return cls(numeric, categorical, target)
 
 
 def _require_columns(spec: ModelSpec, frame: pd.DataFrame) -> None:

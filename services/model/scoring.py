@@ -1,6 +1,8 @@
-"""Score a registry version: the one place a stored model turns features into probabilities.
+"""Score a registry version: the one place a stored model turns features into predictions.
 
-:func:`predict_proba` is the scoring function; :class:`Scorer` holds a verified version
+:func:`predict` is the scoring function (per task: P(label == 1), class probabilities,
+or a value in the label's units; see :mod:`services.model.task`); :func:`predict_proba`
+is its binary form. :class:`Scorer` holds a verified version
 built once (shadow evaluation scores every event with it, ``predict`` one request). The
 version's files were checked by the registry (sha256, ``torch.load(weights_only=True)``)
 before anything here sees them.
@@ -9,7 +11,7 @@ before anything here sees them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,17 +21,41 @@ from torch import nn
 
 from services.model.builder import restore_module
 from services.model.preprocessing import Preprocessor
+from services.model.task import Task
 
 if TYPE_CHECKING:
     from services.registry.store import LoadedModel, ModelRegistry
 
 
-def predict_proba(module: nn.Module, preprocessor: Preprocessor, frame: pd.DataFrame) -> np.ndarray:
-    """P(label == 1) per row of ``frame`` (float64, shape ``[len(frame)]``)."""
+def outputs_to_predictions(task: Task, outputs: torch.Tensor,
+                           preprocessor: Preprocessor) -> np.ndarray:
+    """A module's raw outputs as the task's predictions (float64).
+
+    binary: sigmoid of one logit, shape ``[n]``; multiclass: softmax over K logits,
+    ``[n, K]``; regression: the output mapped back to label units, ``[n]``.
+    """
+    out = outputs.detach().float()
+    if task.kind == "multiclass":
+        return torch.softmax(out.reshape(out.shape[0], -1), dim=1).numpy().astype(np.float64)
+    flat = out.reshape(-1)
+    if task.kind == "binary":
+        return torch.sigmoid(flat).numpy().astype(np.float64)
+    values = flat.numpy().astype(np.float64)
+    return values if preprocessor.target is None else preprocessor.target.to_label_units(values)
+
+
+def predict(module: nn.Module, preprocessor: Preprocessor, frame: pd.DataFrame,
+            task: Task) -> np.ndarray:
+    """The task's prediction for every row of ``frame`` (see :func:`outputs_to_predictions`)."""
     enc = preprocessor.transform(frame)
     with torch.no_grad():
-        logits = module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
-    return torch.sigmoid(logits.float()).numpy().reshape(-1).astype(np.float64)
+        outputs = module(torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical))
+    return outputs_to_predictions(task, outputs, preprocessor)
+
+
+def predict_proba(module: nn.Module, preprocessor: Preprocessor, frame: pd.DataFrame) -> np.ndarray:
+    """P(label == 1) per row of ``frame`` (float64, shape ``[len(frame)]``) of a binary model."""
+    return predict(module, preprocessor, frame, Task())
 
 
 @dataclass(frozen=True)
@@ -40,6 +66,7 @@ class Scorer:
     version: int
     module: nn.Module
     preprocessor: Preprocessor
+    task: Task = field(default_factory=Task)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> Scorer:
@@ -49,12 +76,14 @@ class Scorer:
             loaded.version,
             restore_module(loaded.model_meta, loaded.state_dict),
             Preprocessor.from_dict(loaded.preprocessing),
+            loaded.task,
         )
 
     def predict(self, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """P(label == 1) per row (a frame, or feature dicts; absent features are missing)."""
+        """The task's prediction per row (a frame, or feature dicts; absent features are
+        missing): P(label == 1) ``[n]``, class probabilities ``[n, K]``, or values ``[n]``."""
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        return predict_proba(self.module, self.preprocessor, frame)
+        return predict(self.module, self.preprocessor, frame, self.task)
 
 
 def load_scorer(

@@ -94,6 +94,9 @@ class Manifest:
     seeds: dict[str, int] = field(default_factory=dict)
     code: dict[str, str | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the version predicts (``services.model.task.Task.to_dict``); empty: written
+    # before tasks existed, i.e. binary.
+    task: dict[str, Any] = field(default_factory=dict)
     format: int = MANIFEST_FORMAT
 
     @property
@@ -119,6 +122,8 @@ class Manifest:
         }
         if self.extra:
             out["extra"] = self.extra
+        if self.task:
+            out["task"] = self.task
         return out
 
     @classmethod
@@ -146,6 +151,7 @@ class Manifest:
                 seeds=dict(data.get("seeds") or {}),
                 code=dict(data.get("code") or {}),
                 extra=dict(data.get("extra") or {}),
+                task=dict(data.get("task") or {}),
             )
         except ManifestError:
             raise

@@ -59,6 +59,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from services.files import fsync_dir, fsync_file
 from services.files import write_atomic as write_local_atomic
+from services.model.task import Task
 from services.registry.alias_log import AliasLog
 from services.registry.manifest import (
     FileDigest,
@@ -168,6 +169,11 @@ class LoadedModel:
     def training_snapshot_id(self) -> str:
         """The snapshot this version was trained on (its drift reference)."""
         return self.manifest.lineage.training_snapshot_id
+
+    @property
+    def task(self) -> Task:
+        """What this version predicts (binary for versions written before tasks)."""
+        return Task.from_manifest(self.manifest.task)
 
 
 class ModelRegistry:
@@ -313,8 +319,12 @@ class ModelRegistry:
         metrics: dict[str, float],
         seeds: dict[str, int],
         extra: dict[str, Any] | None = None,
+        task: dict[str, Any] | None = None,
     ) -> RegisteredVersion:
-        """Store a new immutable version; a known ``lineage.request_id`` returns its version."""
+        """Store a new immutable version; a known ``lineage.request_id`` returns its version.
+
+        ``task`` is the model's task (``Task.to_dict()``), stored so scorers know what the
+        version predicts."""
         validate_name(model, "model name")
         request_id = lineage.request_id
         for _attempt in range(5):
@@ -354,6 +364,7 @@ class ModelRegistry:
                 seeds=seeds,
                 code=code_version(),
                 extra=extra or {},
+                task=dict(task or {}),
             )
             data = json.dumps(manifest.to_dict(), sort_keys=True, indent=1, default=str).encode()
             self.write_atomic(f"{vdir}/{MANIFEST}", data)
