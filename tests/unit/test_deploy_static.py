@@ -473,6 +473,10 @@ def cli_problem(args: list[str]) -> str | None:
                 return f"driftloop {' '.join(args)}: no command"
             name, command, rest = command.resolve_command(ctx, rest)
             parent = ctx
+            if name == "run":  # its services are an argument list: check the names too
+                unknown = [s for s in rest if not s.startswith("-") and s not in SERVICE_NAMES]
+                if unknown:
+                    return f"driftloop {' '.join(args)}: unknown service(s) {unknown}"
     except Exception as exc:  # click's UsageError family (typer bundles its own click)
         message = exc.format_message() if hasattr(exc, "format_message") else repr(exc)
         return f"driftloop {' '.join(args)}: {message}"
@@ -630,7 +634,7 @@ def test_readme_driftloop_commands_parse() -> None:
     commands = readme_cli_commands((DEPLOY / "README.md").read_text())
     assert [p for c in commands if (p := cli_problem(c))] == []
     subcommands = {c[0] for c in commands if c}
-    assert {"bootstrap", "report", "data", "run"} <= subcommands
+    assert {"bootstrap", "report", "data", "models"} <= subcommands
 
 
 def test_bootstrap_job_runs_first_and_every_service_waits_for_it() -> None:
@@ -669,7 +673,7 @@ services:
       DRIFTLOOP_STATE: /state
   unsafe:
     image: driftloop:dev
-    command: ["run", "drift", "--bogus"]
+    command: ["run", "drfit"]
     environment:
       DRIFTLOOP_STATE_DIR: /var/lib/driftloop/state
   unmounted:
@@ -703,7 +707,7 @@ def test_the_checks_fail_on_fake_names_commands_and_writable_roots() -> None:
         "typo": ["no setting kafka.bootstrap_server", "DRIFTLOOP_FEAST_REPO is deprecated; "
                  "use DRIFTLOOP_FEAST__REPO", "no setting state", "No such command 'retrian'",
                  "not read-only", "no writable /tmp"],
-        "unsafe": ["No such option: --bogus", "not read-only", "no writable /tmp"],
+        "unsafe": ["unknown service(s) ['drfit']", "not read-only", "no writable /tmp"],
         "unmounted": ["settings do not load: "],
         "registry": ["registry_uri /var/lib/driftloop/registry is not on a volume"],
     }
@@ -735,6 +739,7 @@ def test_readme_commands_are_found_where_a_user_types_them() -> None:
     assert commands == [["report", "--model", "fraud", "--out", "r.html"], ["run", "drift"],
                         ["retrian"]]
     assert [cli_problem(c) is None for c in commands] == [True, True, False]
+    assert "No such option: --bogus" in str(cli_problem(["run", "drift", "--bogus"]))
 
 
 def test_the_kubernetes_checks_fail_on_a_broken_pod() -> None:
