@@ -573,11 +573,14 @@ def container_problems(
 def compose_problems(compose: dict[str, Any]) -> list[str]:
     problems = []
     for name, service in compose["services"].items():
-        if not str(service.get("image", "")).startswith(IMAGE):
+        if not str(service.get("image", "")).startswith(IMAGE) or "entrypoint" in service:
             continue
         mounts = {v.split(":")[1] for v in service.get("volumes", [])
                   if not v.endswith(":ro")} | set(service.get("tmpfs", []))
-        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):  # the KEY=VALUE form
+            environment = dict(item.split("=", 1) for item in environment)
+        env = {k: str(v) for k, v in environment.items()}
         problems += container_problems(f"compose {name}", list(service.get("command", [])),
                                        env, service.get("read_only") is True, mounts)
     return problems
