@@ -61,6 +61,7 @@ def test_bootstrap_twice_trains_v1_once_and_writes_only_its_volumes(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     copy_repo(tmp_path / "feature_repo")
+    repo_files = sorted(p.name for p in (tmp_path / "feature_repo").iterdir())
     cwd, home = tmp_path / "cwd", tmp_path / "home"
     cwd.mkdir()
     home.mkdir()
@@ -97,6 +98,7 @@ def test_bootstrap_twice_trains_v1_once_and_writes_only_its_volumes(
 
     # read-only root filesystem: nothing outside the configured state, data and registry
     assert list(cwd.iterdir()) == [] and list(home.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "feature_repo").iterdir()) == repo_files  # data/
 
 
 # ---------------------------------------------------------------- history, in process
