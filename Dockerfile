@@ -37,7 +37,7 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="driftloop" \
       org.opencontainers.image.description="Continuous learning on Kafka: drift, retrain, shadow, promote" \
       org.opencontainers.image.licenses="Apache-2.0"
-# A Java runtime for Spark: the cluster variant (DRIFTLOOP_FEAST_VARIANT=cluster) runs
+# A Java runtime for Spark: the cluster variant (DRIFTLOOP_FEAST__VARIANT=cluster) runs
 # Feast's Spark offline store with pyspark in local mode inside the pod (Java 17+).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends default-jre-headless \
@@ -52,11 +52,10 @@ WORKDIR /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    DRIFTLOOP_FEATURE_REPO=/app/feature_repo \
-    DRIFTLOOP_FEAST_REPO=/app/feature_repo \
+    DRIFTLOOP_FEAST__REPO=/app/feature_repo \
     DRIFTLOOP_STATE_DIR=/var/lib/driftloop/state \
     DRIFTLOOP_REGISTRY_URI=/var/lib/driftloop/registry \
-    DRIFTLOOP_HEALTH_PORT=8080 \
+    DRIFTLOOP_HTTP__PORT=8080 \
     OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
 USER 10001:10001
 EXPOSE 8080

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from services.cli import broker, data, demo, drift, models, predict, report, run, topics, train
+from services.cli.bootstrap import bootstrap_command
 from services.cli.context import CliContext, show_flags_as_flags
 from services.cli.logs import configure_logging
 from streams.settings import LegacyEnvError, config_source_name, load_settings, settings_errors
@@ -43,6 +44,7 @@ app.command("report")(report.report_command)
 app.command("predict")(predict.predict_command)
 app.command("train")(train.train_command)
 app.command("run")(run.run_command)
+app.command("bootstrap")(bootstrap_command)
 show_flags_as_flags()
 
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line

@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
+import typing
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
 
@@ -68,7 +70,12 @@ def test_compose_driftloop_services_are_built_and_configured(compose: dict[str, 
         assert env["DRIFTLOOP_HTTP__PORT"] == "8080"
         assert "8080/healthz" in " ".join(service["healthcheck"]["test"])
         deps = service["depends_on"]
-        assert deps["kafka-topics"]["condition"] == "service_completed_successfully"
+        assert deps["bootstrap"]["condition"] == "service_completed_successfully"
+    assert not {"kafka-topics", "feast-apply"} & set(compose["services"])  # in bootstrap now
+    bootstrap = compose["services"]["bootstrap"]
+    assert bootstrap["command"][:3] == ["bootstrap", "--model", "fraud"]
+    assert bootstrap["restart"] == "no"
+    assert {"kafka", "redis", "postgres", "s3"} <= set(bootstrap["depends_on"])
 
 
 def test_compose_bind_mounts_exist(compose: dict[str, Any]) -> None:
@@ -384,3 +391,376 @@ def test_network_policy_covers_every_pod_and_its_http_port() -> None:
         assert selector.items() <= pod["metadata"]["labels"].items(), deployment["metadata"]
         ports = {p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]}
         assert ports <= allowed, deployment["metadata"]["name"]
+
+
+# ---------------------------------------------------------------- names, commands, files
+# Every DRIFTLOOP_* name in deploy/ and the Dockerfile must be a setting (a typo is
+# silently ignored at start: unknown top-level names are not an error), never an old
+# name; every `driftloop ...` command must parse with the real command line; every
+# driftloop container has a read-only root filesystem and a volume under each path its
+# settings write to.
+
+ENV_NAME = re.compile(r"\bDRIFTLOOP_[A-Z0-9_]*[A-Z0-9]\b")
+LOADER_NAMES = {"DRIFTLOOP_CONFIG"}  # read by load_settings itself, not a field
+IMAGE = "driftloop"
+SECRET = "postgresql+psycopg://user:secret@db:5432/feast"  # stands in for secretKeyRef values
+
+
+def _nested_model(annotation: Any) -> Any:
+    """The settings model inside an annotation (``X``, ``X | None``), else None."""
+    from pydantic import BaseModel
+
+    candidates = [annotation, *typing.get_args(annotation)]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+                None)
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a variable the configuration reads, or None when it is."""
+    from streams.settings import LEGACY_ENV, REFUSED_ENV, Settings, env_name
+
+    if name in REFUSED_ENV:
+        return f"{name} is refused; use {REFUSED_ENV[name]}"
+    if name in LEGACY_ENV:
+        return f"{name} is deprecated; use {env_name(LEGACY_ENV[name])}"
+    if name in LOADER_NAMES:
+        return None
+    parts = name.removeprefix("DRIFTLOOP_").lower().split("__")
+    model: Any = Settings
+    i = 0
+    while i < len(parts):
+        path = ".".join(parts[: i + 1])
+        field = model.model_fields.get(parts[i])
+        if field is None:
+            return f"{name}: no setting {path}"
+        annotation = field.annotation
+        if typing.get_origin(annotation) is dict:  # models.<name>...: skip the key
+            value = _nested_model(typing.get_args(annotation)[1])
+            if value is None or i + 2 >= len(parts):
+                return None
+            model, i = value, i + 2
+            continue
+        nested = _nested_model(annotation)
+        if nested is None:
+            return None if i == len(parts) - 1 else f"{name}: {path} has no sub-settings"
+        model, i = nested, i + 1
+    return f"{name}: {'.'.join(parts)} is a section, not a setting"
+
+
+def env_text_problems(text: str, where: str) -> list[str]:
+    """Every DRIFTLOOP_* name written in ``text`` (values, comments, prose) checked."""
+    return [f"{where}: {problem}" for name in sorted(set(ENV_NAME.findall(text)))
+            if (problem := env_name_problem(name))]
+
+
+def cli_problem(args: list[str]) -> str | None:
+    """Parse ``driftloop <args>`` with the real command line, without running it."""
+    import typer.main
+
+    from services.cli.main import app
+
+    command: Any = typer.main.get_command(app)
+    name, parent = "driftloop", None
+    rest = list(args)
+    try:
+        while True:
+            ctx = command.make_context(name, rest, parent=parent)
+            if not hasattr(command, "resolve_command"):
+                return None
+            rest = list(getattr(ctx, "_protected_args", None) or
+                        getattr(ctx, "protected_args", None) or []) + list(ctx.args)
+            if not rest:
+                return f"driftloop {' '.join(args)}: no command"
+            name, command, rest = command.resolve_command(ctx, rest)
+            parent = ctx
+            if name == "run":  # its services are an argument list: check the names too
+                unknown = [s for s in rest if not s.startswith("-") and s not in SERVICE_NAMES]
+                if unknown:
+                    return f"driftloop {' '.join(args)}: unknown service(s) {unknown}"
+    except Exception as exc:  # click's UsageError family (typer bundles its own click)
+        message = exc.format_message() if hasattr(exc, "format_message") else repr(exc)
+        return f"driftloop {' '.join(args)}: {message}"
+
+
+def readme_cli_commands(text: str) -> list[list[str]]:
+    """The driftloop argument lists of the ```sh blocks: ``driftloop ...`` at the start
+    of a command, after ``--`` (``kubectl exec ... --``) or after the service of
+    ``docker compose ... exec SERVICE``."""
+    found = []
+    for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            for command in re.split(r"&&|\|\||;|\|", line.split("#", 1)[0]):
+                words = shlex.split(command.replace("$(", "").replace(")", ""))
+                words = [w for w in words if not re.fullmatch(r"[A-Z_]+=.*", w)] or [""]
+                for i, word in enumerate(words):
+                    if word != IMAGE:
+                        continue
+                    before = words[:i]
+                    after_exec = ("exec" in before and before[-1] != "exec"
+                                  and all(w.startswith("-") for w in
+                                          before[before.index("exec") + 1:-1]))
+                    if i == 0 or before[-1] == "--" or after_exec:
+                        found.append(words[i + 1:])
+    return found
+
+
+def _dockerfile_env() -> dict[str, str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.*)$", text, re.M):
+        env.update(pair.split("=", 1) for pair in shlex.split(line))
+    return env
+
+
+def _workdir() -> PurePosixPath:
+    return PurePosixPath(re.findall(r"^WORKDIR (\S+)$", (REPO / "Dockerfile").read_text(),
+                                    re.M)[-1])
+
+
+def _settings_from(env: dict[str, str]) -> Any:
+    """The settings a container with environment ``env`` loads (validation included)."""
+    import os
+    from unittest import mock
+
+    from streams.settings import load_settings
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "OTEL_"))}
+    with mock.patch.dict(os.environ, {**clean, **env}, clear=True):
+        return load_settings()
+
+
+def write_paths(env: dict[str, str]) -> dict[str, PurePosixPath]:
+    """Where a driftloop process with environment ``env`` writes, by its settings."""
+    settings = _settings_from(env)
+    paths = {"state_dir": PurePosixPath(settings.state_dir),
+             "feast repo data": PurePosixPath(settings.feast.repo) / "data"}
+    if "://" not in settings.registry_uri:
+        paths["registry_uri"] = PurePosixPath(settings.registry_uri)
+    if "file" in settings.observability.otel.get("OTEL_TRACES_EXPORTER", ""):
+        paths["observability.otel_file"] = PurePosixPath(settings.observability.otel_file)
+    return {what: path if path.is_absolute() else _workdir() / path
+            for what, path in paths.items()}
+
+
+def _uncovered(paths: dict[str, PurePosixPath], mounts: set[str]) -> list[str]:
+    return [f"{what} {path} is not on a volume" for what, path in paths.items()
+            if not any(path.is_relative_to(m) for m in mounts)]
+
+
+def container_problems(
+    where: str, args: list[str], env: dict[str, str], read_only: bool, mounts: set[str]
+) -> list[str]:
+    """Names, command and files of one driftloop container (compose service or pod)."""
+    problems = [f"{where}: {p}" for name in env if name.startswith("DRIFTLOOP_")
+                if (p := env_name_problem(name))]
+    if (problem := cli_problem(args)) is not None:
+        problems.append(f"{where}: {problem}")
+    if not read_only:
+        problems.append(f"{where}: root filesystem is not read-only")
+    if "/tmp" not in mounts:
+        problems.append(f"{where}: no writable /tmp")
+    if problems:
+        return problems
+    try:
+        paths = write_paths({**_dockerfile_env(), **env})
+    except Exception as exc:  # invalid values: what the process would say at start
+        return [f"{where}: settings do not load: {str(exc).splitlines()[0]}"]
+    if "--wait" in args:  # only reads the registry
+        return []
+    return [f"{where}: {p}" for p in _uncovered(paths, mounts)]
+
+
+def compose_problems(compose: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, service in compose["services"].items():
+        if not str(service.get("image", "")).startswith(IMAGE) or "entrypoint" in service:
+            continue
+        mounts = {v.split(":")[1] for v in service.get("volumes", [])
+                  if not v.endswith(":ro")} | set(service.get("tmpfs", []))
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):  # the KEY=VALUE form
+            environment = dict(item.split("=", 1) for item in environment)
+        env = {k: str(v) for k, v in environment.items()}
+        problems += container_problems(f"compose {name}", list(service.get("command", [])),
+                                       env, service.get("read_only") is True, mounts)
+    return problems
+
+
+def _pods(resources: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"{r['kind']} {r['metadata']['name']}", r["spec"]["template"]["spec"])
+            for r in resources if r["kind"] in ("Deployment", "StatefulSet", "Job")]
+
+
+def k8s_problems(resources: list[dict[str, Any]]) -> list[str]:
+    maps = {r["metadata"]["name"]: r.get("data", {}) for r in resources
+            if r["kind"] == "ConfigMap"}
+    problems = []
+    for pod_name, pod in _pods(resources):
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            if not container["image"].startswith(IMAGE) or "command" in container:
+                continue
+            env: dict[str, str] = {}
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    env.update(maps[source["configMapRef"]["name"]])
+            for item in container.get("env", []):
+                env[item["name"]] = item.get("value", SECRET)
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])
+                      if not m.get("readOnly")}
+            read_only = container.get("securityContext", {}).get("readOnlyRootFilesystem")
+            problems += container_problems(f"{pod_name}/{container['name']}",
+                                           container.get("args", []), env,
+                                           read_only is True, mounts)
+    return problems
+
+
+def test_env_names_in_deploy_and_the_dockerfile_are_settings() -> None:
+    files = [p for p in DEPLOY.rglob("*") if p.is_file()] + [REPO / "Dockerfile"]
+    problems = [p for path in files
+                for p in env_text_problems(path.read_text(), str(path.relative_to(REPO)))]
+    assert problems == []
+    names = {n for path in files for n in ENV_NAME.findall(path.read_text())}
+    assert {"DRIFTLOOP_FEAST__REPO", "DRIFTLOOP_STATE_DIR", "DRIFTLOOP_HTTP__PORT",
+            "DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS"} <= names
+
+
+def test_every_driftloop_container_parses_its_command_and_writes_only_to_volumes(
+    compose: dict[str, Any],
+) -> None:
+    assert compose_problems(compose) == []
+    assert k8s_problems(_resources()) == []
+    checked = [n for n, s in compose["services"].items() if s.get("image", "").startswith(IMAGE)]
+    assert set(checked) == {*SERVICE_NAMES, "bootstrap"}
+
+
+def test_readme_driftloop_commands_parse() -> None:
+    commands = readme_cli_commands((DEPLOY / "README.md").read_text())
+    assert [p for c in commands if (p := cli_problem(c))] == []
+    subcommands = {c[0] for c in commands if c}
+    assert {"bootstrap", "report", "data", "models"} <= subcommands
+
+
+def test_bootstrap_job_runs_first_and_every_service_waits_for_it() -> None:
+    resources = _resources()
+    (job,) = [r for r in resources if r["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["bootstrap", "--model", "fraud"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    for deployment in (r for r in resources if r["kind"] == "Deployment"):
+        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert init["args"][:4] == ["bootstrap", "--model", "fraud", "--wait"], deployment
+
+
+# ---------------------------------------------------------------- the checks can fail
+
+SYNTHETIC_COMPOSE = """
+services:
+  good:
+    image: driftloop:dev
+    command: ["bootstrap", "--model", "fraud", "--generate", "10"]
+    read_only: true
+    tmpfs: [/tmp]
+    environment:
+      DRIFTLOOP_STATE_DIR: /var/lib/driftloop/state
+      DRIFTLOOP_REGISTRY_URI: s3://bucket/registry
+      DRIFTLOOP_MODELS__FRAUD__DRIFT__WINDOW_EVENTS: "500"
+    volumes:
+      - state:/var/lib/driftloop/state
+      - data:/app/feature_repo/data
+  typo:
+    image: driftloop:dev
+    command: ["retrian", "--model", "fraud"]
+    environment:
+      DRIFTLOOP_KAFKA__BOOTSTRAP_SERVER: kafka:9092
+      DRIFTLOOP_FEAST_REPO: /app/feature_repo
+      DRIFTLOOP_STATE: /state
+  unsafe:
+    image: driftloop:dev
+    command: ["run", "drfit"]
+    environment:
+      DRIFTLOOP_STATE_DIR: /var/lib/driftloop/state
+  unmounted:
+    image: driftloop:dev
+    command: ["run", "drift"]
+    read_only: true
+    tmpfs: [/tmp]
+    environment:
+      DRIFTLOOP_REGISTRY_URI: /var/lib/driftloop/registry
+      DRIFTLOOP_TOPICS__PARTITIONS: "six"
+    volumes:
+      - data:/app/feature_repo/data
+  registry:
+    image: driftloop:dev
+    command: ["run", "drift"]
+    read_only: true
+    tmpfs: [/tmp]
+    environment:
+      DRIFTLOOP_REGISTRY_URI: /var/lib/driftloop/registry
+    volumes:
+      - data:/app/feature_repo/data
+      - state:/var/lib/driftloop/state
+      - registry:/var/lib/driftloop/registry:ro
+"""
+
+
+def test_the_checks_fail_on_fake_names_commands_and_writable_roots() -> None:
+    problems = compose_problems(yaml.safe_load(SYNTHETIC_COMPOSE))
+    assert not [p for p in problems if p.startswith("compose good:")]
+    expected = {
+        "typo": ["no setting kafka.bootstrap_server", "DRIFTLOOP_FEAST_REPO is deprecated; "
+                 "use DRIFTLOOP_FEAST__REPO", "no setting state", "No such command 'retrian'",
+                 "not read-only", "no writable /tmp"],
+        "unsafe": ["unknown service(s) ['drfit']", "not read-only", "no writable /tmp"],
+        "unmounted": ["settings do not load: "],
+        "registry": ["registry_uri /var/lib/driftloop/registry is not on a volume"],
+    }
+    for service, fragments in expected.items():
+        mine = [p for p in problems if p.startswith(f"compose {service}:")]
+        for fragment in fragments:
+            assert any(fragment in p for p in mine), (service, fragment, mine)
+    assert len(problems) == sum(len(f) for f in expected.values())
+
+
+def test_env_names_are_checked_down_to_the_leaf() -> None:
+    assert env_name_problem("DRIFTLOOP_KAFKA__SASL_PASSWORD") is None
+    assert env_name_problem("DRIFTLOOP_MODELS__FRAUD__TRAINING__MAX_STEPS") is None
+    assert env_name_problem("DRIFTLOOP_MODELS__FRAUD__WINDOW") == (
+        "DRIFTLOOP_MODELS__FRAUD__WINDOW: no setting models.fraud.window")
+    assert "has no sub-settings" in str(env_name_problem("DRIFTLOOP_STATE_DIR__X"))
+    assert "is a section" in str(env_name_problem("DRIFTLOOP_KAFKA"))
+    assert "deprecated" in str(env_name_problem("DRIFTLOOP_HEALTH_PORT"))
+    assert "refused" in str(env_name_problem("DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"))
+    assert env_text_problems("set DRIFTLOOP_* or DRIFTLOOP_FEAST__VARIANT", "x") == []
+
+
+def test_readme_commands_are_found_where_a_user_types_them() -> None:
+    text = ("```sh\ndriftloop report --model fraud --out r.html\n"
+            "kubectl -n driftloop exec deploy/driftloop-drift -- driftloop run drift\n"
+            "docker compose -f deploy/compose.yaml exec -T drift driftloop retrian\n"
+            "kubectl create namespace driftloop\n```\n")
+    commands = readme_cli_commands(text)
+    assert commands == [["report", "--model", "fraud", "--out", "r.html"], ["run", "drift"],
+                        ["retrian"]]
+    assert [cli_problem(c) is None for c in commands] == [True, True, False]
+    assert "No such option: --bogus" in str(cli_problem(["run", "drift", "--bogus"]))
+
+
+def test_the_kubernetes_checks_fail_on_a_broken_pod() -> None:
+    resources = copy.deepcopy(_resources())
+    job = next(r for r in resources if r["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    container["volumeMounts"] = [m for m in container["volumeMounts"]
+                                 if m["mountPath"] != "/var/lib/driftloop/state"]
+    container["env"].append({"name": "DRIFTLOOP_FEAST__VARIANTS", "value": "cluster"})
+    init = next(r for r in resources if r["kind"] == "Deployment")["spec"]["template"]["spec"]
+    init["initContainers"][0]["args"] = ["bootstrap", "--wait"]  # --model left out
+    problems = k8s_problems(resources)
+    assert len(problems) == 3, problems
+    assert any("no setting feast.variants" in p for p in problems)
+    assert any("not read-only" in p for p in problems)
+    assert any("Missing option '--model'" in p for p in problems)
+    container["env"].pop()
+    container["securityContext"]["readOnlyRootFilesystem"] = True
+    assert [p for p in k8s_problems(resources) if "Job" in p] == [
+        "Job driftloop-bootstrap/bootstrap: state_dir /var/lib/driftloop/state is not on a volume"]
