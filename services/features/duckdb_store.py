@@ -18,7 +18,9 @@ Select it in ``feature_store.yaml`` with
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feast.infra.offline_stores.duckdb import (
@@ -104,7 +106,10 @@ class _Query:
         """Run the query; the result as an Arrow table."""
         import duckdb
 
-        con = duckdb.connect()
+        # An in-memory database spills to ``.tmp`` in the working directory, which is
+        # read-only in the containers: spill under the temporary directory instead.
+        con = duckdb.connect(config={"temp_directory": str(Path(tempfile.gettempdir())
+                                                          / "driftloop-duckdb")})
         try:
             con.register(self.entity, self.entity_df)
             return con.sql(self.sql).to_arrow_table()
