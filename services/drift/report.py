@@ -99,7 +99,8 @@ def build_drift_report(
             reference_shares=list(f.stats.reference_shares) if histograms else [],
             window_shares=list(f.stats.window_shares) if histograms else [],
             reference_summary=ref_summary.get(f.name),
-            window_summary=win_summary.get(f.name),
+            window_summary=win_summary.get(f.name) or (
+                Summary(missing_share=f.stats.missing_share) if window_summaries else None),
         )
         for f in verdict.features
     ]

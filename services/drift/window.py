@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from services.drift.profile import category_key, summarize_sorted
+from services.drift.profile import summarize_sorted
 from services.featurespec import ModelSpec
 from streams.contracts import PartitionRange, Summary, WindowBounds
 
@@ -60,8 +60,9 @@ class _Open:
 
 
 def window_summaries(window: ClosedWindow, spec: ModelSpec) -> dict[str, Summary]:
-    """Per feature, the window's summary statistics (numeric: one column-wise sort of
-    the matrix; categorical: the missing share)."""
+    """Per numeric feature, the window's summary statistics (one column-wise sort of the
+    matrix). Categorical features have none here: their only summary, the missing
+    share, is already in their drift statistics."""
     n = max(window.n_events, 1)
     out: dict[str, Summary] = {}
     if window.numeric.size:
@@ -70,9 +71,6 @@ def window_summaries(window: ClosedWindow, spec: ModelSpec) -> dict[str, Summary
         for j, f in enumerate(spec.numeric):
             k = int(present[j])
             out[f.name] = summarize_sorted(ordered[:k, j], (n - k) / n)
-    for name, values in window.categorical.items():
-        missing = sum(category_key(v) is None for v in values)
-        out[name] = Summary(missing_share=missing / n)
     return out
 
 
