@@ -54,11 +54,14 @@ WINDOW_COLOR = "#fc8d62"
 
 def window_order(reports: Sequence[DriftReport], limit: int = MAX_WINDOWS) -> list[int]:
     """Indices of the windows to offer: drifted ones first (highest drifted share, then
-    newest), then undrifted ones newest first, at most ``limit``."""
+    newest), then undrifted ones newest first, at most ``limit``; when there are more,
+    a quarter of the places are kept for the newest undrifted windows (so a model that
+    drifted for long still shows what calm looks like, and how it is now)."""
     drifted = sorted((i for i, r in enumerate(reports) if r.drifted),
                      key=lambda i: (-reports[i].drifted_share, -i))
     calm = sorted((i for i, r in enumerate(reports) if not r.drifted), key=lambda i: -i)
-    return (drifted + calm)[:limit]
+    n_calm = min(len(calm), max(limit - len(drifted), limit // 4))
+    return (drifted[: limit - n_calm] + calm[:n_calm])[:limit]
 
 
 def _cell(value: float | str | None, text: str, title: str = "") -> dict[str, Any]:

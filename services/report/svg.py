@@ -21,6 +21,7 @@ DASHES = ("", "6 3", "2 2", "8 3 2 3")
 GRID = "#e6e8eb"
 AXIS = "#6b7280"
 THRESHOLD = "#c0392b"
+LABEL_ROW_PX = 15  # one stacked marker-label row: 11px text with its descenders
 
 
 def esc(value: object) -> str:
@@ -165,7 +166,7 @@ def line_chart(
     if x1 == x0:
         x0, x1 = x0 - (30 if time_axis else 1), x1 + (30 if time_axis else 1)
     rows = marker_rows(markers, (width - left - right) / (x1 - x0))
-    top = 22 + 12 * max(rows, default=0)
+    top = 22 + LABEL_ROW_PX * max(rows, default=0)
     ys = [y for _, y in points] + [r.y for r in rules]
     if zero_based:
         y0 = min(0.0, min(ys))
@@ -209,7 +210,7 @@ def line_chart(
         )
     for m, row in zip(markers, rows, strict=True):
         x = sx(m.x)
-        ty = top - 3 - 12 * row
+        ty = top - 3 - LABEL_ROW_PX * row
         out.append(
             f'<g class="marker"><title>{esc(m.detail)}</title>'
             f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{ty + 3}" y2="{height - bottom}" '

@@ -297,3 +297,16 @@ def test_categorical_features_show_tvd_and_chi_square() -> None:
     country = next(r["cells"] for r in rows if r["cells"][0]["t"] == "country")
     assert country[1]["t"] == "categorical" and country[2]["t"] == "χ²"
     assert country[3]["t"].startswith("TVD 0.") and country[8]["t"] == "—"  # no mean
+
+
+def test_window_menu_keeps_room_for_calm_windows() -> None:
+    from services.report.explorer import window_order
+
+    reports = sample_reports(n_windows=60, drift_from=5)  # 55 drifted, 5 calm
+    order = window_order(reports, limit=20)
+    assert len(order) == 20 and len(set(order)) == 20
+    assert [reports[i].drifted for i in order] == [True] * 15 + [False] * 5
+    assert order[15:] == [4, 3, 2, 1, 0]  # calm ones newest first
+    shares = [reports[i].drifted_share for i in order[:15]]
+    assert shares == sorted(shares, reverse=True)
+    assert window_order(reports[:8], limit=20) == [7, 6, 5, 4, 3, 2, 1, 0]  # all fit
