@@ -46,9 +46,11 @@ def fmt_sig(value: float | None, digits: int = 4) -> str:
 
 
 def fmt_p(value: float | None) -> str:
-    """A p-value: four decimals, scientific below 1e-4."""
+    """A p-value: four decimals, scientific below 1e-4, ``≈0`` when it underflowed."""
     if value is None:
         return "—"
+    if value == 0:
+        return "≈0"
     return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
 
 

@@ -165,6 +165,7 @@ def test_formatters() -> None:
     assert fmt_num(0.5) == "0.500" and fmt_num(0.00012) == "1.20e-04" and fmt_num(0.0) == "0.000"
     assert fmt_num(2.5e7) == "2.50e+07"
     assert fmt_p(0.5) == "0.5000" and fmt_p(3e-12) == "3.0e-12" and fmt_p(None) == "—"
+    assert fmt_p(0.0) == "≈0"
     assert fmt_share(0.3) == "30.0%" and fmt_share(None) == "—"
     assert fmt_time(datetime(2026, 4, 1, 12, 0, 5, tzinfo=UTC)) == "2026-04-01 12:00:05"
     assert fmt_time("2026-04-01T14:00:05+02:00") == "2026-04-01 12:00:05"
