@@ -15,10 +15,11 @@ import hashlib
 SCRIPT = r"""
 (function () {
   "use strict";
-  var SVG = "http://www.w3.org/2000/svg";
   var block = document.getElementById("report-data");
   var select = document.getElementById("window-select");
-  if (!block || !select) { return; }
+  var legendSvg = document.querySelector("#distributions svg");
+  if (!block || !select || !legendSvg) { return; }
+  var SVG = legendSvg.namespaceURI;  // the SVG namespace, as the page's own SVG has it
   var data = JSON.parse(block.textContent);
   var table = document.getElementById("feature-table");
   var grid = document.getElementById("window-histograms");
