@@ -4,6 +4,7 @@ flagged and an unmoved one is not, the policy switch, and the summaries in the r
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from services.drift.policy import DriftPolicy, WindowVerdict, with_prediction
@@ -70,3 +71,35 @@ def test_prediction_reaches_the_window_verdict_only_when_the_policy_says_so() ->
     assert with_prediction(quiet, True, on).prediction_drifted
     assert not with_prediction(quiet, False, on).drifted
     assert not with_prediction(quiet, None, on).drifted
+
+
+def test_summaries_match_numpy_and_leave_out_infinities() -> None:
+    from datetime import UTC, datetime
+
+    from services.drift.profile import build_reference_profile, profile_summaries
+    from services.drift.window import WindowAccumulator, window_summaries
+    from services.featurespec import FeatureSpec, ModelSpec
+    from streams.contracts import SUMMARY_QUANTILES
+
+    spec = ModelSpec(model="m", entity="e", features=(
+        FeatureSpec("x", "numeric"), FeatureSpec("y", "numeric"), FeatureSpec("c", "categorical")))
+    rng = np.random.default_rng(3)
+    x = rng.normal(5.0, 2.0, 1_000)
+    acc = WindowAccumulator(spec, max_events=10_000)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, v in enumerate(x):
+        y = None if i % 4 == 0 else (float("inf") if i == 1 else float(i))
+        acc.add(t0, {"x": float(v), "y": y, "c": "a"})
+    window = acc.flush()
+    got = window_summaries(window, spec)
+    assert set(got) == {"x", "y"}  # categorical: the drift statistics carry missing share
+    assert got["x"].mean == pytest.approx(x.mean()) and got["x"].std == pytest.approx(x.std())
+    assert got["x"].quantiles == pytest.approx(np.quantile(x, SUMMARY_QUANTILES).tolist())
+    ys = np.array([float(i) for i in range(1_000) if i % 4 and i != 1])
+    assert got["y"].mean == pytest.approx(ys.mean())  # inf is a value, not in the mean
+    assert got["y"].missing_share == pytest.approx(0.25 + 0.001)  # inf counts as invalid
+    frame = pd.DataFrame({"x": x, "y": np.where(np.arange(1_000) % 4 == 0, np.nan, 1.0),
+                          "c": ["a"] * 1_000})
+    ref = profile_summaries(build_reference_profile(frame, spec, "s"))
+    assert ref["x"].mean == pytest.approx(x.mean()) and ref["y"].missing_share == 0.25
+    assert ref["c"].mean is None and ref["c"].missing_share == 0.0
