@@ -20,6 +20,7 @@ BENCHMARKS = (
     "bench_finetune",
     "bench_shadow",
     "bench_online",
+    "bench_prediction_drift",
 )
 
 

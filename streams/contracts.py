@@ -68,6 +68,24 @@ class WindowBounds(msgspec.Struct, frozen=True, kw_only=True):
     offsets: list[PartitionRange] = []
 
 
+SUMMARY_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""The quantile levels a :class:`Summary` carries."""
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """Summary statistics of one feature's values (reference or window), for reports.
+
+    Numeric features: mean, standard deviation and quantiles (at ``levels``) over the
+    present finite values; ``None`` where there is none. Categorical: missing share only.
+    """
+
+    mean: float | None = None
+    std: float | None = None
+    levels: list[float] = []
+    quantiles: list[float] = []
+    missing_share: float | None = None
+
+
 class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     """Drift statistics of one feature in one window."""
 
@@ -90,6 +108,10 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     bins: list[str] = []
     reference_shares: list[float] = []
     window_shares: list[float] = []
+    # Reference and window summary statistics (reports written before they existed have
+    # none).
+    reference_summary: Summary | None = None
+    window_summary: Summary | None = None
 
 
 class DriftReport(Event, tag="drift_report/1", kw_only=True):
@@ -103,6 +125,10 @@ class DriftReport(Event, tag="drift_report/1", kw_only=True):
     drifted_share: float
     drifted: bool
     created_at: Timestamp
+    # The champion's own predictions in this window against its predictions on its
+    # reference snapshot (``drift.prediction``); ``name`` says what was compared:
+    # ``prediction`` (binary P(1), regression value) or ``predicted_class``.
+    prediction: FeatureDrift | None = None
 
 
 class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):

@@ -63,7 +63,7 @@ class DemoConfig:
         """Per-model settings: demo-sized windows, training and shadow sample sizes."""
         return {
             "drift": {"window_events": 2_000, "window_seconds": 3_600,
-                      "idle_flush_seconds": 10},
+                      "idle_flush_seconds": 10, "prediction": True},
             "training": {"max_steps": 300},
             "retrain": {"min_fresh_rows": 1_500, "label_wait_s": 60},
             "shadow": {"min_pairs": 1_500, "look_every": 1_500, "max_pairs": 30_000},

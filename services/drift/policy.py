@@ -11,6 +11,12 @@ and the Bonferroni count is the numeric features alone. A window has
 drifted when at least ``drifted_share`` of the features drifted, or any critical
 feature did (critical: marked in the spec or named in the policy).
 
+The champion's prediction drift (:mod:`services.drift.prediction`, computed when the
+model's ``drift.prediction`` is on) is reported on its own; with
+``prediction_in_policy`` on (default off) a drifted prediction entry also makes the
+window drifted, as a critical feature would (:func:`with_prediction`). It never counts
+in the drifted share, which stays a share of the features.
+
 Whether a drifted window leads to a retrain request is a separate question
 (consecutive windows, cooldown, one request in flight), answered by
 :class:`services.drift.trigger.RetrainTrigger` with the trigger numbers kept here.
@@ -19,7 +25,7 @@ Whether a drifted window leads to a retrain request is a separate question
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -47,6 +53,8 @@ class DriftPolicy(BaseModel):
     consecutive_windows: int = Field(2, ge=1)
     cooldown: timedelta = timedelta(minutes=15)
     in_flight_timeout: timedelta = timedelta(hours=2)
+    # A drifted prediction-drift entry makes the window drifted (see module docstring).
+    prediction_in_policy: bool = False
 
     def ks_level(self, n_tested: int) -> float:
         """The per-feature significance level (Bonferroni over ``n_tested``)."""
@@ -81,6 +89,9 @@ class DriftSettings(DriftPolicy):
     # their PSI is mostly noise.
     min_window_events: int = Field(200, ge=0)
     ks_method: Literal["auto", "asymp"] = "auto"
+    # Compare the champion's predictions per window with its predictions on its
+    # reference snapshot (a ``prediction`` entry in each report; scores every window).
+    prediction: bool = False
 
     @property
     def idle_flush(self) -> float:
@@ -119,6 +130,7 @@ class WindowVerdict:
     drifted: bool
     critical_drifted: tuple[str, ...]
     ks_level: float
+    prediction_drifted: bool = False  # set by with_prediction when the policy uses it
 
     @property
     def drifted_features(self) -> tuple[str, ...]:
@@ -166,6 +178,17 @@ def evaluate_window(
         critical_drifted=critical_drifted,
         ks_level=level,
     )
+
+
+def with_prediction(
+    verdict: WindowVerdict, prediction_drifted: bool | None, policy: DriftPolicy
+) -> WindowVerdict:
+    """``verdict`` with the prediction entry folded in when ``policy.prediction_in_policy``
+    is on (a drifted prediction makes the window drifted); unchanged otherwise or when
+    the window has no prediction entry (``None``)."""
+    if not policy.prediction_in_policy or not prediction_drifted:
+        return verdict
+    return replace(verdict, drifted=True, prediction_drifted=True)
 
 
 def decide_window(

@@ -32,6 +32,7 @@ import pandas as pd
 
 from services.featurespec import FeatureSpec, ModelSpec
 from services.files import write_atomic
+from streams.contracts import SUMMARY_QUANTILES, Summary
 
 FORMAT_VERSION = 1
 OTHER = "__other__"
@@ -160,6 +161,36 @@ class ReferenceProfile:
             n_rows=int(header["n_rows"]),
             n_bins=int(header["n_bins"]),
         )
+
+
+def summarize_sorted(ordered: np.ndarray, missing_share: float) -> Summary:
+    """Mean, standard deviation and quantiles of sorted present values (``±inf`` kept
+    in the sort, left out of the numbers), with the missing share given."""
+    lo = int(np.searchsorted(ordered, -np.inf, side="right"))
+    hi = int(np.searchsorted(ordered, np.inf, side="left"))
+    finite = ordered[lo:hi]
+    if finite.size == 0:
+        return Summary(levels=list(SUMMARY_QUANTILES), missing_share=float(missing_share))
+    # sorted input: linear interpolation between order statistics (numpy's default rule)
+    pos = np.asarray(SUMMARY_QUANTILES) * (finite.size - 1)
+    below = np.floor(pos).astype(np.int64)
+    above = np.minimum(below + 1, finite.size - 1)
+    qs = finite[below] + (finite[above] - finite[below]) * (pos - below)
+    return Summary(
+        mean=float(finite.mean()),
+        std=float(finite.std()),
+        levels=list(SUMMARY_QUANTILES),
+        quantiles=[float(q) for q in qs],
+        missing_share=float(missing_share),
+    )
+
+
+def profile_summaries(profile: ReferenceProfile) -> dict[str, Summary]:
+    """Per feature, the reference's summary statistics (numeric ones from the profile's
+    sorted KS sample, which is the whole reference up to ``ks_sample`` rows)."""
+    out = {p.name: summarize_sorted(p.sample, p.missing_share) for p in profile.numeric}
+    out.update({p.name: Summary(missing_share=p.missing_share) for p in profile.categorical})
+    return out
 
 
 def category_key(value: object) -> str | None:

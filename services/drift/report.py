@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from services.drift.policy import WindowVerdict
-from streams.contracts import DriftReport, FeatureDrift, WindowBounds
+from streams.contracts import DriftReport, FeatureDrift, Summary, WindowBounds
 
 ID_HEX_CHARS = 32
 
@@ -71,11 +71,17 @@ def build_drift_report(
     event_id: str | None = None,
     histograms: bool = True,
     invalid: Mapping[str, int] | None = None,
+    reference_summaries: Mapping[str, Summary] | None = None,
+    window_summaries: Mapping[str, Summary] | None = None,
+    prediction: FeatureDrift | None = None,
 ) -> DriftReport:
     """The ``drift.reports`` event of one window (with each feature's PSI histogram
     unless ``histograms`` is false; ``invalid``: per feature, values that were not finite
-    numbers)."""
+    numbers; the summaries: per feature, reference and window summary statistics;
+    ``prediction``: the champion's prediction drift entry)."""
     invalid = invalid or {}
+    ref_summary = reference_summaries or {}
+    win_summary = window_summaries or {}
     features = [
         FeatureDrift(
             name=f.name,
@@ -92,6 +98,9 @@ def build_drift_report(
             bins=list(f.stats.bins) if histograms else [],
             reference_shares=list(f.stats.reference_shares) if histograms else [],
             window_shares=list(f.stats.window_shares) if histograms else [],
+            reference_summary=ref_summary.get(f.name),
+            window_summary=win_summary.get(f.name) or (
+                Summary(missing_share=f.stats.missing_share) if window_summaries else None),
         )
         for f in verdict.features
     ]
@@ -105,4 +114,5 @@ def build_drift_report(
         drifted_share=verdict.drifted_share,
         drifted=verdict.drifted,
         created_at=created_at or datetime.now(UTC),
+        prediction=prediction,
     )

@@ -27,6 +27,13 @@ instance, or before a restart, counts as in flight and starts the cooldown; a
 verdict clears it; a promotion switches the model's reference to the new champion's
 training snapshot.
 
+Prediction drift (a model's ``drift.prediction``, off by default): when a model's
+monitor starts or its reference switches, the champion is loaded from the registry and
+scores its reference snapshot once; every closed window's events are then scored in
+one call and compared (:mod:`services.drift.prediction`); the entry rides in the
+window's report, and feeds the policy only with ``drift.prediction_in_policy``. A model
+that cannot be loaded or scored is logged and reported without the entry.
+
 Policy clock: windows are judged in event time (the window's end), so replays and
 redeliveries decide the same way.
 """
@@ -39,8 +46,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
+import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.drift.policy import (
@@ -48,7 +57,14 @@ from services.drift.policy import (
     WindowVerdict,
     decide_window,
     evaluate_window,
+    with_prediction,
 )
+from services.drift.prediction import (
+    PredictionReference,
+    build_prediction_reference,
+    prediction_drift,
+)
+from services.drift.profile import profile_summaries
 from services.drift.references import (
     FeastReferences,
     ModelReference,
@@ -58,17 +74,19 @@ from services.drift.references import (
 from services.drift.report import build_drift_report, episode_request_id, window_key
 from services.drift.stats import WindowStatsEngine
 from services.drift.trigger import RetrainTrigger
-from services.drift.window import ClosedWindow, WindowAccumulator
+from services.drift.window import ClosedWindow, WindowAccumulator, window_summaries
 from services.files import write_atomic
 from services.observability.setup import Telemetry
 from services.runtime import StreamService
 from streams.codec import DecodeFailure, decode
 from streams.consumer import CommitPlan, Inbound, PartitionKey
 from streams.contracts import (
+    FeatureDrift,
     FeatureEvent,
     ModelPromotion,
     RetrainRequest,
     ShadowVerdict,
+    Summary,
     new_event_id,
 )
 from streams.settings import Settings
@@ -83,6 +101,44 @@ class _Recent:
     end: datetime
 
 
+Predict = Any  # a callable: window frame -> Scorer.predict output
+
+
+class PredictionSource(Protocol):
+    """Loads what prediction drift needs: the champion's scoring function, its task and
+    its scores on its reference snapshot."""
+
+    def load(self, model: str, reference: ModelReference) -> tuple[Predict, Any, np.ndarray]:
+        """``(predict, task, reference_scores)``; raises when it cannot."""
+        ...
+
+
+class RegistryPredictions:
+    """The champion from the registry, its reference snapshot from Feast."""
+
+    def __init__(self, settings: Settings, references: ReferenceProvider) -> None:
+        self._settings = settings
+        self._references = references
+
+    def load(self, model: str, reference: ModelReference) -> tuple[Predict, Any, np.ndarray]:
+        from services.features.snapshot import load_snapshot_frame
+        from services.model.scoring import load_scorer
+        from services.registry.store import ModelRegistry
+
+        if reference.champion_version is None:
+            raise LookupError(f"{model} has no champion version to score with")
+        registry = getattr(self._references, "registry", None) or ModelRegistry(
+            self._settings.registry_uri)
+        scorer = load_scorer(registry, model, reference.champion_version)
+        store = getattr(self._references, "store", None)
+        if store is None:
+            from services.features.feast_repo import open_store
+
+            store = open_store(self._settings)
+        frame = load_snapshot_frame(store, reference.snapshot_id)
+        return scorer.predict, scorer.task, scorer.predict(frame[list(reference.spec.names)])
+
+
 @dataclass
 class ModelMonitor:
     """One model's reference, open window and trigger."""
@@ -94,6 +150,9 @@ class ModelMonitor:
     trigger: RetrainTrigger
     recent: dict[str, _Recent] = field(default_factory=dict)
     last_event_at: float = 0.0
+    summaries: dict[str, Summary] = field(default_factory=dict)  # the reference's
+    prediction: PredictionReference | None = None
+    predict: Predict | None = None
 
 
 @dataclass
@@ -121,6 +180,7 @@ class DriftMonitor(StreamService):
         references: ReferenceProvider | None = None,
         group_id: str = "driftloop-drift",
         batch_size: int = 10_000,
+        predictions: PredictionSource | None = None,
     ) -> None:
         super().__init__(
             settings, group_id=group_id,
@@ -129,6 +189,8 @@ class DriftMonitor(StreamService):
         )
         self.references: ReferenceProvider = references or FeastReferences(settings)
         self.monitors: dict[str, ModelMonitor] = {}
+        self.predictions: PredictionSource = predictions or RegistryPredictions(
+            settings, self.references)
         self._no_reference: set[str] = set()
         self._positions: dict[PartitionKey, int] = {}
         self._state_dir = Path(settings.state_dir) / "drift"
@@ -153,7 +215,9 @@ class DriftMonitor(StreamService):
                                      ks_method=config.ks_method),
             window=WindowAccumulator(reference.spec, config.window_events, config.window_seconds),
             trigger=self._load_trigger(model, config),
+            summaries=profile_summaries(reference.profile),
         )
+        self._load_prediction(model, monitor)
         self.monitors[model] = monitor
         self._apply_control(model)
         return monitor
@@ -170,10 +234,44 @@ class DriftMonitor(StreamService):
         monitor.reference = reference
         monitor.engine = WindowStatsEngine(reference.profile, reference.spec,
                                            ks_method=monitor.config.ks_method)
+        monitor.summaries = profile_summaries(reference.profile)
+        self._load_prediction(model, monitor)
         monitor.trigger.state.streak_windows.clear()
         self.stats.reference_switches += 1
         log.info("%s: reference switched to snapshot %s (champion v%s)", model,
                  reference.snapshot_id, reference.champion_version)
+
+    def _load_prediction(self, model: str, monitor: ModelMonitor) -> None:
+        """Score the champion's reference snapshot once (``drift.prediction`` on)."""
+        monitor.prediction = monitor.predict = None
+        if not monitor.config.prediction:
+            return
+        reference = monitor.reference
+        try:
+            predict, task, scores = self.predictions.load(model, reference)
+            monitor.prediction = build_prediction_reference(
+                model, task, scores, reference.snapshot_id,
+                champion_version=reference.champion_version, ks_method=monitor.config.ks_method)
+            monitor.predict = predict
+        except Exception as exc:  # a model that cannot be scored is reported without it
+            log.warning("%s: prediction drift off for champion v%s: %s", model,
+                        reference.champion_version, exc)
+
+    def _prediction_entry(self, model: str, monitor: ModelMonitor,
+                          window: ClosedWindow) -> FeatureDrift | None:
+        """The window's prediction-drift entry, or ``None`` (off, or scoring failed)."""
+        if monitor.prediction is None or monitor.predict is None:
+            return None
+        spec = monitor.reference.spec
+        frame = pd.DataFrame(window.numeric, columns=[f.name for f in spec.numeric])
+        for name, values in window.categorical.items():
+            frame[name] = values
+        try:
+            scores = monitor.predict(frame)
+            return prediction_drift(monitor.prediction, scores, monitor.config)
+        except Exception as exc:  # never let one window's scoring stop the monitor
+            log.warning("%s: prediction drift skipped for a window: %s", model, exc)
+            return None
 
     # -- trigger state ----------------------------------------------------------------
 
@@ -319,10 +417,16 @@ class DriftMonitor(StreamService):
         ) as span:
             stats = monitor.engine.compute(window.numeric, window.categorical)
             verdict = evaluate_window(stats, reference.spec, monitor.config)
+            prediction = self._prediction_entry(model, monitor, window)
+            verdict = with_prediction(verdict, prediction and prediction.drifted,
+                                      monitor.config)
             report = build_drift_report(
                 model, bounds, verdict, reference.snapshot_id,
                 champion_version=reference.champion_version,
                 invalid=window.invalid_by_feature,
+                reference_summaries=monitor.summaries,
+                window_summaries=window_summaries(window, reference.spec),
+                prediction=prediction,
             )
             span.set_attributes({
                 "driftloop.report_id": report.event_id,

@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from services.drift.profile import summarize_sorted
 from services.featurespec import ModelSpec
-from streams.contracts import PartitionRange, WindowBounds
+from streams.contracts import PartitionRange, Summary, WindowBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,21 @@ class _Open:
     max_ts: float = float("-inf")
     n: int = 0
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+
+
+def window_summaries(window: ClosedWindow, spec: ModelSpec) -> dict[str, Summary]:
+    """Per numeric feature, the window's summary statistics (one column-wise sort of the
+    matrix). Categorical features have none here: their only summary, the missing
+    share, is already in their drift statistics."""
+    n = max(window.n_events, 1)
+    out: dict[str, Summary] = {}
+    if window.numeric.size:
+        ordered = np.sort(window.numeric, axis=0)  # NaN last
+        present = window.numeric.shape[0] - np.count_nonzero(np.isnan(ordered), axis=0)
+        for j, f in enumerate(spec.numeric):
+            k = int(present[j])
+            out[f.name] = summarize_sorted(ordered[:k, j], (n - k) / n)
+    return out
 
 
 class WindowAccumulator:

@@ -1,33 +1,47 @@
 """The HTML report of one model, built from plain data (events and registry manifests).
 
 Pure: :func:`render_report` takes a :class:`ReportData` and returns one self-contained
-HTML page (inline CSS and SVG, no scripts, no external resources; a Content Security
-Policy forbids loading anything). Every name and value that comes from the data is
-escaped, so a feature called ``<script>…`` shows up as text.
+HTML page (inline CSS, SVG and one inline script, no external resources; a Content
+Security Policy forbids loading anything and runs that script alone, by its hash).
+Every name and value that comes from the data is escaped (or, in the explorer's data
+block, JSON-escaped and put in the page as text), so a feature called ``<script>…``
+shows up as text.
 
-Sections: summary, reference vs current distributions (the latest drift report's
-histograms), PSI / KS / drifted share per window with their thresholds and the retrain
-requests and promotions marked on the time axis, the retrain → candidate → verdict chain,
-shadow verdicts (champion vs candidate metric) and the paired-loss curves of candidates
-still in shadow, and the lineage of registry versions.
+Sections: summary; the window explorer (a window selector, drifted windows first, that
+drives a sortable per-feature table and that window's histograms, see
+:mod:`services.report.explorer`); PSI / KS / drifted share and prediction drift per
+window over one event-time axis, with the retrain requests and promotions placed on it
+(wall-clock times in their tooltips), the top features by PSI drawn and the rest on
+demand; the retrain → candidate → verdict chain; shadow verdicts (each with its metric)
+and the paired-loss curves of candidates still in shadow; the lineage of versions.
 """
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from services.registry.manifest import Manifest
+from services.report.explorer import data_block, explorer_html, explorer_payload
+from services.report.fmt import (
+    fmt_metric,
+    fmt_num,
+    fmt_p,
+    fmt_share,
+    fmt_sig,
+    fmt_time,
+    full_id,
+)
+from services.report.script import SCRIPT, SCRIPT_HASH
 from services.report.svg import (
     Marker,
     Rule,
     Series,
     bar_chart,
     color_for,
-    empty_chart,
     esc,
     legend,
     line_chart,
@@ -50,6 +64,9 @@ PROMOTION_COLOR = "#27ae60"
 ROLLBACK_COLOR = "#d35400"
 MAX_TABLE_WINDOWS = 60
 TIMELINE_WIDTH = 1000
+TOP_FEATURES = 8
+"""Features drawn in the PSI and KS charts at first (highest PSI over the windows); the
+rest sit in further charts behind a disclosure, as many per chart."""
 SECTION_IDS = ("summary", "distributions", "drift-timeline", "retrain-events", "shadow", "lineage")
 
 
@@ -83,61 +100,12 @@ class ReportData:
     notes: Sequence[str] = ()  # remarks about the data sources
 
 
-# -- formatting ------------------------------------------------------------------------
-
-
-def fmt_num(value: float | None, digits: int = 3) -> str:
-    """A number for a table cell: fixed decimals, scientific when tiny or huge."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return esc(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    if value != 0 and (abs(value) < 10 ** -digits or abs(value) >= 1e6):
-        return f"{value:.2e}"
-    return f"{value:.{digits}f}"
-
-
-def fmt_p(value: float | None) -> str:
-    """A p-value: four decimals, scientific below 1e-4."""
-    if value is None:
-        return "—"
-    return f"{value:.1e}" if 0 < value < 1e-4 else f"{value:.4f}"
-
-
-def fmt_share(value: float | None) -> str:
-    """A share as a percentage."""
-    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.1f}%"
-
-
-def fmt_time(value: datetime | str | None) -> str:
-    """UTC time to the second (ISO strings are parsed; anything else is shown escaped)."""
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return esc(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _epoch(value: datetime) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _short(text: str | None, n: int = 12) -> str:
-    if not text:
-        return "—"
-    label = text if len(text) <= n else text[:n] + "…"
-    return f'<span title="{esc(text)}"><code>{esc(label)}</code></span>'
+    return full_id(text, n)
 
 
 def _badge(text: str, kind: str) -> str:
@@ -172,6 +140,13 @@ def _champion(data: ReportData) -> int | None:
     return None
 
 
+def _prediction_card(reports: Sequence[DriftReport]) -> str:
+    entries = [r.prediction for r in reports if r.prediction is not None]
+    if not entries:
+        return "off"
+    return f"{sum(p.drifted for p in entries):,} of {len(entries):,} windows drifted"
+
+
 def _summary(data: ReportData) -> str:
     reports = data.drift_reports
     drifted = sum(r.drifted for r in reports)
@@ -185,6 +160,7 @@ def _summary(data: ReportData) -> str:
         ("retrain requests", fmt_num(len(data.retrain_requests))),
         ("verdicts (promoted)", f"{len(data.verdicts):,} ({promoted:,})"),
         ("last window end", fmt_time(reports[-1].window.end_time) if reports else "—"),
+        ("prediction drift", _prediction_card(reports)),
     ]
     body = '<div class="cards">' + "".join(
         f'<div class="card"><div class="k">{esc(k)}</div><div class="v">{v}</div></div>'
@@ -203,80 +179,54 @@ def _summary(data: ReportData) -> str:
     return _section("summary", "Summary", body)
 
 
-def _feature_card(index: int, f: FeatureDrift) -> str:
-    badges = [_badge(f.kind, "kind")]
-    if f.drifted:
-        badges.append(_badge("drifted", "bad"))
-    if f.critical:
-        badges.append(_badge("critical", "warn"))
-    tvd = getattr(f, "tvd", None)
-    if f.ks_statistic is not None:
-        ks = f" · KS <b>{fmt_num(f.ks_statistic)}</b> (p {fmt_p(f.ks_pvalue)})"
-    elif tvd is not None:
-        ks = f" · TVD <b>{fmt_num(tvd)}</b> (χ² p {fmt_p(getattr(f, 'chi2_pvalue', None))})"
-    else:
-        ks = ""
-    stats = f"PSI <b>{fmt_num(f.psi)}</b>{ks} · missing {fmt_share(f.missing_share)}"
-    chart_id = f"chart-dist-{index}"
-    if f.bins and f.reference_shares and f.window_shares:
-        chart = bar_chart(
-            chart_id,
-            f"{f.name}: reference vs current window",
-            list(f.bins),
-            [
-                ("reference", REFERENCE_COLOR, list(f.reference_shares)),
-                ("current window", WINDOW_COLOR, list(f.window_shares)),
-            ],
-            value_label=fmt_share,
-            max_width=540,
-        )
-    else:
-        chart = empty_chart(chart_id, "no histogram in this report", 540)
-    return (
-        f'<div class="feature{" drifted" if f.drifted else ""}">'
-        f'<h3><span class="fname">{esc(f.name)}</span> {" ".join(badges)}</h3>'
-        f'<p class="stats">{stats}</p>{chart}</div>'
-    )
-
-
-def _distributions(data: ReportData) -> str:
-    if not data.drift_reports:
-        return _section("distributions", "Reference vs current distributions",
+def _distributions(payload: dict[str, Any] | None) -> str:
+    title = "Window explorer: per-feature drift and distributions"
+    if payload is None:
+        return _section("distributions", title,
                         _empty("No drift reports for this model in the selected range."))
-    latest = data.drift_reports[-1]
-    w = latest.window
-    intro = (
-        f"Latest window {fmt_time(w.start_time)} → {fmt_time(w.end_time)} UTC, "
-        f"{fmt_num(w.n_events)} events, reference snapshot "
-        f"{_short(latest.reference_snapshot_id, 24)}, "
-        f"drifted share {fmt_share(latest.drifted_share)} "
-        + (_badge("window drifted", "bad") if latest.drifted else _badge("no drift", "ok"))
+    return _section(
+        "distributions", title, explorer_html(payload),
+        "Pick a window (drifted windows first): the table lists every feature's test, "
+        "statistic, p-value, PSI and thresholds with reference vs current summary "
+        "statistics, and the histograms show that window against the reference.",
     )
-    key = legend([("reference", REFERENCE_COLOR, ""), ("current window", WINDOW_COLOR, "")])
-    cards = "".join(_feature_card(i, f) for i, f in enumerate(latest.features))
-    return _section("distributions", "Reference vs current distributions",
-                    key + f'<div class="features">{cards}</div>', intro)
+
+
+def event_time_of(reports: Sequence[DriftReport], wall: datetime) -> float:
+    """Where a wall-clock moment (a promotion) sits on the event-time axis: at the end
+    of the last window reported before it (its report's ``created_at``), or at the
+    first window's start when it came before every report."""
+    ordered = sorted(reports, key=lambda r: _epoch(r.created_at))
+    i = bisect_right([_epoch(r.created_at) for r in ordered], _epoch(wall))
+    if i == 0:
+        return _epoch(ordered[0].window.start_time)
+    return _epoch(ordered[i - 1].window.end_time)
 
 
 def _markers(data: ReportData) -> list[Marker]:
+    """Retrain requests at the end of the window range they answer (event time);
+    promotions after the last window reported before them. Wall times in tooltips."""
     out = [
         Marker(
-            _epoch(r.requested_at), "retrain",
-            f"retrain request {r.request_id} ({r.reason}) at {fmt_time(r.requested_at)} UTC, "
-            f"base v{r.base_version}",
+            _epoch(r.window_end), "retrain",
+            f"retrain request {r.request_id} ({r.reason}), base v{r.base_version}: windows "
+            f"{fmt_time(r.window_start)} → {fmt_time(r.window_end)} (event time); requested "
+            f"{fmt_time(r.requested_at)} UTC (wall clock)",
             RETRAIN_COLOR,
         )
         for r in data.retrain_requests
     ]
-    out += [
-        Marker(
-            _epoch(p.promoted_at), f"champion v{p.new_champion}",
-            f"{p.cause}: champion v{p.previous_champion} → v{p.new_champion} at "
-            f"{fmt_time(p.promoted_at)} UTC",
-            ROLLBACK_COLOR if p.cause == "rollback" else PROMOTION_COLOR,
-        )
-        for p in data.promotions
-    ]
+    if data.drift_reports:
+        out += [
+            Marker(
+                event_time_of(data.drift_reports, p.promoted_at), f"v{p.new_champion}",
+                f"{p.cause}: champion v{p.previous_champion} → v{p.new_champion} at "
+                f"{fmt_time(p.promoted_at)} UTC (wall clock), drawn after the last window "
+                "reported before it",
+                ROLLBACK_COLOR if p.cause == "rollback" else PROMOTION_COLOR,
+            )
+            for p in data.promotions
+        ]
     return out
 
 
@@ -287,17 +237,27 @@ def _stat(f: FeatureDrift, stat: str) -> tuple[float | None, str]:
         return f.psi, "PSI"
     if f.ks_statistic is not None:
         return f.ks_statistic, "KS statistic"
-    return getattr(f, "tvd", None), "TVD"
+    return f.tvd, "TVD"
+
+
+def _point_title(name: str, what: str, value: float, r: DriftReport, drifted: bool) -> str:
+    return (f"{name} {what} {fmt_num(value)} · window ending {fmt_time(r.window.end_time)} "
+            f"(event time), reported {fmt_time(r.created_at)} UTC"
+            + (" · drifted" if drifted else ""))
+
+
+def ranked_features(reports: Sequence[DriftReport]) -> list[str]:
+    """Feature names by their highest PSI over the windows, highest first."""
+    best: dict[str, float] = {}
+    for r in reports:
+        for f in r.features:
+            best[f.name] = max(best.get(f.name, float("-inf")), f.psi)
+    return sorted(best, key=lambda n: (-best[n], n))
 
 
 def _feature_series(
-    reports: Sequence[DriftReport], stat: str
+    reports: Sequence[DriftReport], stat: str, names: Sequence[str], offset: int = 0
 ) -> tuple[list[Series], list[tuple[str, str, str]]]:
-    names: list[str] = []
-    for r in reports:
-        for f in r.features:
-            if f.name not in names:
-                names.append(f.name)
     series, keys = [], []
     for i, name in enumerate(names):
         pts: list[tuple[float, float]] = []
@@ -309,15 +269,76 @@ def _feature_series(
                 value, what = _stat(f, stat)
                 if value is not None:
                     pts.append((_epoch(r.window.end_time), float(value)))
-                    titles.append(
-                        f"{name} {what} {fmt_num(value)} at "
-                        f"{fmt_time(r.window.end_time)} UTC" + (" (drifted)" if f.drifted else "")
-                    )
+                    titles.append(_point_title(name, what, value, r, f.drifted))
         if pts:
-            color, dash = color_for(i)
+            color, dash = color_for(offset + i)
             series.append(Series(name, pts, color, dash, titles))
             keys.append((name, color, dash))
     return series, keys
+
+
+def _stat_charts(data: ReportData, stat: str, markers: Sequence[Marker]) -> str:
+    """The top features' chart of ``stat`` with its legend, the others in groups of the
+    same size behind a disclosure."""
+    t = data.thresholds
+    names = ranked_features(data.drift_reports)
+    if stat == "psi":
+        slug, what, rule, y_max = "psi", "PSI", Rule(t.psi, f"PSI {fmt_num(t.psi, 2)}"), None
+    else:
+        slug, what = "ks", "KS statistic / TVD"
+        rule, y_max = Rule(t.ks_statistic, f"effect {fmt_num(t.ks_statistic, 3)}"), 1.0
+
+    def chart(chart_id: str, group: Sequence[str], offset: int) -> str:
+        series, keys = _feature_series(data.drift_reports, stat, group, offset)
+        return line_chart(chart_id, f"{what} per feature over windows", series,
+                          time_axis=True, rules=[rule], markers=markers, y_max=y_max,
+                          x_label="window end (event time, UTC)",
+                          width=TIMELINE_WIDTH) + legend(keys)
+
+    top = names[:TOP_FEATURES]
+    out = chart(f"chart-{slug}", top, 0)
+    rest = names[TOP_FEATURES:]
+    if rest:
+        groups = "".join(
+            chart(f"chart-{slug}-more-{k // TOP_FEATURES}", rest[k : k + TOP_FEATURES],
+                  TOP_FEATURES + k)
+            for k in range(0, len(rest), TOP_FEATURES)
+        )
+        out += (f'<details class="more"><summary>the other {len(rest)} features '
+                f"(lower PSI)</summary>{groups}</details>")
+    return out
+
+
+def _prediction_chart(data: ReportData, markers: Sequence[Marker]) -> str:
+    with_entry = [r for r in data.drift_reports if r.prediction is not None]
+    if not with_entry:
+        return ('<h3>Prediction drift</h3><p class="empty">No prediction-drift entries in '
+                "these reports (enable it per model with <code>drift.prediction: true</code>)."
+                "</p>")
+    t = data.thresholds
+    name = with_entry[-1].prediction.name  # type: ignore[union-attr]
+    psi = [(r, r.prediction) for r in with_entry]
+    series = [
+        Series(f"{name} PSI", [(_epoch(r.window.end_time), p.psi) for r, p in psi],
+               "#2c3e50", point_titles=[_point_title(name, "PSI", p.psi, r, p.drifted)
+                                        for r, p in psi]),
+    ]
+    effect = [(r, p, p.ks_statistic if p.ks_statistic is not None else p.tvd) for r, p in psi]
+    series.append(Series(
+        f"{name} {'KS statistic' if psi[-1][1].kind == 'numeric' else 'TVD'}",
+        [(_epoch(r.window.end_time), e) for r, _, e in effect if e is not None],
+        "#16a085", "6 3",
+        [_point_title(name, "effect", e, r, p.drifted) for r, p, e in effect if e is not None],
+    ))
+    return (
+        "<h3>Prediction drift: the champion's predictions vs its predictions on its "
+        "reference snapshot</h3>"
+        + line_chart("chart-prediction", "prediction drift over windows", series,
+                     time_axis=True, rules=[Rule(t.psi, f"PSI {fmt_num(t.psi, 2)}")],
+                     markers=markers, x_label="window end (event time, UTC)",
+                     width=TIMELINE_WIDTH)
+        + legend([(s.name, s.color, s.dash) for s in series])
+    )
 
 
 def _timeline(data: ReportData) -> str:
@@ -331,33 +352,27 @@ def _timeline(data: ReportData) -> str:
         [("retrain request", RETRAIN_COLOR, "4 3"), ("promotion", PROMOTION_COLOR, "4 3"),
          ("rollback", ROLLBACK_COLOR, "4 3"), ("threshold", "#c0392b", "6 4")]
     )
-    psi_series, psi_keys = _feature_series(reports, "psi")
-    ks_series, ks_keys = _feature_series(reports, "effect")
     share = Series(
         "drifted share",
         [(_epoch(r.window.end_time), r.drifted_share) for r in reports],
         "#34495e",
-        point_titles=[
-            f"{fmt_share(r.drifted_share)} drifted at {fmt_time(r.window.end_time)} UTC"
-            for r in reports
-        ],
+        point_titles=[_point_title("drifted share", "", r.drifted_share, r, r.drifted)
+                      for r in reports],
     )
+    n = len(ranked_features(reports))
+    top = f"top {min(TOP_FEATURES, n)} of {n} features by PSI"
     body = [
         marker_key,
-        "<h3>PSI per feature</h3>",
-        line_chart("chart-psi", "PSI per feature over windows", psi_series, time_axis=True,
-                   rules=[Rule(t.psi, f"PSI {fmt_num(t.psi, 2)}")], markers=markers,
-                   x_label="window end (UTC)", width=TIMELINE_WIDTH),
-        legend(psi_keys),
-        "<h3>KS statistic per feature (categorical: total variation distance)</h3>",
-        line_chart("chart-ks", "KS statistic / TVD per feature over windows", ks_series,
-                   time_axis=True, rules=[Rule(t.ks_statistic, f"KS {fmt_num(t.ks_statistic, 2)}")],
-                   markers=markers, y_max=1.0, x_label="window end (UTC)", width=TIMELINE_WIDTH),
-        legend(ks_keys),
+        f"<h3>PSI per feature ({top})</h3>",
+        _stat_charts(data, "psi", markers),
+        f"<h3>KS statistic per feature, categorical: total variation distance ({top})</h3>",
+        _stat_charts(data, "effect", markers),
         "<h3>Share of drifted features</h3>",
         line_chart("chart-share", "Drifted share per window", [share], time_axis=True,
                    rules=[Rule(t.drifted_share, f"share {fmt_share(t.drifted_share)}")],
-                   markers=markers, y_max=1.0, x_label="window end (UTC)", width=TIMELINE_WIDTH),
+                   markers=markers, y_max=1.0, x_label="window end (event time, UTC)",
+                   width=TIMELINE_WIDTH),
+        _prediction_chart(data, markers),
     ]
     shown = reports[-MAX_TABLE_WINDOWS:]
     rows = [
@@ -367,7 +382,11 @@ def _timeline(data: ReportData) -> str:
             _badge("drifted", "bad") if r.drifted else _badge("ok", "ok"),
             ", ".join(esc(f.name) for f in r.features if f.drifted) or "—",
             fmt_num(max((f.psi for f in r.features), default=None)),
+            (fmt_num(r.prediction.psi) + (" " + _badge("drifted", "bad")
+                                           if r.prediction.drifted else ""))
+            if r.prediction is not None else "—",
             f"v{r.champion_version}" if r.champion_version is not None else "—",
+            fmt_time(r.created_at),
         ]
         for r in reversed(shown)
     ]
@@ -375,11 +394,15 @@ def _timeline(data: ReportData) -> str:
         f"<p class=\"muted\">Latest {len(shown)} of {len(reports)} windows, newest first.</p>"
     )
     body.append("<h3>Windows</h3>" + caption + _table(
-        ["start (UTC)", "end (UTC)", "events", "drifted share", "verdict", "drifted features",
-         "max PSI", "champion"], rows, "windows"))
+        ["start (event time)", "end (event time)", "events", "drifted share", "verdict",
+         "drifted features", "max PSI", "prediction PSI", "champion", "reported (UTC)"],
+        rows, "windows"))
     return _section("drift-timeline", "Drift over windows", "".join(body),
                     "Statistics of each closed window against the champion's training "
-                    "snapshot; dashed red lines are the policy thresholds.")
+                    "snapshot, on one event-time axis (windows at their end; retrain "
+                    "requests at the end of the windows they answer; promotions after the "
+                    "last window reported before them; wall-clock times in the tooltips). "
+                    "Dashed red lines are the policy thresholds.")
 
 
 def _version_of_request(data: ReportData, request_id: str) -> int | None:
@@ -435,7 +458,7 @@ def _run_curve(index: int, run: Mapping[str, Any]) -> str:
     title = f"candidate v{version} vs champion v{champion}: mean paired loss"
 
     def titles(who: str, pts: list[tuple[float, float]]) -> list[str]:
-        return [f"{who} {fmt_num(y, 4)} after {int(x):,} pairs" for x, y in pts]
+        return [f"{who} {fmt_sig(y)} after {int(x):,} pairs" for x, y in pts]
 
     chart = line_chart(
         f"chart-shadow-run-{index}", title,
@@ -462,12 +485,12 @@ def _shadow(data: ReportData) -> str:
             "chart-verdicts", "Shadow verdicts: champion vs candidate metric", cats,
             [("champion", CHAMPION_COLOR, [v.champion_metric for v in data.verdicts]),
              ("candidate", CANDIDATE_COLOR, [v.candidate_metric for v in data.verdicts])],
-            value_label=lambda x: fmt_num(x, 4),
+            value_label=fmt_sig,
         ))
         rows = [
             [
                 fmt_time(v.decided_at), f"v{v.candidate}", f"v{v.champion}", fmt_num(v.samples),
-                esc(v.metric), fmt_num(v.champion_metric, 4), fmt_num(v.candidate_metric, 4),
+                esc(v.metric), fmt_sig(v.champion_metric), fmt_sig(v.candidate_metric),
                 fmt_share(v.test.relative_improvement), fmt_p(v.test.p_value),
                 _badge(v.decision, "ok" if v.decision == "promote" else "bad"), esc(v.reason),
             ]
@@ -505,7 +528,7 @@ def _metrics(metrics: Mapping[str, Any] | None) -> str:
     if not metrics:
         return "—"
     return "<br>".join(
-        f"{esc(k)}={fmt_num(v, 4) if isinstance(v, int | float) else esc(v)}"
+        f"{esc(k)}={fmt_metric(k, v)}"
         for k, v in sorted(metrics.items())
     )
 
@@ -617,11 +640,23 @@ ul.tree li::before{content:"";position:absolute;left:0;top:12px;width:10px;
 border-top:1px solid #cbd5e1}
 .node{font-weight:700}
 .empty{color:var(--muted);font-style:italic}
+code.id{display:inline-block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;
+vertical-align:bottom;cursor:copy}
+.scroll{overflow-x:auto;max-width:100%}
+.picker select{font:inherit;padding:3px 6px;max-width:100%}
+table.features-table th{cursor:pointer;white-space:nowrap}
+table.features-table th[aria-sort=descending]::after{content:" ▼"}
+table.features-table th[aria-sort=ascending]::after{content:" ▲"}
+table.features-table td{white-space:nowrap;font-variant-numeric:tabular-nums}
+tr.drifted td{background:#fff5f5}tr.prediction td:first-child{font-weight:700}
+details.more{margin:6px 0 12px}details.more summary{cursor:pointer;color:#2563eb}
+#histograms-more{margin:8px 0;font:inherit;padding:3px 10px;cursor:pointer}
 .notes{color:#92400e}
 footer{padding:14px 28px;color:var(--muted);border-top:1px solid var(--line)}
 """
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+CSP = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src '{SCRIPT_HASH}'"
+"""Nothing may load; the page's own script (by hash) is the only one that runs."""
 
 
 def render_report(data: ReportData) -> str:
@@ -636,10 +671,14 @@ def render_report(data: ReportData) -> str:
             strict=True,
         )
     )
+    t = data.thresholds
+    payload = explorer_payload(data.drift_reports, t.psi, t.ks_statistic, t.ks_alpha) if (
+        data.drift_reports) else None
     body = "".join((
-        _summary(data), _distributions(data), _timeline(data), _retrain(data), _shadow(data),
-        _lineage(data),
+        _summary(data), _distributions(payload), _timeline(data), _retrain(data),
+        _shadow(data), _lineage(data),
     ))
+    scripts = (data_block(payload) + f"<script>{SCRIPT}</script>") if payload else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -651,5 +690,6 @@ def render_report(data: ReportData) -> str:
         f"<nav>{nav}</nav><main>{body}</main>"
         "<footer>Sources: the drift.reports, retrain.requests, models.candidates, "
         "models.verdicts and models.promotions topics, the model registry and the shadow "
-        "service's state. Times are UTC.</footer></body></html>\n"
+        "service's state. Times are UTC.</footer>"
+        f"{scripts}</body></html>\n"
     )

@@ -21,6 +21,7 @@ DASHES = ("", "6 3", "2 2", "8 3 2 3")
 GRID = "#e6e8eb"
 AXIS = "#6b7280"
 THRESHOLD = "#c0392b"
+LABEL_ROW_PX = 15  # one stacked marker-label row: 11px text with its descenders
 
 
 def esc(value: object) -> str:
@@ -61,6 +62,22 @@ class Marker:
     label: str
     detail: str
     color: str
+
+
+def marker_rows(markers: Sequence[Marker], px_per_x: float, char_px: float = 6.2) -> list[int]:
+    """A label row per marker (0 = lowest) so that labels of markers close in ``x``
+    stack instead of overlapping: each marker takes the lowest row whose previous label
+    ends left of it (label widths estimated at ``char_px`` per character)."""
+    ends: list[float] = []
+    rows = [0] * len(markers)
+    for i in sorted(range(len(markers)), key=lambda i: markers[i].x):
+        start = markers[i].x * px_per_x
+        row = next((r for r, end in enumerate(ends) if end < start), len(ends))
+        if row == len(ends):
+            ends.append(0.0)
+        ends[row] = start + 14 + char_px * len(markers[i].label)
+        rows[i] = row
+    return rows
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -143,11 +160,13 @@ def line_chart(
     points = [(x, y) for s in series for x, y in s.points if math.isfinite(y)]
     if not points:
         return empty_chart(chart_id, f"{label}: no data", width)
-    left, right, top, bottom = 52, 130, 22, 40
+    left, right, bottom = 52, 130, 40
     xs = [x for x, _ in points] + [m.x for m in markers]
     x0, x1 = min(xs), max(xs)
     if x1 == x0:
         x0, x1 = x0 - (30 if time_axis else 1), x1 + (30 if time_axis else 1)
+    rows = marker_rows(markers, (width - left - right) / (x1 - x0))
+    top = 22 + LABEL_ROW_PX * max(rows, default=0)
     ys = [y for _, y in points] + [r.y for r in rules]
     if zero_based:
         y0 = min(0.0, min(ys))
@@ -189,14 +208,15 @@ def line_chart(
             f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle" '
             f'fill="{AXIS}">{esc(x_label)}</text>'
         )
-    for m in markers:
+    for m, row in zip(markers, rows, strict=True):
         x = sx(m.x)
+        ty = top - 3 - LABEL_ROW_PX * row
         out.append(
             f'<g class="marker"><title>{esc(m.detail)}</title>'
-            f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{top}" y2="{height - bottom}" '
+            f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{ty + 3}" y2="{height - bottom}" '
             f'stroke="{m.color}" stroke-width="1.5" stroke-dasharray="4 3"/>'
-            f'<path d="M{_f(x - 5)},{top - 10} L{_f(x + 5)},{top - 10} L{_f(x)},{top - 2} Z" '
-            f'fill="{m.color}"/><text x="{_f(x + 7)}" y="{top - 3}" fill="{m.color}">'
+            f'<path d="M{_f(x - 5)},{ty - 7} L{_f(x + 5)},{ty - 7} L{_f(x)},{ty + 1} Z" '
+            f'fill="{m.color}"/><text x="{_f(x + 7)}" y="{ty}" fill="{m.color}">'
             f"{esc(m.label)}</text></g>"
         )
     for r in rules:

@@ -1,14 +1,25 @@
 """The HTML report in a real headless Chromium, driven over the DevTools protocol.
 
+Pages: a binary model's report with hostile feature names, a regression model's with
+24 features, a multiclass model's (all from ``tests/samples/report_data.py``), and a
+report the demo wrote when ``DRIFTLOOP_DEMO_REPORT=/path/report.html`` names one.
+
 Checks that the page loads from ``file://`` with no console errors, no exceptions, no
-dialogs and no request other than the file itself; that every section and chart is in
-the DOM and laid out with a real size; that hostile feature names stay text (no script
-or image element appears, the title is untouched); and that the full-page screenshot is
-not blank, inside the PSI chart too (decoded here from the PNG bytes, stdlib + numpy).
+dialogs and no request other than the file itself; that the window selector changes
+the per-feature table and the histograms, that clicking a column sorts the table and
+that the other histograms come on demand; that the PSI chart's time axis spans the
+windows, with the retrain and promotion markers among them and no two marker labels
+overlapping; that every section and chart is laid out with a real size; that hostile
+feature names stay text (only the page's data block and script exist, no image, the
+title is untouched); and that the screenshot is not blank, inside the PSI chart too
+(decoded here from the PNG bytes, stdlib + numpy).
+
+Each page's full-page screenshot is written under the test's tmp dir (the path is
+printed; run with ``-s`` to see it); ``DRIFTLOOP_REPORT_SCREENSHOT=/path.png`` keeps a
+copy per page as ``/path-report-<case>.png``.
 
 Chromium comes from the system (Debian: ``apt-get install chromium``); without it the
-test is skipped, or fails when ``DRIFTLOOP_REQUIRE_BROWSER=1``. Set
-``DRIFTLOOP_REPORT_SCREENSHOT=/path.png`` to keep the screenshot.
+test is skipped, or fails when ``DRIFTLOOP_REQUIRE_BROWSER=1``.
 """
 
 from __future__ import annotations
@@ -85,8 +96,10 @@ class DevTools:
         self.ws.close()
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
+    """One Chromium for the module's pages (each page gets its own target)."""
+    tmp_path = tmp_path_factory.mktemp("chromium")
     profile = tmp_path / "profile"
     log = (tmp_path / "chromium.log").open("w")
     proc = subprocess.Popen(
@@ -171,21 +184,68 @@ PAGE_FACTS = """JSON.stringify({
   charts: [...document.querySelectorAll("svg.chart")].map(s => {
       const r = s.getBoundingClientRect();
       return {id: s.id, w: r.width, h: r.height, x: r.x + scrollX, y: r.y + scrollY,
-              empty: s.classList.contains("empty"), marks: s.querySelectorAll(
-                  "polyline, rect, circle").length};
+              visible: r.width > 0, empty: s.classList.contains("empty"),
+              marks: s.querySelectorAll("polyline, rect, circle").length};
   }),
-  scripts: document.scripts.length,
+  scripts: [...document.scripts].map(s => s.type || "classic"),
   images: document.images.length,
-  featureNames: [...document.querySelectorAll(".fname")].map(e => e.textContent),
+  featureNames: [...document.querySelectorAll(".fname, #feature-table tbody td:first-child")]
+      .map(e => e.textContent),
   text: document.body.innerText,
 })"""
 
+TABLE = """JSON.stringify({
+  info: document.getElementById("window-info").textContent,
+  window: document.getElementById("window-select").value,
+  rows: [...document.querySelectorAll("#feature-table tbody tr")].map(
+      tr => [...tr.cells].map(td => td.textContent)),
+  cards: [...document.querySelectorAll("#window-histograms .feature .fname")].map(
+      e => e.textContent),
+})"""
 
-def test_report_renders_in_chromium(browser: DevTools, tmp_path: Path) -> None:
-    data = sample_data(extra_features=HOSTILE)
+AXIS = """JSON.stringify([...document.querySelectorAll("#chart-psi")].map(svg => ({
+  dots: [...svg.querySelectorAll("g.series circle")].map(c => c.getBoundingClientRect().x),
+  marks: [...svg.querySelectorAll("g.marker line")].map(l => l.getBoundingClientRect().x),
+  width: svg.getBoundingClientRect().width,
+  labels: [...svg.querySelectorAll("g.marker text")].map(t => {
+      const r = t.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }),
+}))[0])"""
+
+
+def _choose(window: int) -> str:
+    return (f'(() => {{ const s = document.getElementById("window-select"); '
+            f's.value = "{window}"; s.dispatchEvent(new Event("change")); return 1; }})()')
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+CASES = {
+    "binary-hostile": dict(extra_features=HOSTILE),
+    "regression-24-features": dict(task="regression",
+                                   extra_features=tuple(f"f{i:02d}" for i in range(19))),
+    "multiclass": dict(task="multiclass"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_report_renders_in_chromium(browser: DevTools, tmp_path: Path, case: str) -> None:
+    data = sample_data(**CASES[case])
     page = tmp_path / "report.html"
     page.write_text(render_report(data), encoding="utf-8")
+    _check_page(browser, page, tmp_path / f"report-{case}.png", data=data)
 
+
+def test_demo_report_renders_in_chromium(browser: DevTools, tmp_path: Path) -> None:
+    """A report written by the demo (``DRIFTLOOP_DEMO_REPORT=/path/report.html``)."""
+    path = os.environ.get("DRIFTLOOP_DEMO_REPORT")
+    if not path:
+        pytest.skip("set DRIFTLOOP_DEMO_REPORT to a report the demo wrote")
+    _check_page(browser, Path(path), tmp_path / "report-demo.png", data=None)
+
+
+def _check_page(browser: DevTools, page: Path, shot_path: Path, data: Any) -> None:
     target = browser.call("Target.createTarget", url="about:blank")["targetId"]
     session = browser.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
     for domain in ("Page", "Runtime", "Log", "Network"):
@@ -193,17 +253,62 @@ def test_report_renders_in_chromium(browser: DevTools, tmp_path: Path) -> None:
     browser.events.clear()
     browser.call("Page.navigate", session, url=page.as_uri())
     browser.wait_for("Page.loadEventFired")
-    facts = json.loads(browser.call(
-        "Runtime.evaluate", session, expression=PAGE_FACTS, returnByValue=True
-    )["result"]["value"])
+
+    def evaluate(expression: str) -> Any:
+        result = browser.call("Runtime.evaluate", session, expression=expression,
+                              returnByValue=True)
+        assert "exceptionDetails" not in result, result
+        value = result["result"].get("value")
+        return json.loads(value) if isinstance(value, str) else value
+
+    facts = evaluate(PAGE_FACTS)
+
+    # the window selector drives the table and the histograms
+    first = evaluate(TABLE)
+    options = evaluate('document.getElementById("window-select").options.length')
+    assert options >= 2 and first["rows"] and first["cards"]
+    psi_col = 5
+    psis = [float(r[psi_col]) for r in first["rows"] if r[psi_col] != "—"]
+    assert psis == sorted(psis, reverse=True)  # sorted by PSI at first
+    evaluate(_choose(options - 1))
+    last = evaluate(TABLE)
+    assert last["window"] == str(options - 1) and last["info"] != first["info"]
+    assert last["rows"] != first["rows"]
+    assert {r[0] for r in last["rows"]} == {r[0] for r in first["rows"]}  # same features
+    if data is not None:
+        assert "DRIFTED" in first["info"] and "no drift" in last["info"]
+    evaluate('document.querySelector("#feature-table th[data-col=\\"0\\"]").click()')
+    by_name = [r[0] for r in evaluate(TABLE)["rows"]]
+    assert by_name == sorted(by_name, key=str.lower, reverse=True)
+    evaluate(_choose(0))
+    more = evaluate('(() => { const b = document.getElementById("histograms-more"); '
+                    'if (b.hidden) return -1; b.click(); return 1; })()')
+    cards = evaluate(TABLE)["cards"]
+    if more == 1:
+        assert len(cards) == len(first["rows"]) > len(first["cards"]) == 8
+
+    # the time axis spans the windows, the markers sit among them, labels do not overlap
+    axis = evaluate(AXIS)
+    dots, marks = axis["dots"], axis["marks"]
+    assert max(dots) - min(dots) > 0.5 * axis["width"], axis
+    if data is not None:
+        assert marks and all(min(dots) - 1 <= m <= max(dots) + 1 for m in marks), axis
+    labels = axis["labels"]
+    assert not any(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
+
     size = browser.call("Page.getLayoutMetrics", session)["cssContentSize"]
     shot = browser.call(
         "Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
         clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
     )
     png = base64.b64decode(shot["data"])
+    shot_path.write_bytes(png)
+    print(f"report screenshot: {shot_path}")
     if keep := os.environ.get("DRIFTLOOP_REPORT_SCREENSHOT"):
-        Path(keep).write_bytes(png)
+        keep_path = Path(keep)
+        keep_path = keep_path.with_name(f"{keep_path.stem}-{shot_path.stem}{keep_path.suffix}")
+        keep_path.write_bytes(png)
+        print(f"report screenshot kept: {keep_path}")
 
     # no errors, no dialogs, nothing fetched but the file itself
     by = {m: [e["params"] for e in browser.events if e.get("method") == m] for m in (
@@ -217,28 +322,42 @@ def test_report_renders_in_chromium(browser: DevTools, tmp_path: Path) -> None:
 
     # every section and chart, laid out with a real size
     assert facts["sections"] == list(SECTION_IDS)
-    charts = {c["id"]: c for c in facts["charts"]}
-    n_features = len(data.drift_reports[-1].features)
-    expected = {f"chart-dist-{i}" for i in range(n_features)} | {
-        "chart-psi", "chart-ks", "chart-share", "chart-verdicts", "chart-shadow-run-0"}
-    assert set(charts) == expected
-    for chart in charts.values():
+    charts = {c["id"]: c for c in facts["charts"] if c["visible"]}
+    expected = {"chart-psi", "chart-ks", "chart-share"}
+    if data is not None:
+        expected |= {"chart-prediction", "chart-verdicts", "chart-shadow-run-0"}
+        expected |= {f"hist-{i}" for i in range(len(first["cards"]))}
+    assert expected <= set(charts)
+    for chart_id in expected:
+        chart = charts[chart_id]
         assert not chart["empty"], chart["id"]
         assert chart["w"] > 200 and chart["h"] > 100, chart
         assert chart["marks"] >= 2, chart
 
     # hostile names are text: no element was injected, the title was not changed
-    assert facts["scripts"] == 0 and facts["images"] == 0
-    assert facts["title"] == "driftloop report: churn"
-    assert set(HOSTILE) <= set(facts["featureNames"])
-    assert "<script>alert(1)</script>" in facts["text"]
+    assert facts["scripts"] == ["application/json", "classic"] and facts["images"] == 0
+    if data is not None:
+        assert facts["title"] == f"driftloop report: {data.model}"
+    if data is not None and data.model == "churn":  # the case with hostile names
+        assert set(HOSTILE) <= set(facts["featureNames"])
+        assert "<script>alert(1)</script>" in facts["text"]
 
-    # the screenshot is a picture of the page, with ink inside the PSI chart
-    pixels = decode_png(png)[..., :3].astype(np.float64)
-    assert pixels.shape[0] >= size["height"] * 0.99 and pixels.shape[1] >= 1000
-    assert pixels.std() > 20
-    assert (pixels.min(axis=2) < 200).mean() > 0.02  # not a white page
+    # the screenshot is a picture of the page, with ink inside the PSI chart (decoded
+    # from smaller shots of the first screen and of the chart: pure-Python PNG filters
+    # over a whole long page take tens of seconds)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+
+    def clip(x: float, y: float, w: float, h: float) -> np.ndarray:
+        data = base64.b64decode(browser.call(
+            "Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
+            clip={"x": x, "y": y, "width": w, "height": h, "scale": 1})["data"])
+        return decode_png(data)[..., :3].astype(np.float64)
+
+    top = clip(0, 0, min(size["width"], 1280), 900)
+    assert top.shape[1] >= 1000
+    assert top.std() > 20
+    assert (top.min(axis=2) < 200).mean() > 0.02  # not a white page
     psi = charts["chart-psi"]
-    box = pixels[int(psi["y"]) : int(psi["y"] + psi["h"]), int(psi["x"]) : int(psi["x"] + psi["w"])]
+    box = clip(psi["x"], psi["y"], psi["w"], psi["h"])
     colours = {tuple(p) for p in box.reshape(-1, 3)[::7].astype(int)}
     assert len(colours) > 20, "the PSI chart area is (nearly) one colour"
