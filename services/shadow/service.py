@@ -270,8 +270,8 @@ class ShadowService(StreamService):
         try:
             pair = pairing.add_label(event.event_id, event.label, mono)
         except LabelError as exc:
-            self.loop.dead_letter(inbound.message, "invalid_value", f"{exc} of model "
-                                  f"{event.model}")
+            self.loop.dead_letter(inbound.message, "invalid_value",
+                                  f"model {event.model}: {exc}")
             return
         if pair is not None:
             self.book.add_pair(event.model, pair)
