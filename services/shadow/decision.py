@@ -50,9 +50,10 @@ same alpha its boundary at the planned horizon is higher (less power at max_pair
 needs a tuned mixing scale, and with an estimated variance it is only asymptotically
 valid. Looks every 2,000 pairs lose little, since labels arrive in batches anyway.
 
-Regression. A candidate is rejected early when it is significantly *worse* than the
-champion by more than ``regression_tolerance`` (relative): the same looks and spending
-test ``H0: E[L_cand] <= (1 + tol) E[L_champ]``, so noise alone does not reject a good
+Worse candidates (a "regression" in the testing sense, whatever the model's task). A
+candidate is rejected early when it is significantly *worse* than the champion by more
+than ``regression_tolerance`` (relative): the same looks and spending test
+``H0: E[L_cand] <= (1 + tol) E[L_champ]``, so noise alone does not reject a good
 candidate. Otherwise it is rejected when ``max_pairs`` or ``max_duration`` is reached
 without a promotion.
 """
