@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer
 from opentelemetry import trace
 
+from services.model.task import Task
 from streams.consumer import ConsumerLoop, Inbound
 from streams.contracts import (
     DriftReport,
@@ -78,7 +79,8 @@ def sample_events(model: str = "fraud") -> dict[str, Event]:
         ),
         "models.verdicts": ShadowVerdict(
             event_id=new_event_id(), model=model, candidate=2, champion=1, samples=2000,
-            metric="log_loss", candidate_metric=0.31, champion_metric=0.35,
+            # the sample model is binary (its label above is 1.0): its loss names the metric
+            metric=Task(kind="binary").loss_name, candidate_metric=0.31, champion_metric=0.35,
             test=PairedTest(method="paired_t", statistic=4.2, p_value=1e-5,
                             mean_difference=0.04, relative_improvement=0.114),
             decision="promote", reason="better by 11.4%", decided_at=now,

@@ -35,4 +35,5 @@ TRAINING_RUN_ID = "driftloop.training.run_id"
 TRAINING_OUTCOME = "driftloop.training.outcome"
 SHADOW_DECISION = "driftloop.shadow.decision"
 DELTA_SIGN = "driftloop.shadow.delta_sign"
+LOSS_NAME = "driftloop.loss.name"  # log_loss, cross_entropy, squared_error
 PROMOTION_CAUSE = "driftloop.promotion.cause"

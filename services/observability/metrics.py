@@ -179,11 +179,13 @@ class PipelineMetrics:
         # an attribute; the signed value of the latest verdict in a gauge
         self.shadow_metric_delta = meter.create_histogram(
             "driftloop.shadow.metric_delta", unit="1",
-            description="|candidate metric - champion metric| at the verdict, sign as attribute",
+            description="|candidate loss - champion loss| at the verdict, sign and loss name "
+            "as attributes",
             explicit_bucket_boundaries_advisory=_DELTA_BUCKETS)
         self.shadow_latest_metric_delta = meter.create_gauge(
             "driftloop.shadow.latest_metric_delta", unit="",
-            description="Candidate metric minus champion metric at the latest verdict")
+            description="Candidate loss minus champion loss at the latest verdict (loss name "
+            "as attribute)")
         self.model_promotions = meter.create_counter(
             "driftloop.model.promotions", unit="{promotion}",
             description="Champion alias moves, by cause (shadow, rollback, manual)")
@@ -259,10 +261,13 @@ class PipelineMetrics:
     def record_shadow_pairs(self, model: str, count: int = 1) -> None:
         self.shadow_pairs.add(count, {attr.MODEL: model})
 
-    def record_verdict(self, model: str, decision: str, metric_delta: float) -> None:
-        """``metric_delta`` = candidate metric minus champion metric (signed)."""
-        labels = {attr.MODEL: model, attr.SHADOW_DECISION: decision}
-        self.shadow_verdicts.add(1, labels)
+    def record_verdict(self, model: str, decision: str, metric_delta: float, *,
+                       loss_name: str) -> None:
+        """``metric_delta`` = candidate metric minus champion metric (signed), in the loss
+        ``loss_name`` of the model's task (``log_loss``, ``cross_entropy``,
+        ``squared_error``): the deltas carry it, since their scales differ by task."""
+        self.shadow_verdicts.add(1, {attr.MODEL: model, attr.SHADOW_DECISION: decision})
+        labels = {attr.MODEL: model, attr.SHADOW_DECISION: decision, attr.LOSS_NAME: loss_name}
         self.shadow_latest_metric_delta.set(metric_delta, labels)
         sign = "positive" if metric_delta > 0 else "negative" if metric_delta < 0 else "zero"
         self.shadow_metric_delta.record(abs(metric_delta), {**labels, attr.DELTA_SIGN: sign})

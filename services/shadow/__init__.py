@@ -1,10 +1,10 @@
 """Shadow evaluation: a candidate scores the champion's traffic until it proves itself.
 
 Pure parts: :mod:`.pairing` (predictions held until their labels arrive, through the
-shared :mod:`services.labeljoin`, and per-event paired log losses), :mod:`.decision`
-(``ShadowPolicy``, running paired statistics, group-sequential one-sided paired test:
-promote / reject / continue) and :mod:`.rollback` (watch a new champion's live loss
-against its shadow estimate).
+shared :mod:`services.labeljoin`, and per-event paired losses of the model's task),
+:mod:`.decision` (``ShadowPolicy``, running paired statistics, group-sequential
+one-sided paired test: promote / reject / continue) and :mod:`.rollback` (watch a new
+champion's live loss against its shadow estimate).
 :mod:`.promotion` is the one path by which ``champion`` moves (shadow promotion,
 automatic rollback, ``driftloop models rollback``): an intent in the registry's outbox,
 the compare-and-set, then the events, so a crash in between is completed at the next

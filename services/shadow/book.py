@@ -200,12 +200,18 @@ class ShadowBook:
         return out
 
     def promoted(self, model: str, run: ShadowRun) -> list[Verdict]:
-        """``run`` became champion: watch it, reject the other runs (stale baseline)."""
+        """``run`` became champion: watch it, reject the other runs (stale baseline).
+
+        No watch when its shadow estimate cannot carry one (fewer than 2 pairs, or a mean
+        loss of 0: a regression model exact on every shadow event has no relative margin).
+        """
         m = run.stats.moments
         previous = self.champions.get(model)
-        shadow = LossSummary(m.n, m.mean_candidate, m.m2_candidate / max(m.n - 1, 1))
-        self.watches[model] = RollbackWatch(model, run.version, previous,
-                                            RollbackMonitor(self.rollback_policy(model), shadow))
+        self.watches.pop(model, None)
+        if m.n >= 2 and m.mean_candidate > 0:
+            shadow = LossSummary(m.n, m.mean_candidate, m.m2_candidate / max(m.n - 1, 1))
+            self.watches[model] = RollbackWatch(
+                model, run.version, previous, RollbackMonitor(self.rollback_policy(model), shadow))
         return self.set_champion(model, run.version, keep_watch=True)
 
     def sync_champion(self, model: str, version: int | None) -> list[Verdict]:
@@ -213,16 +219,14 @@ class ShadowBook:
 
         A running candidate that is champion now was promoted by this service just before
         a crash (its events were completed from the outbox): it is taken out of shadow and
-        watched, as :meth:`promoted` does, if its shadow estimate allows a watch.
+        watched, as :meth:`promoted` does (if its shadow estimate allows a watch).
         """
         if self.champions.get(model) == version:
             return []
         run = self.runs.get(model, {}).get(version) if version is not None else None
         if run is not None:
             self._forget(run)
-            m = run.stats.moments
-            if m.n >= 2 and m.mean_candidate > 0:
-                return self.promoted(model, run)
+            return self.promoted(model, run)
         return self.set_champion(model, version)
 
     def set_champion(

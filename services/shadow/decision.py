@@ -11,6 +11,17 @@ improvement ``m``: one-sided paired t-test of ``H0: E[L_cand] >= (1 - m) E[L_cha
 sits inside the per-event difference, so the test is exact about the relative margin
 and needs no plug-in estimate of the champion's mean loss.
 
+Any task. The losses are the model's task's per-event loss (``Task.event_loss``: log loss,
+cross-entropy or squared error; the verdict names it). Every margin here is *relative*
+to the champion's mean loss (``min_relative_improvement``, ``regression_tolerance``),
+never in loss units, so one policy means the same for every task and every label scale:
+multiplying all losses by ``c`` (a regression target in grams instead of kilograms,
+``c = 10**6``) multiplies ``e`` by ``c`` and leaves the t statistic, and so the decision,
+unchanged. What differs between tasks is what a relative step buys: a 1% lower squared
+error is a 0.5% lower RMSE, and squared errors are heavier-tailed than log losses, so a
+regression comparison may need more pairs for the same power. Margins are set per model
+(``models.<m>.shadow``).
+
 Peeking. Pairs arrive continuously; testing after every batch at level alpha would, over
 tens of looks, promote a candidate that is no better far more often than alpha. Choice
 made here: a *group-sequential design with alpha spending over pre-set looks*.
@@ -39,9 +50,10 @@ same alpha its boundary at the planned horizon is higher (less power at max_pair
 needs a tuned mixing scale, and with an estimated variance it is only asymptotically
 valid. Looks every 2,000 pairs lose little, since labels arrive in batches anyway.
 
-Regression. A candidate is rejected early when it is significantly *worse* than the
-champion by more than ``regression_tolerance`` (relative): the same looks and spending
-test ``H0: E[L_cand] <= (1 + tol) E[L_champ]``, so noise alone does not reject a good
+Worse candidates (a "regression" in the testing sense, whatever the model's task). A
+candidate is rejected early when it is significantly *worse* than the champion by more
+than ``regression_tolerance`` (relative): the same looks and spending test
+``H0: E[L_cand] <= (1 + tol) E[L_champ]``, so noise alone does not reject a good
 candidate. Otherwise it is rejected when ``max_pairs`` or ``max_duration`` is reached
 without a promotion.
 """

@@ -1,40 +1,38 @@
 """Pair shadow predictions with their labels, per feature event, in a bounded buffer.
 
 The shadow evaluator scores every feature event with the champion and each candidate
-and keeps the predicted probabilities here, keyed by the feature event's ``event_id``,
-until the label with the same ``event_id`` arrives. Then it yields the per-event log
-losses of the champion and of each candidate: one *paired* observation per candidate.
+and keeps the predictions here, keyed by the feature event's ``event_id``, until the
+label with the same ``event_id`` arrives. Then it yields the per-event losses of the
+champion and of each candidate: one *paired* observation per candidate.
+
+Predictions and losses follow the model's :class:`~services.model.task.Task` (the
+champion's, which every candidate in shadow shares): a binary model's P(label == 1)
+with its log loss, a multiclass model's K class probabilities with their cross-entropy,
+a regression model's value with its squared error, all by :meth:`Task.event_loss`
+(probabilities clipped to ``[eps, 1 - eps]`` so one confident mistake costs at most
+``-log(eps)``). A label that does not fit the task (2 for a binary model, a class the
+model does not declare) is counted (``invalid_labels``) and refused with a
+:class:`~services.model.task.LabelError` naming it, which the service dead-letters.
 
 The bounds, and the handling of early, late and duplicate labels, are
 :class:`services.labeljoin.BoundedJoin`'s (shared with the online learner's join): an
 event whose label never comes is dropped by them and simply never counts, for champion
 and candidate alike, so dropping it does not bias the comparison. Early labels wait in a
-smaller buffer here (``max_early_labels`` 20,000). Labels other than 0 and 1 are counted
-(``invalid_labels``) and ignored.
-
-Log losses use probabilities clipped to ``[eps, 1 - eps]`` so one confident mistake costs
-at most ``-log(eps)``.
+smaller buffer here (``max_early_labels`` 20,000).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from services.labeljoin import BoundedJoin, JoinCounters
+from services.model.task import DEFAULT_EPS, LabelError, Task
 
-DEFAULT_EPS = 1e-7
-
-
-def log_loss(label: float, proba: float, eps: float = DEFAULT_EPS) -> float:
-    """Binary log loss of P(label == 1) = ``proba``, probability clipped to [eps, 1 - eps]."""
-    p = min(max(proba, eps), 1.0 - eps)
-    if label == 1.0:
-        return -math.log(p)
-    if label == 0.0:
-        return -math.log1p(-p)
-    raise ValueError(f"binary label expected (0 or 1), got {label!r}")
+Prediction = float | Sequence[float] | np.ndarray
+"""One event's prediction: a float (binary, regression) or K probabilities (multiclass)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +47,8 @@ class Pair:
 
 @dataclass(slots=True)
 class _Pending:
-    champion: float
-    candidates: dict[int, float]
+    champion: Prediction
+    candidates: dict[int, Prediction]
 
 
 @dataclass(slots=True)
@@ -68,8 +66,10 @@ class PairingCounters(JoinCounters):
 
 @dataclass
 class PairingBuffer(BoundedJoin[_Pending, float]):
-    """Bounded buffer of predictions awaiting labels (and of labels awaiting predictions)."""
+    """Bounded buffer of one model's predictions awaiting labels (and of labels awaiting
+    predictions); losses by ``task``."""
 
+    task: Task = field(default_factory=Task)
     max_early_labels: int = 20_000
     counters: PairingCounters = field(default_factory=PairingCounters)
     eps: float = DEFAULT_EPS
@@ -77,20 +77,25 @@ class PairingBuffer(BoundedJoin[_Pending, float]):
     def add_predictions(
         self,
         event_id: str,
-        champion: float,
-        candidates: Mapping[int, float],
+        champion: Prediction,
+        candidates: Mapping[int, Prediction],
         now: float,
     ) -> Pair | None:
-        """Hold the probabilities of one event; returns its pair if the label came first."""
+        """Hold the predictions of one event; returns its pair if the label came first."""
         held = _Pending(champion, dict(candidates))
         return self._pair(event_id, self.put_event(event_id, held, now))
 
     def add_label(self, event_id: str, label: float, now: float) -> Pair | None:
-        """Pair a label with its held predictions; hold it briefly if they are not there yet."""
-        if label not in (0.0, 1.0):
+        """Pair a label with its held predictions; hold it briefly if they are not there yet.
+
+        Raises :class:`LabelError` (counted as ``invalid_labels``, nothing held) for a label
+        that does not fit the task.
+        """
+        problem = self.task.label_problem(label)
+        if problem is not None:
             self.expire(now)
             self.counters.invalid_labels += 1
-            return None
+            raise LabelError(f"label: {problem} (task {self.task.kind})")
         return self._pair(event_id, self.put_label(event_id, label, now))
 
     def drop_candidate(self, version: int) -> None:
@@ -99,7 +104,7 @@ class PairingBuffer(BoundedJoin[_Pending, float]):
             p.candidates.pop(version, None)
 
     def promote(self, version: int) -> int:
-        """Candidate ``version`` became champion: its held probabilities become the champion's.
+        """Candidate ``version`` became champion: its held predictions become the champion's.
 
         Entries it did not score (it was not in shadow yet) are dropped; returns how many
         were dropped (counted as ``discarded``).
@@ -126,7 +131,7 @@ class PairingBuffer(BoundedJoin[_Pending, float]):
         return Pair(
             event_id=event_id,
             label=label,
-            champion_loss=log_loss(label, pending.champion, self.eps),
-            candidate_losses={v: log_loss(label, p, self.eps)
+            champion_loss=self.task.event_loss(label, pending.champion, self.eps),
+            candidate_losses={v: self.task.event_loss(label, p, self.eps)
                               for v, p in pending.candidates.items()},
         )

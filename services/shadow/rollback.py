@@ -1,9 +1,11 @@
 """Watch a freshly promoted champion and say when to roll it back (pure, no I/O).
 
-After a promotion, the new champion's live log loss over its next ``window`` labelled
-events is compared with the estimate its shadow run gave (mean, variance and count of
-its per-event losses there). If live loss is worse than ``(1 + margin)`` times the shadow
-estimate, significantly, the previous champion is restored (cause ``rollback``).
+After a promotion, the new champion's live loss (its task's per-event loss: log loss,
+cross-entropy or squared error) over its next ``window`` labelled events is compared
+with the estimate its shadow run gave (mean, variance and count of its per-event losses
+there). If live loss is worse than ``(1 + margin)`` times the shadow
+estimate, significantly, the previous champion is restored (cause ``rollback``). The
+margin is relative, so it means the same for every task and label scale.
 
 Statistical guard: a one-sided z-test of ``H0: E[live] <= (1 + margin) * E[shadow]``
 whose standard error counts both samples' noise (the shadow mean is an estimate too),

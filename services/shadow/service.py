@@ -3,11 +3,19 @@
 One consumer reads ``features``, ``labels``, ``models.candidates`` and
 ``models.promotions``. For every model with a candidate in shadow (or a new champion
 under rollback watch) each feature event is scored by the champion and by every
-candidate, loaded from the registry with their sha256 checked; the probabilities wait in
+candidate, loaded from the registry with their sha256 checked; the predictions wait in
 the model's :class:`~services.shadow.pairing.PairingBuffer` for the label (when the
-champion changes, held entries take the new champion's own probabilities, or are
-dropped if it did not score them), and the paired log
-losses feed each candidate's statistics in the :class:`~services.shadow.book.ShadowBook`.
+champion changes, held entries take the new champion's own predictions, or are
+dropped if it did not score them), and the paired losses feed each candidate's
+statistics in the :class:`~services.shadow.book.ShadowBook`.
+
+Tasks: what a version predicts is in its manifest (:attr:`Scorer.task`). The champion's
+task decides the loss (log loss, cross-entropy, squared error: ``Task.event_loss``),
+which labels are valid, and the ``metric`` the verdicts name. A candidate whose task
+differs from the champion's (a regression model against a binary one, other classes) is
+refused at once with a verdict saying so, never compared. A label that does not fit the
+champion's task goes to the dead-letter topic (reason ``invalid_value``, the field and
+value in the detail) and is counted in the pairing counters (``invalid_labels``).
 After each batch, :func:`~services.shadow.decision.decide` runs per candidate:
 
 * promote: through :class:`~services.shadow.promotion.Promoter`: an intent goes to the
@@ -51,12 +59,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from services.files import write_atomic
+from services.model.task import LabelError, Task
 from services.registry.store import AliasConflictError, ModelRegistry, RegistryError
 from services.runtime import StreamService
 from services.shadow.book import ShadowBook, Verdict
 from services.shadow.decision import Decision, ShadowPolicy
-from services.shadow.pairing import PairingBuffer
+from services.shadow.pairing import PairingBuffer, Prediction
 from services.shadow.promotion import (
     CHAMPION,
     Promoter,
@@ -112,7 +123,7 @@ class ShadowService(StreamService):
         registry: ModelRegistry | None = None,
         policy: ShadowPolicy | None = None,
         rollback: RollbackPolicy | None = None,
-        pairing: Callable[[], PairingBuffer] = PairingBuffer,
+        pairing: Callable[[Task], PairingBuffer] = lambda task: PairingBuffer(task=task),
         state_path: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recover_every_s: float = 30.0,
@@ -120,7 +131,8 @@ class ShadowService(StreamService):
         **kwargs: Any,
     ) -> None:
         """``after_alias_moved`` goes to the :class:`Promoter` (called after each champion
-        move, before its events are published)."""
+        move, before its events are published); ``pairing`` makes a model's buffer for its
+        champion's task."""
         self.registry = registry or ModelRegistry(settings.registry_uri)
         self.policy = policy or ShadowPolicy()  # default for models without their own
         self.rollback = rollback or RollbackPolicy()
@@ -131,6 +143,7 @@ class ShadowService(StreamService):
         self.clock = clock
         self.book = self._restore()
         self.scorers: dict[tuple[str, int], Scorer] = {}
+        self.version_tasks: dict[tuple[str, int], Task] = {}  # from manifests, for verdicts
         # the latest events produced (bounded: a long-running service keeps no history)
         self.published: deque[ShadowVerdict | ModelPromotion] = deque(maxlen=1000)
         self.recover_every_s = recover_every_s
@@ -208,10 +221,7 @@ class ShadowService(StreamService):
                 if self.book.active(event.model):
                     features.setdefault(event.model, []).append(event)
             elif isinstance(event, LabelEvent) and self.book.active(event.model):
-                pair = self.pairing(event.model).add_label(event.event_id, event.label, mono)
-                if pair is not None:
-                    self.book.add_pair(event.model, pair)
-                    self.metrics.record_shadow_pairs(event.model)
+                self._on_label(event, inbound, mono)
         for model, events in features.items():
             self._score(model, events, mono)
         for model in list(self.book.runs):
@@ -239,21 +249,75 @@ class ShadowService(StreamService):
                 reason = "no champion to compare with"
             else:
                 try:
-                    self._scorer(event.model, event.version, event.sha256)
-                    self._scorer(event.model, champion)
+                    candidate = self._scorer(event.model, event.version, event.sha256)
+                    incumbent = self._scorer(event.model, champion)
                 except RegistryError as exc:
                     reason = f"cannot load from the registry: {exc}"
+                else:
+                    reason = task_mismatch(candidate.task, incumbent.task)
             if reason is not None:
                 self.book.runs[event.model].pop(event.version, None)
+                self.scorers.pop((event.model, event.version), None)
                 verdict = Verdict(run, Decision("reject", reason))
         if verdict is not None:
             self._publish_verdict(verdict, now)
 
+    def _on_label(self, event: LabelEvent, inbound: Inbound[Any], mono: float) -> None:
+        """Pair a label, or dead-letter it (``invalid_value``) if it does not fit the task."""
+        pairing = self._champion_pairing(event.model)
+        if pairing is None:
+            return
+        try:
+            pair = pairing.add_label(event.event_id, event.label, mono)
+        except LabelError as exc:
+            self.loop.dead_letter(inbound.message, "invalid_value",
+                                  f"model {event.model}: {exc}")
+            return
+        if pair is not None:
+            self.book.add_pair(event.model, pair)
+            self.metrics.record_shadow_pairs(event.model)
+
     def pairing(self, model: str) -> PairingBuffer:
-        """The model's pairing buffer (created on first use)."""
+        """The model's pairing buffer (created on first use, for the task known so far)."""
         if model not in self.pairings:
-            self.pairings[model] = self._new_pairing()
+            self.pairings[model] = self._new_pairing(Task())
         return self.pairings[model]
+
+    def _champion_pairing(self, model: str) -> PairingBuffer | None:
+        """The model's buffer, for its champion's task (None without a loadable champion).
+
+        A buffer made for another task (before the champion was loaded, or a champion of
+        another task set by hand) is replaced: what it held cannot be scored by this loss.
+        """
+        champion = self.book.champions.get(model)
+        if champion is None:
+            return None
+        try:
+            task = self._scorer(model, champion).task
+        except RegistryError as exc:
+            log.warning("shadow: %s champion v%d cannot be loaded: %s", model, champion, exc)
+            return None
+        pairing = self.pairing(model)
+        if pairing.task != task:
+            pairing.clear_predictions()
+            fresh = self.pairings[model] = self._new_pairing(task)
+            fresh.counters = pairing.counters
+            pairing = fresh
+        return pairing
+
+    def _version_task(self, model: str, version: int) -> Task:
+        """What ``version`` predicts, from its manifest (binary if it cannot be read)."""
+        key = (model, version)
+        if key not in self.version_tasks:
+            scorer = self.scorers.get(key)
+            try:
+                self.version_tasks[key] = scorer.task if scorer is not None else (
+                    Task.from_manifest(self.registry.manifest(model, version).task))
+            except (RegistryError, ValueError) as exc:
+                log.warning("shadow: %s v%d's task is unknown (%s); binary assumed",
+                            model, version, exc)
+                return Task()
+        return self.version_tasks[key]
 
     def _scorer(self, model: str, version: int, sha256: str | None = None) -> Scorer:
         from services.model.scoring import load_scorer
@@ -267,6 +331,9 @@ class ShadowService(StreamService):
         champion = self.book.champions.get(model)
         if champion is None:
             return
+        pairing = self._champion_pairing(model)
+        if pairing is None:
+            return
         rows = [dict(e.features) for e in events]
         p_champion = self._scorer(model, champion).predict(rows)
         p_candidates = {
@@ -274,9 +341,9 @@ class ShadowService(StreamService):
             for v, run in self.book.runs.get(model, {}).items()
         }
         for i, event in enumerate(events):
-            pair = self.pairing(model).add_predictions(
-                event.event_id, float(p_champion[i]),
-                {v: float(p[i]) for v, p in p_candidates.items()}, mono,
+            pair = pairing.add_predictions(
+                event.event_id, _row(p_champion, i),
+                {v: _row(p, i) for v, p in p_candidates.items()}, mono,
             )
             if pair is not None:
                 self.book.add_pair(model, pair)
@@ -346,12 +413,14 @@ class ShadowService(StreamService):
         """The verdict event; its id is fixed by the candidate (one verdict per candidate)."""
         run, d = verdict.run, verdict.decision
         m = run.stats.moments
+        # the losses compared are the champion's task's (a candidate of another is refused)
+        compared = run.champion if run.champion is not None else run.version
         return ShadowVerdict(
             event_id=event_id_for("verdict", run.model, run.version, run.sha256),
             model=run.model, candidate=run.version,
             # no champion at all: the candidate itself is named (the reason says why)
-            champion=run.champion if run.champion is not None else run.version,
-            samples=d.samples or m.n, metric="log_loss",
+            champion=compared,
+            samples=d.samples or m.n, metric=self._version_task(run.model, compared).loss_name,
             candidate_metric=m.mean_candidate, champion_metric=m.mean_champion,
             test=d.test or NO_TEST, decision="promote" if d.action == "promote" else "reject",
             reason=d.reason, decided_at=now, request_id=run.request_id,
@@ -369,7 +438,8 @@ class ShadowService(StreamService):
 
     def _record_verdict(self, event: ShadowVerdict) -> None:
         self.metrics.record_verdict(event.model, event.decision,
-                                    event.candidate_metric - event.champion_metric)
+                                    event.candidate_metric - event.champion_metric,
+                                    loss_name=event.metric)
 
     def health_status(self) -> str | tuple[str, dict[str, Any]]:
         return "ok", {
@@ -378,6 +448,23 @@ class ShadowService(StreamService):
             "pending_predictions": {m: len(p) for m, p in self.pairings.items()},
             "pairing": {m: asdict(p.counters) for m, p in self.pairings.items()},
         }
+
+
+def task_mismatch(candidate: Task, champion: Task) -> str | None:
+    """Why a candidate cannot be compared with the champion (None when their tasks match)."""
+    if candidate == champion:
+        return None
+    return (f"candidate task {_describe(candidate)} differs from the champion's "
+            f"{_describe(champion)}: their losses are not comparable")
+
+
+def _describe(task: Task) -> str:
+    return f"{task.kind} {list(task.classes)}" if task.classes else task.kind
+
+
+def _row(predictions: np.ndarray, i: int) -> Prediction:
+    """Row ``i`` of a scorer's output: a float, or a copy of its K probabilities."""
+    return float(predictions[i]) if predictions.ndim == 1 else predictions[i].copy()
 
 
 def build(settings: Settings) -> ShadowService:

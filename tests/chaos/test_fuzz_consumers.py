@@ -26,7 +26,9 @@ The services' documented handling of valid-but-odd events:
 - online: models it does not learn are ignored; a label that is not 0/1 -> dead letter
   ``invalid_label``; a repeated event id is joined once;
 - shadow: events of models without a shadow run are ignored; a candidate that cannot be
-  compared (no champion, sha256 mismatch) gets a ``reject`` verdict;
+  compared (no champion, sha256 mismatch) gets a ``reject`` verdict; a label that does not
+  fit the champion's task, once the model is in shadow -> dead letter ``invalid_value``
+  (counted ``invalid_labels``);
 - train: a request already registered re-publishes its candidate; one that cannot be
   trained (no champion) -> dead letter ``training_failed``;
 - ingest (strict: whatever it stores trains the next model): unknown model ->
@@ -501,8 +503,10 @@ def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder,
                      features={"x": 1.0}),
         feats[0],  # duplicate
     ]
-    odd_labels = [LabelEvent(event_id="odd-2", model=model, label=-3.0, event_time=T0),
-                  labels[0]]
+    odd_labels = [labels[0]]  # a duplicate
+    # not a binary label: dead-lettered if the run has started when it is read, else ignored
+    # with the model's other events (candidates and labels are two topics: no order)
+    not_binary = LabelEvent(event_id="odd-2", model=model, label=-3.0, event_time=T0)
     odd_candidates = [candidate(v3, "0" * 64),  # sha256 mismatch: must be refused
                       candidate(1, "1" * 64, name="nobody")]  # a model without champion
     rng = random.Random(SEED)
@@ -511,6 +515,7 @@ def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder,
         good += [Out("features", encode(f), "e"), Out("labels", encode(y), "e")]
     good += _valid("features", odd, lambda e: "e")
     good += _valid("labels", odd_labels, lambda e: "e")
+    good.append(Out("labels", encode(not_binary), "e", ANY))
     good += _valid("models.candidates", odd_candidates, lambda e: model)
     bad = [*_bad("features", _bad_list(feats[0])), *_bad("labels", _bad_list(labels[0])),
            *_bad("models.candidates", _bad_list(candidate(v2, sha2))),
@@ -531,6 +536,11 @@ def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder,
     _record(ledger, "shadow service", outcome, stats.handled, stats.handled, len(messages))
     assert stats.consumed == len(messages)
     _assert_table(outcome)
+    n = next(i for i, m in enumerate(messages) if m.value == encode(not_binary))
+    [at] = [(settings.topic("labels"), r.partition, r.offset) for r in read_all(settings, "labels")
+            if FUZZ_HEADER in r.headers and int(r.headers[FUZZ_HEADER]) == n]
+    assert outcome.corpus[at] in (None, "invalid_value")
+    assert service.pairing(model).counters.invalid_labels == int(outcome.corpus[at] is not None)
     assert {(v.model, v.candidate, v.decision) for v in verdicts} >= {
         (model, v3, "reject"), ("nobody", 1, "reject")}
     # 150 pairs whose labels ignore x: no candidate can win (min_pairs is not reached)

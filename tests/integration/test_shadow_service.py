@@ -3,7 +3,8 @@ rejected, a better candidate is promoted (alias moved, verdict and promotion pub
 and rolled back by ``driftloop models rollback``, a worse candidate is rejected and an
 equal one is not promoted (policy from the settings), and a promotion that goes bad live
 is rolled back automatically; a service killed between the alias move and the events
-completes them at its next start."""
+completes them at its next start; a label that does not fit the task is dead-lettered;
+a regression model is compared on squared error and a candidate of another task refused."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from chaos.workers.shadow import register_toy
 
+from services.model.preprocessing import FORMAT_VERSION
+from services.model.tabular import TabularModel
+from services.registry.manifest import Lineage
 from services.registry.store import ModelRegistry
 from services.shadow.decision import ShadowPolicy
 from services.shadow.promotion import Outbox
@@ -194,9 +199,14 @@ def test_worse_rejected_and_equal_not_promoted_with_policy_from_settings(
     first = build(settings)  # as `driftloop run shadow` builds it
     assert first.book.shadow_policy(MODEL) == ShadowPolicy(**shadow)
     first.run(until=lambda: len(first.book.runs.get(MODEL, {})) == 2, idle_timeout_s=30)
+    with EventProducer(settings, "test") as producer:  # a binary model's label cannot be 0.5
+        producer.send(settings.topic("labels"), LabelEvent(
+            event_id="half", model=MODEL, label=0.5, event_time=T0), "entity")
     _publish_events(settings, 500, None, seed=3)
     service = build(settings)
     service.run(until=lambda: len(service.published) >= 2, idle_timeout_s=30)
+    assert dict(service.loop.dead_letters.counts) == {"invalid_value": 1}
+    assert service.pairing(MODEL).counters.invalid_labels == 1
     verdicts = {e.candidate: e for e in service.published}
     assert all(isinstance(e, ShadowVerdict) and e.decision == "reject"
                for e in service.published)
@@ -208,6 +218,75 @@ def test_worse_rejected_and_equal_not_promoted_with_policy_from_settings(
     assert verdicts[equal].candidate_metric == verdicts[equal].champion_metric
     assert registry.get_alias(MODEL, "champion") == v1
     assert not service.book.runs.get(MODEL) and not service.book.watches
+
+
+def _register_linear(registry: ModelRegistry, model: str, weight: float, parent: int | None,
+                     task: str) -> tuple[int, str]:
+    """Register ``weight * x`` on one feature ``x``: a regression model's value, or a binary
+    model's logit; returns (version, manifest sha256)."""
+    module = TabularModel(2, [], [], [], 0.0)  # x and its missing indicator
+    with torch.no_grad():
+        module.mlp[0].weight.copy_(torch.tensor([[weight, 0.0]]))
+        module.mlp[0].bias.zero_()
+    reg = registry.register(
+        model, state_dict=module.state_dict(),
+        preprocessing={"format": FORMAT_VERSION, "categorical": [],
+                       "numeric": [{"name": "x", "mean": 0.0, "std": 1.0}]},
+        model_meta=module.meta, task={"kind": task},
+        lineage=Lineage(training_snapshot_id=f"snap-{task}-{weight}", parent_version=parent,
+                        request_id=f"req-{task}-{weight}"),
+        hyperparameters={}, metrics={}, seeds={},
+    )
+    return reg.version, reg.manifest_sha256
+
+
+def test_regression_candidate_promoted_on_squared_error_other_task_refused(
+    settings: Settings,
+) -> None:
+    model = "price"
+    registry = ModelRegistry(settings.registry_uri)
+    v1, _ = _register_linear(registry, model, 1.0, None, "regression")
+    registry.set_alias(model, "champion", v1, expected=None)
+    better, sha_b = _register_linear(registry, model, 2.0, v1, "regression")
+    binary, sha_c = _register_linear(registry, model, 2.0, v1, "binary")
+    rng = np.random.default_rng(5)
+    with EventProducer(settings, "test") as producer:
+        for version, sha in ((binary, sha_c), (better, sha_b)):
+            producer.send(settings.topic("models.candidates"), ModelCandidate(
+                event_id=f"cand-{version}", model=model, version=version, parent_version=v1,
+                request_id=f"req-{version}", registry_uri=registry.uri(model, version),
+                sha256=sha), model)
+    # the candidates are taken in before any traffic (a first service instance)
+    first = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK)
+    first.run(until=lambda: first.published and first.book.runs.get(model), idle_timeout_s=30)
+    [refused] = first.published
+    assert isinstance(refused, ShadowVerdict) and refused.candidate == binary
+    assert refused.decision == "reject" and refused.samples == 0
+    assert refused.metric == "squared_error"  # the comparison's loss: the champion's task
+    assert refused.reason == ("candidate task binary differs from the champion's regression: "
+                              "their losses are not comparable")
+    with EventProducer(settings, "test") as producer:
+        for i in range(300):  # y = 2x + noise: the candidate's squared error is 1/5th
+            x = float(rng.normal())
+            at = T0 + timedelta(seconds=i)
+            producer.send(settings.topic("features"), FeatureEvent(
+                event_id=f"p{i}", model=model, entity_id="e", event_time=at,
+                features={"x": x}), "e", span=False)
+            producer.send(settings.topic("labels"), LabelEvent(
+                event_id=f"p{i}", model=model, label=2.0 * x + float(rng.normal(0, 0.5)),
+                event_time=at), "e", span=False)
+    service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
+                            batch_size=100)
+    service.run(until=lambda: len(service.published) >= 2, idle_timeout_s=30)
+    verdict, promotion = list(service.published)[:2]
+    assert isinstance(verdict, ShadowVerdict) and verdict.decision == "promote"
+    assert verdict.candidate == better and verdict.metric == "squared_error"
+    assert verdict.samples == 200 and verdict.test.relative_improvement > 0.5
+    assert 0.1 < verdict.candidate_metric < 0.5 < 1.0 < verdict.champion_metric < 1.6
+    assert isinstance(promotion, ModelPromotion) and promotion.new_champion == better
+    assert registry.get_alias(model, "champion") == better
+    assert service.book.watches[model].champion == better  # watched on squared error too
+    assert not service.loop.dead_letters.counts  # every regression label fits
 
 
 def test_promotion_that_goes_bad_live_is_rolled_back(settings: Settings) -> None:

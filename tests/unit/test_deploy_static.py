@@ -293,7 +293,7 @@ def exposition() -> tuple[set[str], set[str]]:
     m.record_training_started("churn", start_delay_seconds=1.0)
     m.record_training_finished("churn", "failed", 5.0, final_loss=0.1, error_type="OOM")
     m.record_shadow_pairs("churn")
-    m.record_verdict("churn", "promote", -0.01)
+    m.record_verdict("churn", "promote", -0.01, loss_name="log_loss")
     m.record_promotion("churn", "shadow", retrain_reason="covariate")
     watch = m.track_checkpoints("churn", "run-1")
     watch.checkpoint_written()

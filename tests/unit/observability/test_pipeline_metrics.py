@@ -44,7 +44,7 @@ def _exercise(m: PipelineMetrics) -> None:
     m.record_training_started("churn")
     m.record_training_finished("churn", "failed", 5.0, error_type="OOM")
     m.record_shadow_pairs("churn", 40)
-    m.record_verdict("churn", "promote", -0.03)
+    m.record_verdict("churn", "promote", -0.03, loss_name="log_loss")
     m.record_promotion("churn", "shadow", retrain_reason="covariate")
     m.record_promotion("churn", "rollback")
 
@@ -79,9 +79,10 @@ EXPECTED = {
     "driftloop.shadow.pairs": ("{pair}", {"driftloop.model"}),
     "driftloop.shadow.verdicts": ("{verdict}", {"driftloop.model", "driftloop.shadow.decision"}),
     "driftloop.shadow.metric_delta": (
-        "1", {"driftloop.model", "driftloop.shadow.decision", "driftloop.shadow.delta_sign"}),
+        "1", {"driftloop.model", "driftloop.shadow.decision", "driftloop.shadow.delta_sign",
+              "driftloop.loss.name"}),
     "driftloop.shadow.latest_metric_delta": (
-        "", {"driftloop.model", "driftloop.shadow.decision"}),
+        "", {"driftloop.model", "driftloop.shadow.decision", "driftloop.loss.name"}),
     "driftloop.model.promotions": ("{promotion}", {"driftloop.model", "driftloop.promotion.cause"}),
 }
 
@@ -151,6 +152,7 @@ def test_recorded_values() -> None:
     ((attrs, delta),) = tel.metric_points("driftloop.shadow.metric_delta")
     assert delta.count == 1 and delta.sum == 0.03
     assert attrs["driftloop.shadow.delta_sign"] == "negative"
+    assert attrs["driftloop.loss.name"] == "log_loss"
     ((_, latest_delta),) = tel.metric_points("driftloop.shadow.latest_metric_delta")
     assert latest_delta.value == -0.03
 

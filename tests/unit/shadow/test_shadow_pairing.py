@@ -6,16 +6,17 @@ import math
 
 import pytest
 
-from services.shadow.pairing import PairingBuffer, log_loss
+from services.model.task import LabelError
+from services.shadow.pairing import PairingBuffer
 
 
-def test_log_loss_is_binary_cross_entropy_with_clipping() -> None:
-    assert log_loss(1.0, 0.8) == pytest.approx(-math.log(0.8))
-    assert log_loss(0.0, 0.8) == pytest.approx(-math.log(0.2))
-    assert log_loss(1.0, 0.0, eps=1e-7) == pytest.approx(-math.log(1e-7))
-    assert log_loss(0.0, 1.0, eps=1e-3) == pytest.approx(-math.log(1e-3))
-    with pytest.raises(ValueError):
-        log_loss(0.5, 0.3)
+def test_binary_losses_are_clipped_log_losses() -> None:
+    buf = PairingBuffer(eps=1e-3)
+    buf.add_predictions("e1", 0.0, {2: 1.0}, now=0.0)  # certain of 0, certain of 1
+    pair = buf.add_label("e1", 1.0, now=0.0)
+    assert pair is not None
+    assert pair.champion_loss == pytest.approx(-math.log(1e-3))  # clipped, not infinite
+    assert pair.candidate_losses[2] == pytest.approx(-math.log(1 - 1e-3))
 
 
 def test_label_after_predictions_yields_paired_losses() -> None:
@@ -85,11 +86,14 @@ def test_duplicates_are_not_counted_twice() -> None:
     assert buf.early_labels == 0 and len(buf) == 0
 
 
-def test_invalid_label_counted_not_paired() -> None:
+def test_invalid_label_refused_counted_not_paired() -> None:
     buf = PairingBuffer()
     buf.add_predictions("e1", 0.5, {1: 0.4}, now=0.0)
-    assert buf.add_label("e1", 0.3, now=0.0) is None
-    assert buf.counters.invalid_labels == 1 and len(buf) == 1
+    with pytest.raises(LabelError, match=r"^label: a binary label is 0 or 1, got 0\.3"):
+        buf.add_label("e1", 0.3, now=0.0)
+    assert buf.counters.invalid_labels == 1 and len(buf) == 1  # the prediction still waits
+    assert buf.early_labels == 0 and buf.counters.paired == 0
+    assert buf.add_label("e1", 1.0, now=0.0) is not None  # the valid label pairs it
 
 
 def test_drop_candidate_forgets_its_predictions() -> None:
