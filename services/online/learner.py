@@ -112,14 +112,6 @@ class ClipValues(base.MiniBatchTransformer):
         return X.clip(lower=-self.limit, upper=self.limit)
 
 
-def _span(count: float, mean: float, var: float, limit: float, warmup: int) -> float | None:
-    """Half-width of the winsorizing interval around ``mean`` (None while warming up)."""
-    if count < warmup:
-        return None
-    sd = math.sqrt(max(var, 0.0))
-    return limit * (sd if sd > 0 else max(abs(mean), 1.0))
-
-
 class WinsorizingScaler(preprocessing.StandardScaler):
     """A standard scaler that clips each input to its running ``mean ± limit·sd`` first.
 
@@ -135,8 +127,10 @@ class WinsorizingScaler(preprocessing.StandardScaler):
         self.warmup = warmup
 
     def _span(self, name: str) -> float | None:
-        return _span(self.counts.get(name, 0), self.means.get(name, 0.0),
-                     self.vars.get(name, 0.0), self.limit, self.warmup)
+        if self.counts.get(name, 0) < self.warmup:
+            return None
+        sd = math.sqrt(max(self.vars[name], 0.0))
+        return self.limit * (sd if sd > 0 else max(abs(self.means[name]), 1.0))
 
     def _winsorize(self, x: dict) -> dict:
         out = {}
@@ -171,10 +165,13 @@ class WinsorizingScaler(preprocessing.StandardScaler):
 
 
 def winsorize(var: stats.Var, y: float, limit: float, warmup: int = 30) -> float:
-    """``y`` clipped to ``var``'s running mean ± ``limit`` sd (as is while warming up)."""
-    mean = var.mean.get()
-    span = _span(var.mean.n, mean, var.get(), limit, warmup)
-    return y if span is None else min(max(y, mean - span), mean + span)
+    """``y`` clipped to ``var``'s running mean ± ``limit`` sd (``limit·max(|mean|, 1)``
+    while the sd is 0), as :class:`WinsorizingScaler` clips inputs; as is while warming up."""
+    if var.mean.n < warmup:
+        return y
+    mean, sd = var.mean.get(), math.sqrt(max(var.get(), 0.0))
+    span = limit * (sd if sd > 0 else max(abs(mean), 1.0))
+    return min(max(y, mean - span), mean + span)
 
 
 class WinsorizingTargetScaler(preprocessing.TargetStandardScaler):
@@ -197,6 +194,7 @@ class WinsorizingTargetScaler(preprocessing.TargetStandardScaler):
 
 _STATE_ATTRIBUTES = ("weights", "intercept", "means", "vars", "counts")
 _NESTED = ("regressor", "classifiers", "var")  # wrapped estimators, OvR's models, moments
+_NESTED_KINDS = (base.Base, dict, stats.Var)
 
 
 def _all_finite(value: Any) -> bool:
@@ -219,12 +217,12 @@ def state_is_finite(obj: Any) -> bool:
         return all(state_is_finite(t) for t in obj.transformers.values())
     if isinstance(obj, stats.Var):
         return math.isfinite(obj.get()) and math.isfinite(obj.mean.get())
-    if isinstance(obj, Mapping):
+    if isinstance(obj, dict):  # one-vs-rest's models by class
         return all(state_is_finite(v) for v in obj.values())
     if not all(_all_finite(getattr(obj, name, None)) for name in _STATE_ATTRIBUTES):
         return False
-    return all(state_is_finite(getattr(obj, name)) for name in _NESTED
-               if isinstance(getattr(obj, name, None), base.Base | Mapping))
+    nested = [getattr(obj, name, None) for name in _NESTED]
+    return all(state_is_finite(v) for v in nested if isinstance(v, _NESTED_KINDS))
 
 
 class LearnerConfig(LearnerSettings):
@@ -269,15 +267,15 @@ def build_pipeline(
 def _rolling_metrics(task: Task, window: int) -> dict[str, Any]:
     """The rolling metrics of ``task``'s learner, by the name they are reported under."""
     if task.kind == "binary":
-        return {"rolling_accuracy": utils.Rolling(metrics.Accuracy(), window_size=window),
-                "rolling_log_loss": utils.Rolling(metrics.LogLoss(), window_size=window),
+        return {"rolling_accuracy": utils.Rolling(metrics.Accuracy, window_size=window),
+                "rolling_log_loss": utils.Rolling(metrics.LogLoss, window_size=window),
                 "rolling_roc_auc": metrics.RollingROCAUC(window_size=window)}
     if task.kind == "multiclass":
-        return {"rolling_accuracy": utils.Rolling(metrics.Accuracy(), window_size=window),
-                "rolling_cross_entropy": utils.Rolling(metrics.CrossEntropy(),
+        return {"rolling_accuracy": utils.Rolling(metrics.Accuracy, window_size=window),
+                "rolling_cross_entropy": utils.Rolling(metrics.CrossEntropy,
                                                        window_size=window)}
-    return {"rolling_mae": utils.Rolling(metrics.MAE(), window_size=window),
-            "rolling_rmse": utils.Rolling(metrics.RMSE(), window_size=window)}
+    return {"rolling_mae": utils.Rolling(metrics.MAE, window_size=window),
+            "rolling_rmse": utils.Rolling(metrics.RMSE, window_size=window)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,12 +424,13 @@ class OnlineLearner:
     def _label(self, label: float) -> bool | int | float:
         """The label as the estimator learns it; :class:`LabelError` (naming the value)
         for one that does not fit the task."""
+        kind = self.task.kind
+        if kind == "binary" and label in (0.0, 1.0):  # the common case, checked cheaply
+            return label == 1.0
         problem = self.task.label_problem(label)
         if problem is not None:
             raise LabelError(f"label: {problem}")
-        if self.task.kind == "binary":
-            return label == 1.0
-        if self.task.kind == "multiclass":
+        if kind == "multiclass":
             return int(label)
         lim = self.config.clip_abs
         return min(max(float(label), -lim), lim)
