@@ -259,8 +259,8 @@ def build_pipeline(
         raise ValueError(f"model {spec.model!r} has no features")
     features = parts[0] if len(parts) == 1 else compose.TransformerUnion(*parts)
     estimator = config.make_estimator(task)
-    if task.kind == "regression" and config.scale_target:
-        estimator = WinsorizingTargetScaler(estimator, config.clip_scaled)
+    if task.kind == "regression" and config.scale_target:  # a Regressor (checked by kind)
+        estimator = WinsorizingTargetScaler(estimator, config.clip_scaled)  # type: ignore[arg-type]
     return compose.Pipeline(features, estimator)
 
 

@@ -337,6 +337,13 @@ class OnlineService(StreamService):
 
     def _learn(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
         learner = self.state.learners[model]
+        fits = [it for it in items if learner.task.label_problem(it[0].label) is None]
+        if len(fits) < len(items):  # labels joined before the model's task was changed
+            log.warning("online: %s: %d joined label(s) of its former task dropped", model,
+                        len(items) - len(fits))
+            items = fits
+            if not items:
+                return
         self._window_start.setdefault(model, items[0][0].label_time)
         rows = [j.features for j, _ in items]
         labels = [j.label for j, _ in items]

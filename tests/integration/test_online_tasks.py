@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from services.observability.setup import in_memory_telemetry
+from services.online.join import Joined
 from services.online.service import build
 from streams.contracts import FeatureEvent, LabelEvent
 from streams.deadletter import DETAIL_HEADER, REASON_HEADER
@@ -122,9 +123,13 @@ def test_a_multiclass_learner_over_the_broker(settings: Settings) -> None:
     assert restored.task == learner.task and restored.learned == N
     probe = {"x0": 0.2, "x1": 2.5, "shop": "other"}
     assert restored.predict(probe) == pytest.approx(learner.predict(probe))
-    changed = build(_with_task(settings, "regression"), telemetry=in_memory_telemetry("t"))
+    changed = build(_with_task(settings, "binary"), telemetry=in_memory_telemetry("t"))
     fresh = changed.state.learners[MODEL]
-    assert fresh.task.kind == "regression" and fresh.learned == 0
+    assert fresh.task.kind == "binary" and fresh.learned == 0
+    # a label joined under the former task (pending in the snapshot) is dropped, not learned
+    stale = Joined("ev-old", MODEL, probe, 7.0, T0)
+    changed._learn(MODEL, [(stale, None)])  # type: ignore[list-item]
+    assert fresh.learned == 0
     for s in (again, changed):
         s.stop()
         s.run()  # stopped before its first poll: closes its clients
