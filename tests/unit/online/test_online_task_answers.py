@@ -98,3 +98,29 @@ def test_snapshot_answers_in_the_task_form(tmp_path: Path) -> None:
     value = predict(settings, "r", {"x": 2.0})["online"]
     assert set(value) == {"value", "learned", "version", "created_at"}
     assert value["value"] == pytest.approx(1200.0, rel=0.05)
+
+
+def test_a_regression_champion_answers_a_value(tmp_path: Path) -> None:
+    import torch
+
+    from services.model.preprocessing import FORMAT_VERSION
+    from services.model.tabular import TabularModel
+    from services.registry.manifest import Lineage
+    from services.registry.store import ModelRegistry
+
+    settings = load_settings(registry_uri=str(tmp_path / "registry"))
+    registry = ModelRegistry(settings.registry_uri)
+    module = TabularModel(2, [], [], [], 0.0)  # value and missing flag of "x"
+    with torch.no_grad():
+        module.mlp[0].weight.copy_(torch.tensor([[2.0, 0.0]]))
+        module.mlp[0].bias.fill_(5.0)
+    reg = registry.register(
+        "m", state_dict=module.state_dict(),
+        preprocessing={"format": FORMAT_VERSION, "numeric": [
+            {"name": "x", "mean": 0.0, "std": 1.0}], "categorical": []},
+        model_meta=module.meta, lineage=Lineage(training_snapshot_id="s"),
+        hyperparameters={}, metrics={}, seeds={}, task=Task(kind="regression").to_dict())
+    registry.set_alias("m", "champion", reg.version, expected=None)
+    champion = predict(settings, "m", {"x": 1.0})["champion"]
+    assert set(champion) == {"value", "version", "created_at"}
+    assert champion["value"] == pytest.approx(7.0)
