@@ -14,6 +14,11 @@ ones only). Modes (each gets a fresh learner and an iterator over the events):
   accuracy / log loss / ROC AUC, ADWIN on the error);
 * ``learner_many``: :class:`OnlineLearner.learn_many` on mini-batches (pandas
   ``predict_proba_many`` / ``learn_many``).
+* ``learner_multiclass`` / ``learner_regression``: ``learner_one`` for the other tasks,
+  on the same inputs: three classes (the 0/1 label plus ``age > 50``) learned by the
+  multiclass default (one-vs-rest logistic regressions, cross-entropy, ADWIN on the 0/1
+  error), and ``salary / 1000`` learned by the regression default (standardised target,
+  MAE / RMSE, ADWIN on the scaled absolute error).
 
 * ``kafka``: the same events produced to the embedded broker as feature and label events
   (3 partitions, keyed by entity), then learned by the online service
@@ -55,6 +60,7 @@ from river import __version__ as river_version
 from river.datasets import synth
 
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model.task import Task
 from services.online.learner import LearnerConfig, OnlineLearner, build_pipeline
 from services.online.service import OnlineService
 from streams.codec import encode
@@ -146,6 +152,28 @@ def _learner_one(spec: ModelSpec, _: int) -> Mode:
     return run
 
 
+def _task_label(task: Task, e: LabelledEvent) -> float:
+    """The event's label for ``task`` (derived from the same inputs as the 0/1 label)."""
+    if task.kind == "multiclass":
+        return e.label + float(float(e.features["age"] or 0.0) > 50.0)  # type: ignore[arg-type]
+    if task.kind == "regression":
+        return float(e.features["salary"] or 0.0) / 1000.0  # type: ignore[arg-type]
+    return e.label
+
+
+def _learner_task(task: Task) -> ModeFactory:
+    def factory(spec: ModelSpec, _: int) -> Mode:
+        def run(events: Iterator[LabelledEvent]) -> int:
+            learner = OnlineLearner(spec, task=task)
+            for e in events:
+                learner.learn_one(e.features, _task_label(task, e), e.event_id)
+            return learner.learned
+
+        return run
+
+    return factory
+
+
 def _learner_many(spec: ModelSpec, batch_size: int) -> Mode:
     def run(events: Iterator[LabelledEvent]) -> int:
         learner = OnlineLearner(spec)
@@ -162,6 +190,8 @@ register_mode("river_one", _river_one)
 register_mode("river_many", _river_many)
 register_mode("learner_one", _learner_one)
 register_mode("learner_many", _learner_many)
+register_mode("learner_multiclass", _learner_task(Task(kind="multiclass", classes=(0, 1, 2))))
+register_mode("learner_regression", _learner_task(Task(kind="regression")))
 
 
 class TimedService(OnlineService):
@@ -316,7 +346,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--modes",
-                        default="river_one,river_many,learner_one,learner_many,kafka")
+                        default="river_one,river_many,learner_one,learner_many,"
+                                "learner_multiclass,learner_regression,kafka")
     parser.add_argument("--no-drift", dest="drift", action="store_false",
                         help="skip the concept-drift section")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "online.json")
@@ -392,6 +423,10 @@ on `mixed` (6 numeric features standardised, 3 categorical one-hot encoded) and 
   `predict_proba_many` / `learn_many` in pieces of 256 when every feature is numeric, the
   per-event path when there are categorical ones (`mini_batch: auto`, see the reading
   below); the metrics and the detector run per event either way.
+- `learner_multiclass` / `learner_regression`: `learner_one` for the other tasks on the
+  same inputs: three classes (the 0/1 label plus `age > 50`) by one-vs-rest logistic
+  regressions (cross-entropy, ADWIN on the 0/1 error); `salary / 1000` by linear
+  regression on the standardised target (MAE, RMSE, ADWIN on the scaled absolute error).
 - `kafka`: the events produced to the embedded broker (3 partitions, keyed by entity) as
   feature and label events, then learned by the online service (consume, typed decode,
   join by event id, `OnlineLearner.learn_many` as in `learner_many`, rolling metrics, ADWIN,

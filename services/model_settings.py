@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.drift.policy import DriftSettings
 from services.model.task import Task
@@ -89,3 +89,10 @@ class ModelSettings(BaseModel):
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _online_fits_task(self) -> ModelSettings:
+        """A configured online estimator must suit the task (a regressor for regression)."""
+        if self.online.enabled:
+            self.online.check_task(self.task)
+        return self

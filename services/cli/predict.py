@@ -49,7 +49,7 @@ def predict_command(
     ] = None,
 ) -> None:
     """Score one event with the online learner's latest snapshot and the champion."""
-    from services.online.predict import predict
+    from services.online.predict import answered, predict
 
     try:
         feats = parse_features(features)
@@ -61,5 +61,5 @@ def predict_command(
         s = s.model_copy(update={"registry_uri": registry})
     answer = predict(s, model, feats)
     typer.echo(json.dumps(answer, sort_keys=True))
-    if "proba" not in answer["online"] and "proba" not in answer["champion"]:
+    if not answered(answer["online"]) and not answered(answer["champion"]):
         raise typer.Exit(1)

@@ -8,7 +8,10 @@ each drift signal on its error stream goes through the shared
 :class:`~services.drift.trigger.RetrainTrigger` (one alarm is enough by default, with the
 trigger's cooldown and in-flight rules) and may produce a ``RetrainRequest`` with
 reason ``concept``. Events of models it does not learn are ignored; a label of a learned
-model that is not 0 or 1 is dead-lettered (``invalid_label``).
+model that does not fit its task (:meth:`~services.model.task.Task.label_problem`: not 0 or
+1 for binary, not a declared class for multiclass) is dead-lettered as ``invalid_value``
+with a detail naming the field and the value (``label: a binary label is 0 or 1, got
+0.5``), and the loop goes on.
 
 Durability: the learners, the pending join and the trigger states form one
 :class:`~services.online.state.OnlineState`, snapshotted (atomic, verified, see
@@ -32,10 +35,16 @@ without one (written before verdicts carried it) and for a ``shadow``
 ``models.promotions`` event, the ``models.candidates`` event seen for that version maps it
 to its request id. ``base_version`` is the registry's ``champion`` when there is one.
 
+Each model's learner follows its task (``settings.model(m).task``: estimator, drift
+input, rolling metrics, see :mod:`services.online.learner`). A snapshot's learner of
+another task than the configured one (the model's task was changed) is not restored: the
+model starts from a fresh learner.
+
 Predictions over HTTP: ``POST /predict`` on the health port (``http.port``)
 scores ``{"model", "features"}`` with the LIVE learner in memory (what it has learned up to
 now, not the last snapshot), and with the registry's champion when ``"champion": true``
-(loaded and verified once per champion version). River models are not thread-safe, so
+(loaded and verified once per champion version), each in its task's form (see
+:mod:`services.online.predict`). River models are not thread-safe, so
 learning (per mini-batch piece) and predicting take one lock; see
 :meth:`OnlineService.predict_http`.
 
@@ -57,11 +66,12 @@ from typing import Any
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model.task import Task
 from services.model_settings import InlineSpec
 from services.observability.health import PostHandler
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
-from services.online.predict import Answer, answer_doc, predict_champion
+from services.online.predict import Answer, answer_doc, online_answer, predict_champion
 from services.online.state import OnlineState, SnapshotError, SnapshotStore, snapshot_dir
 from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
@@ -136,6 +146,7 @@ class OnlineService(StreamService):
         *,
         specs: Mapping[str, ModelSpec],
         configs: Mapping[str, LearnerConfig] | None = None,
+        tasks: Mapping[str, Task] | None = None,
         trigger: TriggerConfig = CONCEPT_TRIGGER,
         snapshot_every: int = 20_000,
         snapshot_interval_s: float = 30.0,
@@ -153,6 +164,7 @@ class OnlineService(StreamService):
         self.champions = ChampionCache(lambda: self.registry)
         self._registry = registry  # services.registry.store.ModelRegistry, built lazily
         self.configs = dict(configs or {})
+        self.tasks = {m: (tasks or {}).get(m) or Task() for m in self.specs}
         self.trigger_config = trigger
         self.snapshot_every = snapshot_every
         self.snapshot_interval_s = snapshot_interval_s
@@ -202,15 +214,25 @@ class OnlineService(StreamService):
             for reason in refused:
                 log.error("online: snapshot refused: %s", reason)
             if isinstance(state, OnlineState):
-                for m, spec in self.specs.items():  # models added since the snapshot
-                    state.learners.setdefault(m, OnlineLearner(spec, self.configs.get(m)))
+                for m in self.specs:
+                    old = state.learners.get(m)
+                    if old is not None and old.task != self.tasks[m]:
+                        log.error("online: %s: the snapshot's learner is %s, the model is %s "
+                                  "now; starting a fresh learner", m, old.task.kind,
+                                  self.tasks[m].kind)
+                        old = None
+                    if old is None:  # a model added (or changed) since the snapshot
+                        state.learners[m] = self._new_learner(m)
                 for m, learner in state.learners.items():
                     if learner.recover():
                         log.error("online: %s: the snapshot's model state is not finite; "
                                   "restarted from a fresh model", m)
                 return state, dict(offsets)
-        learners = {m: OnlineLearner(s, self.configs.get(m)) for m, s in self.specs.items()}
+        learners = {m: self._new_learner(m) for m in self.specs}
         return OnlineState(learners=learners, join=join or LabelJoin()), {}
+
+    def _new_learner(self, model: str) -> OnlineLearner:
+        return OnlineLearner(self.specs[model], self.configs.get(model), self.tasks[model])
 
     def snapshot(self) -> CommitPlan:
         """Write the state with the offsets it covers; returns them as the commit plan."""
@@ -245,9 +267,10 @@ class OnlineService(StreamService):
                     )
             elif isinstance(event, LabelEvent):
                 if event.model in self.specs:
-                    if event.label not in (0.0, 1.0):
-                        self.loop.dead_letter(inbound.message, "invalid_label",
-                                              f"binary label expected, got {event.label}")
+                    problem = self.tasks[event.model].label_problem(event.label)
+                    if problem is not None:
+                        self.loop.dead_letter(inbound.message, "invalid_value",
+                                              f"label: {problem}")
                         continue
                     joined = self.state.join.add_label(
                         event.event_id, event.model, event.label, event.event_time, now
@@ -314,6 +337,13 @@ class OnlineService(StreamService):
 
     def _learn(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
         learner = self.state.learners[model]
+        fits = [it for it in items if learner.task.label_problem(it[0].label) is None]
+        if len(fits) < len(items):  # labels joined before the model's task was changed
+            log.warning("online: %s: %d joined label(s) of its former task dropped", model,
+                        len(items) - len(fits))
+            items = fits
+            if not items:
+                return
         self._window_start.setdefault(model, items[0][0].label_time)
         rows = [j.features for j, _ in items]
         labels = [j.label for j, _ in items]
@@ -402,10 +432,13 @@ class OnlineService(StreamService):
     def predict_http(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """Answer ``{"model", "features", "champion"?}`` with the live learner (and champion).
 
-        200: ``{"model", "online": {"proba", "learned"}, "champion": {...}}`` (the champion
-        only when asked; each side reports its own ``error``); 400 for a malformed request
-        or an unknown model; 503 while the learner has learned nothing (its answer would
-        be the untrained 0.5, not a prediction).
+        200: ``{"model", "online": {<prediction>, "learned"}, "champion": {...}}``, each
+        side's prediction in its task's form (binary ``proba``, multiclass
+        ``probabilities`` and ``label``, regression ``value``; see
+        :mod:`services.online.predict`); the champion only when asked; each side reports
+        its own ``error``. 400 for a malformed request or an unknown model; 503 while the
+        learner has learned nothing (its answer would be the untrained one, not a
+        prediction).
         """
         try:
             request = json.loads(body)
@@ -432,17 +465,15 @@ class OnlineService(StreamService):
             known = sorted(self.state.learners)
             return 400, {"error": f"unknown model {model!r}; known: {', '.join(known) or 'none'}",
                          "known": known}
-        try:
-            with self._learner_lock:
-                learned = learner.learned
-                proba = learner.predict_proba(features) if learned else None
-        except (ValueError, TypeError) as exc:
-            online = Answer("online", learned=learned, error=str(exc))
-        else:
-            if proba is None:
+        with self._learner_lock:
+            learned = learner.learned
+            if not learned:
                 return 503, {"error": f"model {model!r} has learned nothing yet",
                              "model": model, "learned": 0}
-            online = Answer("online", proba=proba, learned=learned)
+            try:
+                online = online_answer(learner, features, learned=learned)
+            except (ValueError, TypeError) as exc:
+                online = Answer("online", learned=learned, error=str(exc))
         out: dict[str, Any] = {"model": model, "online": answer_doc(online, strict_json=True)}
         if champion:
             out["champion"] = answer_doc(self._champion_answer(model, features),
@@ -485,9 +516,10 @@ def build(
     """Factory for ``driftloop run online``: one learner per configured model.
 
     Models: those in ``settings.models`` or, when none is configured, every
-    FeatureService of the Feast repo. Per model, ``settings.model(m).online`` holds the
-    :class:`LearnerConfig` fields, optionally an inline ``spec`` (see
-    :func:`spec_from_options`); ``online: false`` skips the model. A spec comes from
+    FeatureService of the Feast repo. Per model, ``settings.model(m).task`` is what its
+    learner learns and ``settings.model(m).online`` holds the :class:`LearnerConfig`
+    fields, optionally an inline ``spec`` (see :func:`spec_from_options`);
+    ``online: false`` skips the model. A spec comes from
     that inline ``spec``, else from ``spec_provider``, else from the Feast repo.
     ``kwargs`` go to :class:`OnlineService` (snapshot cadence, telemetry, batch size).
     """
@@ -497,11 +529,13 @@ def build(
         from services.features.feast_repo import open_store
 
         names = [s.name for s in open_store(settings).list_feature_services()]
-    specs, configs = {}, {}
+    specs, configs, tasks = {}, {}, {}
     for name in names:
-        online = settings.model(name).online
-        if not online.enabled:
+        model = settings.model(name)
+        if not model.online.enabled:
             continue
+        online = model.online
         specs[name] = spec_from_options(name, online.spec) if online.spec else provider(name)
         configs[name] = LearnerConfig(**online.learner_fields())
-    return OnlineService(settings, specs=specs, configs=configs, **kwargs)
+        tasks[name] = model.task
+    return OnlineService(settings, specs=specs, configs=configs, tasks=tasks, **kwargs)

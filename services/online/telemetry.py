@@ -1,9 +1,11 @@
 """OpenTelemetry instruments of the online learner: rolling metrics as gauges, counters.
 
-The rolling accuracy, log loss and ROC AUC of each model's learner are *observable*
-gauges: the SDK asks for them at each collection, and the service answers from the
-values it published after its last batch (a plain dict swapped atomically), so the
-collection thread never reads river objects while the loop updates them.
+The rolling metrics of each model's learner are *observable* gauges: the SDK asks for
+them at each collection, and the service answers from the values it published after its
+last batch (a plain dict swapped atomically), so the collection thread never reads river
+objects while the loop updates them. Each task reports its own, under their own names
+(a model reports only those of its task): binary accuracy, log loss and ROC AUC;
+multiclass accuracy and cross-entropy; regression MAE and RMSE (in the label's units).
 
 Instruments are created once per meter (an SDK meter refuses a second instrument of
 the same name), and every live :class:`OnlineMetrics` on that meter is asked at each
@@ -25,9 +27,20 @@ GAUGES = {
     "rolling_accuracy": ("driftloop.online.rolling_accuracy",
                          "Accuracy of the online learner over its recent labelled events"),
     "rolling_log_loss": ("driftloop.online.rolling_log_loss",
-                         "Log loss of the online learner over its recent labelled events"),
+                         "Log loss of the online learner over its recent labelled events "
+                         "(binary models)"),
     "rolling_roc_auc": ("driftloop.online.rolling_roc_auc",
-                        "ROC AUC of the online learner over its recent labelled events"),
+                        "ROC AUC of the online learner over its recent labelled events "
+                        "(binary models)"),
+    "rolling_cross_entropy": ("driftloop.online.rolling_cross_entropy",
+                              "Cross-entropy of the online learner over its recent labelled "
+                              "events (multiclass models)"),
+    "rolling_mae": ("driftloop.online.rolling_mae",
+                    "Mean absolute error of the online learner over its recent labelled "
+                    "events, in label units (regression models)"),
+    "rolling_rmse": ("driftloop.online.rolling_rmse",
+                     "Root mean squared error of the online learner over its recent labelled "
+                     "events, in label units (regression models)"),
 }
 
 

@@ -24,7 +24,7 @@ The services' documented handling of valid-but-odd events:
   garbage on the control topics it reads outside its group is skipped (their own
   consumers dead-letter it);
 - online: models it does not learn are ignored; a label that is not 0/1 -> dead letter
-  ``invalid_label``; a repeated event id is joined once;
+  ``invalid_value`` (detail ``label: ...``); a repeated event id is joined once;
 - shadow: events of models without a shadow run are ignored; a candidate that cannot be
   compared (no champion, sha256 mismatch) gets a ``reject`` verdict; a label that does not
   fit the champion's task, once the model is in shadow -> dead letter ``invalid_value``
@@ -42,7 +42,7 @@ The services' documented handling of valid-but-odd events:
 At the edge, before any service: values beyond the configured magnitude (``1e308``), event
 times outside the configured range or without a timezone, and control characters are
 ``invalid_value`` for every service, so a ``label`` of ``1e300`` is ``invalid_value``
-(not ``invalid_label``) and ``amount = 1e308`` is never stored.
+and ``amount = 1e308`` is never stored.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ SEED = 20261124
 ANY = "*"
 """Expected reason of a corpus input: not known in advance (dead letter or handled)."""
 KNOWN_REASONS = {r.value for r in DecodeReason} | {
-    "unknown_model", "invalid_label", "training_failed", "unknown_feature",
+    "unknown_model", "training_failed", "unknown_feature",
     "missing_feature", "wrong_type", "label_unmatched", "handler_error", "invalid_time"}
 FUZZ_HEADER = "fuzz.n"
 
@@ -419,7 +419,7 @@ def test_online_service_fuzz(settings: Settings, ledger: FaultRecorder,
     ]
     refused_labels = [
         Out("labels", encode(LabelEvent(event_id="odd-3", model=online_worker.MODEL, label=0.5,
-                                        event_time=T0)), "k", "invalid_label"),
+                                        event_time=T0)), "k", "invalid_value", "label"),
         Out("labels", encode(LabelEvent(event_id="odd-4", model=online_worker.MODEL,
                                         label=1e300, event_time=T0)), "k", "invalid_value",
             "label"),
