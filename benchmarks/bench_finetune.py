@@ -69,7 +69,8 @@ class Timer(NullProgress):
         return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
 
 
-def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None) -> dict:
+def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None,
+                        overrides: dict[str, Any] | None = None) -> dict:
     """Parent on old data; scratch vs fine-tuned on the shifted set; steps ratio."""
     spec = synthetic_spec(n_numeric=20, n_categorical=2)
     work = work / task.kind
@@ -83,7 +84,7 @@ def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None
         "checkpoint": {"every_steps": 100_000},
         "architecture": {"hidden_sizes": [64, 64], "dropout": 0.1},
     }
-    config = load_config(overrides=base)
+    config = load_config(overrides=base).with_overrides(overrides or {})
     kw: dict[str, Any] = {"task": task, "factory": factory, "progress": None}
     old = synthetic_frame(n_old, spec, seed=1, start="2026-01-01", task=task)
     p_train, p_val = build_training_frames(
@@ -165,6 +166,13 @@ def throughput(quick: bool, work: Path) -> dict:
     return out
 
 
+def _write(result: dict, started: float) -> None:
+    """Write what has been measured so far (a run cut short keeps its finished parts)."""
+    result["duration_s"] = round(time.perf_counter() - started, 1)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -174,25 +182,25 @@ def main() -> None:
     if str(ROOT) not in sys.path:  # run as a script: the factory module must import
         sys.path.insert(0, str(ROOT))
     started = time.perf_counter()
+    result: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_threads_default": torch.get_num_threads(),
+        },
+        "finetune": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        result = {
-            "quick": args.quick,
-            "machine": {
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "cpu_threads_default": torch.get_num_threads(),
-            },
-            "finetune": {name: finetune_vs_scratch(args.quick, work, *TASKS[name])
-                         for name in args.tasks},
-        }
-        result["ratios"] = {name: r["ratio_steps"] for name, r in result["finetune"].items()}
-        result["passed"] = all(r["passed"] for r in result["finetune"].values())
+        for name in args.tasks:
+            result["finetune"][name] = finetune_vs_scratch(args.quick, work, *TASKS[name])
+            result["ratios"] = {k: r["ratio_steps"] for k, r in result["finetune"].items()}
+            result["passed"] = all(r["passed"] for r in result["finetune"].values())
+            _write(result, started)
         if not args.no_throughput:
             result["throughput"] = throughput(args.quick, work)
-    result["duration_s"] = round(time.perf_counter() - started, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    _write(result, started)
     print(json.dumps(result, indent=2))
 
 
