@@ -7,6 +7,13 @@ mounts it as ``train``.
 
 Re-running the same command is harmless: the run is keyed by ``initial:<model>:<snapshot>``,
 so a killed run resumes from its checkpoint and a finished one returns its version.
+
+The model's task and factory come from its settings (``models.<m>.task``/``.factory``).
+A snapshot label that does not fit the task, or a factory that cannot build a working
+module, ends the command with one line naming the label column and value (or the
+factory) and exit status 2; nothing is registered. On success the task's validation
+metrics are printed (binary: log loss, AUC, accuracy; multiclass: cross-entropy,
+accuracy, macro F1; regression: MSE in label units, MAE).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from services.cli.context import cli_context, guarded
+from services.cli.context import UserError, cli_context, guarded
 
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
@@ -43,12 +50,16 @@ def train_command(
     """Train a model's first version from a snapshot and make it champion."""
     from services.features.feast_repo import load_model_spec, open_store
     from services.features.snapshot import load_snapshot_frame
+    from services.model.builder import FactoryError
+    from services.model.task import LabelError
     from services.registry.store import AliasConflictError, ModelRegistry
     from services.training.config import load_config
+    from services.training.objective import VALIDATION_METRICS
     from services.training.progress import auto_progress
     from services.training.runner import TrainingJob, run_job
 
     s = cli_context(ctx).settings
+    model_settings = s.model(model)
     reg = ModelRegistry(registry or s.registry_uri)
     if reg.get_alias(model, "champion") is not None:
         console.print(
@@ -56,7 +67,7 @@ def train_command(
         )
         raise typer.Exit(2)
     # models.<model>.training merged over the defaults, or the file given instead
-    config = load_config(training_config) if training_config else s.model(model).training
+    config = load_config(training_config) if training_config else model_settings.training
     if max_steps is not None:
         config = config.with_overrides({"max_steps": max_steps})
 
@@ -80,7 +91,12 @@ def train_command(
         outcome = run_job(
             job, spec, reg, runs_dir or Path(s.state_dir) / "runs", config, stop_event=stop,
             progress=auto_progress(s.observability.progress),
+            task=model_settings.task, factory=model_settings.factory,
         )
+    except LabelError as exc:
+        raise UserError(f"{model}: snapshot {snapshot}: {exc}; nothing was registered") from None
+    except FactoryError as exc:
+        raise UserError(f"{model}: {exc}; nothing was registered") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     if outcome.status == "interrupted":
@@ -95,8 +111,7 @@ def train_command(
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
     metrics = outcome.version.manifest.metrics
-    console.print(
-        f"{model} v{version} is champion ({outcome.status}); "
-        f"val_loss {metrics.get('val_loss', float('nan')):.4f}, "
-        f"val_auc {metrics.get('val_auc', float('nan')):.4f}"
-    )
+    task = outcome.version.manifest.task.get("kind", "binary")
+    shown = ", ".join(f"{name} {metrics.get(name, float('nan')):.4f}"
+                      for name in VALIDATION_METRICS[task])
+    console.print(f"{model} v{version} is champion ({task}, {outcome.status}); {shown}")

@@ -1,8 +1,13 @@
-"""The tabular model: numerics + per-categorical embeddings -> MLP -> one logit.
+"""The tabular model: numerics + per-categorical embeddings -> MLP -> its task's head.
+
+The head has ``n_outputs`` units: one logit for a binary task, one value (a
+standardised target) for regression, K logits for a multiclass task. ``forward``
+returns ``[batch]`` when ``n_outputs`` is 1 and ``[batch, K]`` otherwise.
 
 Its shape is described by a small JSON-able ``model_meta`` dict (input widths,
-vocabulary sizes, embedding widths, hidden sizes, dropout), so a stored state dict can
-be rebuilt without the training config: ``TabularModel.from_meta(meta)``.
+vocabulary sizes, embedding widths, hidden sizes, dropout, outputs), so a stored state
+dict can be rebuilt without the training config: ``TabularModel.from_meta(meta)``.
+A meta written before heads had several outputs has no ``n_outputs``: it means 1.
 :func:`build_tabular` is the built-in model builder (see :mod:`services.model.builder`).
 """
 
@@ -33,7 +38,8 @@ class TabularArchitecture(Protocol):
 
 
 class TabularModel(nn.Module):
-    """Binary classifier over standardised numerics and categorical ids (0 = unknown)."""
+    """An MLP over standardised numerics and categorical ids (0 = unknown), with
+    ``n_outputs`` outputs (1: binary logit or regression value; K: class logits)."""
 
     def __init__(
         self,
@@ -42,11 +48,15 @@ class TabularModel(nn.Module):
         embedding_dims: tuple[int, ...] | list[int],
         hidden_sizes: tuple[int, ...] | list[int],
         dropout: float,
+        n_outputs: int = 1,
     ) -> None:
         super().__init__()
         if len(cardinalities) != len(embedding_dims):
             raise ValueError("one embedding width per categorical feature")
+        if int(n_outputs) < 1:
+            raise ValueError(f"n_outputs must be at least 1, got {n_outputs}")
         self.n_numeric = int(n_numeric)
+        self.n_outputs = int(n_outputs)
         self.embeddings = nn.ModuleList(
             nn.Embedding(int(c), int(d)) for c, d in zip(cardinalities, embedding_dims, strict=True)
         )
@@ -55,7 +65,7 @@ class TabularModel(nn.Module):
         for size in hidden_sizes:
             layers += [nn.Linear(width, int(size)), nn.ReLU(), nn.Dropout(float(dropout))]
             width = int(size)
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, self.n_outputs))
         self.mlp = nn.Sequential(*layers)
         self._meta = {
             "format": META_FORMAT,
@@ -64,13 +74,15 @@ class TabularModel(nn.Module):
             "embedding_dims": [int(d) for d in embedding_dims],
             "hidden_sizes": [int(h) for h in hidden_sizes],
             "dropout": float(dropout),
+            "n_outputs": self.n_outputs,
         }
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        """Logits of shape ``[batch]``."""
+        """Outputs of shape ``[batch]`` (one output) or ``[batch, n_outputs]``."""
         parts = [numeric]
         parts += [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings)]
-        return self.mlp(torch.cat(parts, dim=1)).squeeze(1)
+        out = self.mlp(torch.cat(parts, dim=1))
+        return out.squeeze(1) if self.n_outputs == 1 else out
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -79,7 +91,7 @@ class TabularModel(nn.Module):
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> TabularModel:
-        """Rebuild an (untrained) module from ``meta``."""
+        """Rebuild an (untrained) module from ``meta`` (no ``n_outputs``: one output)."""
         if meta.get("format") != META_FORMAT:
             raise ValueError(f"unsupported model meta format {meta.get('format')!r}")
         return cls(
@@ -88,11 +100,15 @@ class TabularModel(nn.Module):
             meta["embedding_dims"],
             meta["hidden_sizes"],
             meta["dropout"],
+            int(meta.get("n_outputs", 1)),
         )
 
 
-def build_tabular(schema: InputSchema, arch: TabularArchitecture) -> TabularModel:
-    """A fresh (untrained) model sized for ``schema``'s encoded inputs."""
+def build_tabular(
+    schema: InputSchema, arch: TabularArchitecture, n_outputs: int = 1
+) -> TabularModel:
+    """A fresh (untrained) model sized for ``schema``'s encoded inputs and ``n_outputs``
+    outputs (``Task.n_outputs``: K for multiclass, else 1)."""
     cards = schema.cardinalities
     return TabularModel(
         schema.n_numeric_inputs,
@@ -100,6 +116,7 @@ def build_tabular(schema: InputSchema, arch: TabularArchitecture) -> TabularMode
         tuple(arch.embedding_dim(c) for c in cards),
         arch.hidden_sizes,
         arch.dropout,
+        n_outputs,
     )
 
 

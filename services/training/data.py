@@ -12,9 +12,12 @@ module only decides which rows train and which validate:
   validation loss (and early stopping) measure the new data *and* forgetting, and no
   row trains on the future of a row it is validated against within its own source.
   Rows sharing the cut timestamp all go to validation (no leakage at the boundary).
-- rows with a non-finite numeric feature or label (inf; NaN is a missing value the
+- rows with a non-finite numeric feature (inf; NaN is a missing value the
   preprocessing imputes) are dropped, and counted: the train frame's
-  ``attrs[DROPPED_ATTR]`` holds how many, and the run's manifest reports it.
+  ``attrs[DROPPED_ATTR]`` holds how many, and the run's manifest reports it. A label
+  is never dropped for its value: a label that does not fit the model's task (an
+  infinite value, a class the model does not have) is an error of the run, raised by
+  the training loop's label check, so bad labels are seen instead of trained around.
 """
 
 from __future__ import annotations
@@ -29,10 +32,8 @@ DROPPED_ATTR = "dropped_non_finite_rows"
 
 
 def finite_rows(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, int]:
-    """``frame`` without rows whose numeric features or label are infinite; and how many."""
+    """``frame`` without rows whose numeric features are infinite; and how many."""
     columns = [f.name for f in spec.numeric if f.name in frame]
-    if spec.label in frame:
-        columns.append(spec.label)
     if frame.empty or not columns:
         return frame, 0
     values = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)

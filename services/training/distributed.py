@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from services.featurespec import FeatureSpec, ModelSpec
+from services.model.task import Task
 from services.training.config import load_config
 from services.training.loop import TrainResult, train
 from streams.settings import torchrun_local_rank
@@ -107,6 +108,10 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="YAML config (default: defaults.yaml)")
     parser.add_argument("--overrides", default="{}", help="JSON dict merged into the config")
     parser.add_argument("--result", default=None, help="rank 0 writes a JSON summary here")
+    parser.add_argument("--task", default="binary",
+                        help='the task: binary, regression or JSON such as '
+                             '\'{"kind": "multiclass", "classes": [0, 1, 2]}\'')
+    parser.add_argument("--factory", default=None, help="model factory package.module:function")
     args = parser.parse_args(argv)
 
     ctx = init_from_env()
@@ -115,6 +120,8 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         spec = spec_from_json(json.loads(Path(args.spec).read_text()))
         config = load_config(args.config, json.loads(args.overrides))
+        task = Task.model_validate(
+            json.loads(args.task) if args.task.lstrip().startswith("{") else args.task)
         result: TrainResult = train(
             args.run_dir,
             spec,
@@ -123,6 +130,8 @@ def _main(argv: list[str] | None = None) -> int:
             config,
             stop_event=stop,
             dist=ctx,
+            task=task,
+            factory=args.factory,
         )
         if ctx.is_main and args.result:
             summary = {

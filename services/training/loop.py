@@ -1,11 +1,18 @@
-"""The training loop: resumable, deterministic, early-stopped fine-tuning of a TabularModel.
+"""The training loop: resumable, deterministic, early-stopped (fine-)tuning of a model.
 
 What one call to ``train`` does:
 
+- Builds the model for the run's task (:class:`~services.model.task.Task`): the
+  built-in tabular MLP, or the user's factory (``factory``, see
+  :mod:`services.model.builder`). Labels are checked against the task first; a label
+  that does not fit is a :class:`~services.model.task.LabelError` naming the label
+  column and the value, before anything is trained.
 - AdamW, a LambdaLR schedule (linear warm-up over ``warmup_share`` of the steps, then
-  cosine decay to ``min_lr_share`` of the peak), gradient clipping, BCE-with-logits,
-  validation every ``eval_every_steps`` with early stopping on validation loss; the
-  best weights are the result.
+  cosine decay to ``min_lr_share`` of the peak), gradient clipping, the task's loss
+  (:mod:`services.training.objective`: BCE-with-logits, cross-entropy, or MSE on
+  standardised targets), validation every ``eval_every_steps`` with early stopping on
+  validation loss (log loss, cross-entropy, or MSE in label units); the best weights
+  are the result, measured with the task's validation metrics.
 - Deterministic: everything is seeded from ``config.seed``; the sample order of epoch
   ``e`` is the ``DistributedSampler`` permutation for ``seed + e`` (the same class with
   one replica when not distributed), so step ``s`` always sees the same batch.
@@ -30,7 +37,11 @@ parent's scale, which the network can learn from, and the replay rows keep the o
 region anchored. Categorical vocabularies are extended with categories first seen in
 the new training part (appended, so existing indices keep their embedding rows); each
 new row starts as a copy of the unknown bucket, which is how the parent scored that
-category. The architecture stays the parent's; the peak learning rate is scaled by
+category (built-in model only: a factory model keeps the parent's vocabularies, and
+new categories are scored as unknown). A regression parent's target scale is kept for
+the same reason as its numeric scaling. The architecture stays the parent's (a factory
+parent is rebuilt by its factory and given the parent's weights); a parent of another
+task or another factory is refused (``ValueError``). The peak learning rate is scaled by
 ``finetune.lr_scale`` and the warm-up is ``finetune.warmup_share`` of the steps (short:
 the parent's weights are already good). A parent fitted for another feature set is refused
 (``PreprocessingError``): train from scratch instead.
@@ -54,9 +65,19 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from services.featurespec import ModelSpec
-from services.model.builder import build_module, module_from_meta
-from services.model.preprocessing import EncodedFrame, Preprocessor
-from services.model.tabular import TabularModel, grow_embeddings
+from services.model.builder import (
+    BuiltModel,
+    ModelSchema,
+    build_model,
+    is_factory_meta,
+    load_weights,
+    meta_outputs,
+    module_from_meta,
+    rebuild_factory,
+)
+from services.model.preprocessing import EncodedFrame, Preprocessor, TargetScale
+from services.model.tabular import grow_embeddings
+from services.model.task import Task
 from services.training.checkpoint import (
     CheckpointInfo,
     capture_rng_state,
@@ -66,6 +87,13 @@ from services.training.checkpoint import (
     save_checkpoint,
 )
 from services.training.config import TrainingConfig
+from services.training.objective import (
+    loss,
+    roc_auc,
+    training_targets,
+    validation_loss_factor,
+    validation_metrics,
+)
 from services.training.progress import NullProgress, ProgressReporter, auto_progress
 
 if TYPE_CHECKING:
@@ -90,6 +118,9 @@ class ParentModel(Protocol):
     @property
     def model_meta(self) -> dict[str, Any]: ...
 
+    @property
+    def task(self) -> Task: ...
+
 
 @dataclass
 class TrainResult:
@@ -100,7 +131,8 @@ class TrainResult:
     step: int
     total_steps: int
     best_val_loss: float
-    model: TabularModel
+    model: nn.Module
+    architecture: dict[str, Any]
     preprocessor: Preprocessor
     config: TrainingConfig
     checkpoint: CheckpointInfo | None
@@ -110,6 +142,7 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0
     steps_run: int = 0
+    task: Task = field(default_factory=Task)
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -123,8 +156,8 @@ class TrainResult:
 
     @property
     def model_meta(self) -> dict[str, Any]:
-        """Architecture description for ``TabularModel.from_meta``."""
-        return self.model.meta
+        """Architecture description (``services.model.builder.module_from_meta`` rebuilds it)."""
+        return dict(self.architecture)
 
     @property
     def steps_per_s(self) -> float:
@@ -179,54 +212,47 @@ class _Indices(torch.utils.data.Dataset):
         return i
 
 
+__all__ = ["ParentModel", "TrainResult", "lr_factor", "roc_auc", "train"]
+
+
 @dataclass
 class _Tensors:
+    """Encoded inputs and the task's training targets (``label``), on the run's device."""
+
     numeric: torch.Tensor
     categorical: torch.Tensor
     label: torch.Tensor
 
     @classmethod
-    def make(cls, enc: EncodedFrame, labels: pd.Series, device: torch.device) -> _Tensors:
-        y = pd.to_numeric(labels, errors="coerce").to_numpy(np.float32)
-        if not np.isfinite(y).all():
-            raise ValueError("labels must be present and numeric (0/1)")
+    def make(cls, enc: EncodedFrame, labels: pd.Series, task: Task,
+             scale: TargetScale | None, device: torch.device) -> _Tensors:
+        y = pd.to_numeric(labels, errors="coerce").to_numpy(np.float64)
         return cls(
             torch.from_numpy(enc.numeric).to(device),
             torch.from_numpy(enc.categorical).to(device),
-            torch.from_numpy(y).to(device),
+            training_targets(task, y, scale).to(device),
         )
 
 
 def _evaluate(
-    model: nn.Module, data: _Tensors, use_amp: bool, amp_dtype: torch.dtype, chunk: int = 8192
+    model: nn.Module, data: _Tensors, task: Task, scale: TargetScale | None, use_amp: bool,
+    amp_dtype: torch.dtype, chunk: int = 8192,
 ) -> tuple[float, np.ndarray]:
+    """Validation loss (the task's, in label units for regression) and the raw outputs."""
     model.eval()
     total = 0.0
-    scores = []
+    outputs = []
     with torch.no_grad():
         for lo in range(0, len(data.label), chunk):
             sl = slice(lo, lo + chunk)
             with torch.autocast(data.label.device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(data.numeric[sl], data.categorical[sl])
-            logits = logits.float()
-            total += nn.functional.binary_cross_entropy_with_logits(
-                logits, data.label[sl], reduction="sum"
-            ).item()
-            scores.append(logits.cpu().numpy())
+                out = model(data.numeric[sl], data.categorical[sl])
+            out = out.float()
+            total += loss(task, out, data.label[sl], reduction="sum").item()
+            outputs.append(out.cpu().numpy())
     n = max(len(data.label), 1)
-    return total / n, np.concatenate(scores) if scores else np.zeros(0)
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve (tied scores get average ranks); NaN with one class."""
-    pos = labels > 0.5
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2.0)[inverse]
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    val_loss = total / n * validation_loss_factor(task, scale)
+    return val_loss, np.concatenate(outputs) if outputs else np.zeros(0)
 
 
 def _set_threads(config: TrainingConfig, n_params: int) -> int | None:
@@ -254,8 +280,9 @@ class _Origin:
 
     config: TrainingConfig
     run_id: str
+    task: Task
     preprocessor: Preprocessor
-    model: TabularModel
+    model: nn.Module
     model_meta: dict[str, Any]
     fine_tuned: bool
     peak_lr: float
@@ -326,29 +353,71 @@ def _read_checkpoint(
     return ckpt, state
 
 
+def _check_labels(spec: ModelSpec, task: Task, *frames: pd.DataFrame) -> None:
+    """Every label of the run fits the task (:class:`LabelError` naming column and value)."""
+    for frame in frames:
+        if spec.label not in frame:
+            raise ValueError(f"training frame has no label column {spec.label!r}")
+        task.check_labels(frame[spec.label].to_numpy(), field=spec.label)
+
+
 def _fit_preprocessing(
-    spec: ModelSpec, train_df: pd.DataFrame, init_from: ParentModel | None
+    spec: ModelSpec, train_df: pd.DataFrame, init_from: ParentModel | None, task: Task
 ) -> Preprocessor:
-    """Fit on the training part; when fine-tuning, the parent's with new categories added."""
+    """Fit on the training part; when fine-tuning, the parent's (with new categories added
+    for the built-in model). Regression adds the target scale (kept from the parent)."""
     if init_from is None:
-        return Preprocessor.fit(spec, train_df)
-    parent = Preprocessor.from_dict(dict(init_from.preprocessing))
-    parent.check_spec(spec)
-    return parent.extend_vocabularies(train_df)
+        pre = Preprocessor.fit(spec, train_df)
+    else:
+        pre = Preprocessor.from_dict(dict(init_from.preprocessing))
+        pre.check_spec(spec)
+        if not is_factory_meta(init_from.model_meta):
+            pre = pre.extend_vocabularies(train_df)
+    if task.kind != "regression":
+        return pre.with_target(None)
+    if pre.target is not None:
+        return pre
+    labels = pd.to_numeric(train_df[spec.label], errors="coerce").to_numpy(np.float64)
+    return pre.with_target(TargetScale.fit(labels))
+
+
+def _check_parent(init_from: ParentModel, task: Task, factory: str | None) -> None:
+    """Refuse a parent that cannot be fine-tuned into this run's task and model."""
+    meta = dict(init_from.model_meta)
+    parent_task = init_from.task
+    if parent_task != task:
+        raise ValueError(f"the parent was trained for {parent_task.to_dict()}, this model's "
+                         f"task is {task.to_dict()}: train from scratch")
+    parent_factory = meta.get("factory") if is_factory_meta(meta) else None
+    if parent_factory != factory:
+        raise ValueError(f"the parent was built by {parent_factory or 'the built-in model'}, "
+                         f"this model's factory is {factory or 'the built-in model'}: "
+                         "train from scratch")
+    if meta_outputs(meta) != task.n_outputs:
+        raise ValueError(f"the parent has {meta_outputs(meta)} outputs, the task needs "
+                         f"{task.n_outputs}: train from scratch")
 
 
 def _build_model(
-    config: TrainingConfig, preprocessor: Preprocessor, init_from: ParentModel | None
-) -> TabularModel:
-    """A fresh model for the inputs, or the parent's with its embeddings grown to them."""
+    config: TrainingConfig, preprocessor: Preprocessor, init_from: ParentModel | None,
+    task: Task, factory: str | None,
+) -> BuiltModel:
+    """A fresh model for the inputs, or the parent's: the built-in one with its embeddings
+    grown to the inputs, a factory one rebuilt by its factory."""
     if init_from is None:
-        return build_module(preprocessor.schema, config.architecture)  # type: ignore[return-value]
+        return build_model(ModelSchema.of(preprocessor, task), config.architecture, factory)
+    _check_parent(init_from, task, factory)
+    parent_meta = dict(init_from.model_meta)
+    if is_factory_meta(parent_meta):
+        built = rebuild_factory(parent_meta)
+        load_weights(built.module, parent_meta, init_from.state_dict)
+        return built
     weights, model_meta = grow_embeddings(
-        dict(init_from.state_dict), dict(init_from.model_meta), preprocessor.cardinalities
+        dict(init_from.state_dict), parent_meta, preprocessor.cardinalities
     )
     model = module_from_meta(model_meta)
     model.load_state_dict(weights)
-    return model
+    return BuiltModel(model, model_meta)
 
 
 def _origin(
@@ -360,35 +429,42 @@ def _origin(
     resume: bool,
     run_id: str | None,
     dist: DistContext | None,
+    task: Task,
+    factory: str | None,
 ) -> _Origin:
-    """Resume from the checkpoint (its config and preprocessing), else fine-tune or start."""
+    """Resume from the checkpoint (its config, task and preprocessing), else fine-tune or
+    start."""
     ckpt, state = _read_checkpoint(run_dir, resume, dist)
     if state is not None:
         preprocessor = Preprocessor.from_dict(state["preprocessing"])
         preprocessor.check_spec(spec)
         model_meta = state["model_meta"]
         return _Origin(
-            TrainingConfig.model_validate(state["config"]), str(state["run_id"]), preprocessor,
+            TrainingConfig.model_validate(state["config"]), str(state["run_id"]),
+            Task.from_manifest(state.get("task")), preprocessor,
             module_from_meta(model_meta), model_meta, bool(state["fine_tuned"]),
             float(state["peak_lr"]), state, ckpt,
         )
     run_id = run_id or uuid.uuid4().hex
     seed_everything(config.seed)
-    preprocessor = _fit_preprocessing(spec, train_df, init_from)
-    model = _build_model(config, preprocessor, init_from)
+    preprocessor = _fit_preprocessing(spec, train_df, init_from, task)
+    built = _build_model(config, preprocessor, init_from, task, factory)
     fine_tuned = init_from is not None
     peak_lr = config.optimizer.lr * config.finetune.lr_scale if fine_tuned else config.optimizer.lr
-    return _Origin(config, run_id, preprocessor, model, model.meta, fine_tuned, peak_lr,
-                   None, ckpt)
+    return _Origin(config, run_id, task, preprocessor, built.module, built.meta, fine_tuned,
+                   peak_lr, None, ckpt)
 
 
 def _prepare_data(
-    spec: ModelSpec, preprocessor: Preprocessor, train_df: pd.DataFrame, val_df: pd.DataFrame,
+    spec: ModelSpec, origin: _Origin, train_df: pd.DataFrame, val_df: pd.DataFrame,
     device: torch.device,
 ) -> tuple[_Tensors, _Tensors]:
     """Encode both parts into tensors on ``device``; neither may be empty."""
-    train_data = _Tensors.make(preprocessor.transform(train_df), train_df[spec.label], device)
-    val_data = _Tensors.make(preprocessor.transform(val_df), val_df[spec.label], device)
+    pre, task = origin.preprocessor, origin.task
+    train_data = _Tensors.make(pre.transform(train_df), train_df[spec.label], task, pre.target,
+                               device)
+    val_data = _Tensors.make(pre.transform(val_df), val_df[spec.label], task, pre.target,
+                             device)
     if len(train_data.label) == 0 or len(val_data.label) == 0:
         raise ValueError("empty training or validation frame")
     return train_data, val_data
@@ -475,6 +551,7 @@ class _Checkpointer:
             "total_steps": run.plan.total_steps,
             "peak_lr": origin.peak_lr,
             "fine_tuned": origin.fine_tuned,
+            "task": origin.task.to_dict(),
             "model": _clone_state(origin.model),
             "model_meta": origin.model_meta,
             "optimizer": opt.optimizer.state_dict(),
@@ -509,8 +586,7 @@ def _fit(
     """Optimizer steps until the plan's end, early stopping or a stop request; validates
     every ``eval_every_steps`` and checkpoints every ``checkpoint.every_steps``."""
     config, plan, p, opt = run.config, run.plan, run.progress, run.optimization
-    model, data, dist = run.origin.model, run.train_data, run.dist
-    loss_fn = nn.BCEWithLogitsLoss()
+    model, data, dist, task = run.origin.model, run.train_data, run.dist, run.origin.task
     epoch_order: torch.Tensor | None = None
     order_epoch = -1
     while p.status is None and p.step < plan.total_steps:
@@ -530,17 +606,17 @@ def _fit(
 
         net.train()
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
-            logits = net(data.numeric[idx], data.categorical[idx])
-        loss = loss_fn(logits.float(), data.label[idx])
+            outputs = net(data.numeric[idx], data.categorical[idx])
+        step_loss = loss(task, outputs, data.label[idx])
         opt.optimizer.zero_grad(set_to_none=True)
-        opt.scaler.scale(loss).backward()
+        opt.scaler.scale(step_loss).backward()
         opt.scaler.unscale_(opt.optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.scaler.step(opt.optimizer)
         opt.scaler.update()
         opt.scheduler.step()
         p.step += 1
-        p.last_loss = loss.item()
+        p.last_loss = step_loss.item()
         run.reporter.step(p.step, p.last_loss, opt.scheduler.get_last_lr()[0])
 
         due = p.step % config.eval_every_steps == 0 or p.step == plan.total_steps
@@ -556,7 +632,9 @@ def _fit(
 def _validate(run: _Run) -> bool:
     """One validation pass: record it, keep the best weights; True when patience ran out."""
     p, config = run.progress, run.config
-    val_loss, _ = _evaluate(run.origin.model, run.val_data, run.use_amp, run.amp_dtype)
+    origin = run.origin
+    val_loss, _ = _evaluate(origin.model, run.val_data, origin.task, origin.preprocessor.target,
+                            run.use_amp, run.amp_dtype)
     if run.dist is not None:
         val_loss = run.dist.broadcast_float(val_loss)
     p.history.append({"step": float(p.step), "val_loss": val_loss, "train_loss": p.last_loss})
@@ -569,19 +647,18 @@ def _validate(run: _Run) -> bool:
 
 
 def _final_metrics(run: _Run) -> tuple[float, dict[str, float]]:
-    """Load the best weights and measure them on the validation part."""
-    p, model = run.progress, run.origin.model
+    """Load the best weights and measure them on the validation part (the task's metrics)."""
+    p, origin = run.progress, run.origin
+    model, task, scale = origin.model, origin.task, origin.preprocessor.target
     if p.best_state:
         model.load_state_dict(p.best_state)
-    val_loss, scores = _evaluate(model, run.val_data, run.use_amp, run.amp_dtype)
-    labels = run.val_data.label.cpu().numpy()
+    val_loss, outputs = _evaluate(model, run.val_data, task, scale, run.use_amp, run.amp_dtype)
+    targets = run.val_data.label.cpu().numpy()
     return val_loss, {
-        "val_loss": val_loss,
-        "val_auc": roc_auc(labels, scores),
-        "val_accuracy": float(((scores > 0) == (labels > 0.5)).mean()),
+        **validation_metrics(task, outputs, targets, scale, val_loss),
         "train_loss_last": p.last_loss,
         "train_rows": float(len(run.train_data.label)),
-        "val_rows": float(len(labels)),
+        "val_rows": float(len(targets)),
         "steps": float(p.step),
     }
 
@@ -601,8 +678,11 @@ def train(
     stop_event: threading.Event | None = None,
     run_id: str | None = None,
     dist: DistContext | None = None,
+    task: Task | None = None,
+    factory: str | None = None,
 ) -> TrainResult:
-    """Train (or fine-tune, or resume) a model; see the module docstring.
+    """Train (or fine-tune, or resume) a model for ``task`` (default binary) with the
+    built-in model or ``factory`` (``package.module:function``); see the module docstring.
 
     Stages: where the run starts (:func:`_origin`: checkpoint, preprocessing fit, model
     build), data (:func:`_prepare_data`, :func:`_plan`), optimizer and restored progress,
@@ -617,7 +697,10 @@ def train(
         progress = auto_progress() if is_main else NullProgress()
     reporter: ProgressReporter = progress or NullProgress()
 
-    origin = _origin(run_dir, spec, train_df, config, init_from, resume, run_id, dist)
+    task = task if task is not None else Task()
+    _check_labels(spec, task, train_df, val_df)
+    origin = _origin(run_dir, spec, train_df, config, init_from, resume, run_id, dist, task,
+                     factory)
     config, model, state = origin.config, origin.model, origin.state
     device = dist.device if dist is not None else pick_device(config.device)
     use_amp, amp_dtype = amp_settings(device)
@@ -625,7 +708,7 @@ def train(
     restore_threads = _set_threads(config, n_params)
     try:
         model.to(device)
-        train_data, val_data = _prepare_data(spec, origin.preprocessor, train_df, val_df, device)
+        train_data, val_data = _prepare_data(spec, origin, train_df, val_df, device)
         n_train = len(train_data.label)
         plan = _plan(config, n_train, world, state)
         optimization = _optimization(model, config, origin, plan.total_steps, device, use_amp,
@@ -657,6 +740,7 @@ def train(
             total_steps=plan.total_steps,
             best_val_loss=p.best_val if p.best_state else val_loss,
             model=model,
+            architecture=origin.model_meta,
             preprocessor=origin.preprocessor,
             config=config,
             checkpoint=checkpointer.last,
@@ -666,6 +750,7 @@ def train(
             metrics=metrics,
             duration_s=time.perf_counter() - started,
             steps_run=p.step - steps_at_start,
+            task=origin.task,
         )
     finally:
         if restore_threads is not None:

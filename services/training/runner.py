@@ -7,7 +7,11 @@ The training worker's Kafka loop and ``driftloop train`` both call ``run_job``:
 - the run directory is keyed by the request id, so a redelivered request whose run was
   killed resumes from its last checkpoint;
 - an interrupted run (``stop_event`` set) registers nothing and reports
-  ``interrupted``: the caller must not commit the request's offset.
+  ``interrupted``: the caller must not commit the request's offset;
+- the model's task and factory (``settings.model(m).task`` / ``.factory``) go to the
+  loop and into the version: the manifest's ``task``, and the factory's path and source
+  hash in its ``architecture``. A label that does not fit the task raises
+  ``LabelError`` (a ``ValueError``) before anything is trained or registered.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Literal
 import pandas as pd
 
 from services.featurespec import ModelSpec
+from services.model.task import Task
 from services.registry.manifest import Lineage
 from services.registry.store import LoadedModel, ModelRegistry, RegisteredVersion
 from services.training.checkpoint import run_dir_for
@@ -63,8 +68,12 @@ def run_job(
     *,
     stop_event: threading.Event | None = None,
     progress: ProgressReporter | Literal["auto"] | None = "auto",
+    task: Task | None = None,
+    factory: str | None = None,
 ) -> JobOutcome:
-    """Train (or resume, or skip) the job and register its version."""
+    """Train (or resume, or skip) the job for ``task`` (default binary) with the built-in
+    model or ``factory``, and register its version."""
+    task = task if task is not None else Task()
     existing = registry.find_by_request_id(job.model, job.request_id)
     if existing is not None:
         return JobOutcome("duplicate", registry.get(job.model, existing), None)
@@ -87,6 +96,8 @@ def run_job(
         stop_event=stop_event,
         progress=progress,
         run_id=job.request_id,
+        task=task,
+        factory=factory,
     )
     if result.status == "interrupted":
         return JobOutcome("interrupted", None, result)
@@ -117,6 +128,7 @@ def run_job(
         metrics=metrics,
         seeds={"seed": result.config.seed},
         extra={"status": result.status, "fine_tuned": result.fine_tuned, "steps": result.step},
+        task=result.task.to_dict(),
     )
     status = "registered" if registered.created else "duplicate"
     return JobOutcome(status, registered, result)

@@ -17,6 +17,12 @@ the partitions):
    the request's offset committed. SIGTERM writes an emergency checkpoint and
    leaves the request uncommitted.
 
+The model's task and factory come from its settings (``models.<m>.task``/``.factory``).
+A request that cannot be trained -- no champion, no data, a label that does not fit
+the task, a factory that fails -- is answered failed at once (a ``ValueError``: the
+span's error, the failed-training metric, a dead letter ``training_failed`` with the
+reason) and its offset committed, so it never crash-loops.
+
 The training span is a child of the retrain decision (through the request's
 headers), with an event per evaluation and per checkpoint, so the trace goes on
 from drift to candidate.
@@ -213,7 +219,8 @@ class TrainingWorker(StreamService):
             "driftloop.snapshot_id": snapshot.snapshot_id,
             "driftloop.fresh_rows": snapshot.rows,
         })
-        config = self.settings.model(request.model).training
+        model_settings = self.settings.model(request.model)
+        config = model_settings.training
         job = TrainingJob(
             model=request.model, request_id=request.request_id, reason=request.reason,
             training_snapshot_id=snapshot.snapshot_id, fresh=load_snapshot_frame(
@@ -228,7 +235,8 @@ class TrainingWorker(StreamService):
             progress = _SpanProgress(auto_progress(self.settings.observability.progress), span,
                                      watch.checkpoint_written)
             outcome = run_job(job, spec, self.registry, self.runs_root, config,
-                              stop_event=self._stop_training, progress=progress)
+                              stop_event=self._stop_training, progress=progress,
+                              task=model_settings.task, factory=model_settings.factory)
         duration = time.monotonic() - started
         if outcome.status == "interrupted":
             self.stats.interrupted += 1

@@ -3,7 +3,9 @@
 A retrain request for a shifted window yields exactly one registered candidate,
 fine-tuned from the champion, whose manifest names the exact snapshots used, and
 whose training span is a child of the request's decision span. The same request
-delivered again yields no second version.
+delivered again yields no second version. A request whose window's labels do not fit
+the model's task is answered failed (dead letter ``training_failed`` naming the label
+column and value), registers nothing and is not retried.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from services.training.runner import TrainingJob, run_job
 from services.training.worker import TrainingWorker
 from streams.codec import decode
 from streams.contracts import ModelCandidate, RetrainRequest, new_event_id
+from streams.deadletter import DETAIL_HEADER, REASON_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings, load_settings
+from streams.tracing import header_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
@@ -136,3 +140,60 @@ def test_request_yields_one_fine_tuned_candidate_with_lineage_and_trace(
     assert run_span.parent.span_id in {s.context.span_id for s in send_request}
     assert any(e.name == "checkpoint.written" for e in run_span.events)
     assert spans["register candidate"].parent.span_id == run_span.context.span_id
+
+
+def _dead_letters(settings: Settings, count: int, timeout: float = 30) -> list[tuple[str, str]]:
+    consumer = Consumer(settings.kafka.consumer_config(f"d-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([settings.topic("deadletter")])
+    got: list[tuple[str, str]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        for m in consumer.consume(10, timeout=0.5):
+            if m.error() is None:
+                h = m.headers()
+                got.append((header_value(h, REASON_HEADER), header_value(h, DETAIL_HEADER)))
+    consumer.close()
+    return got
+
+
+def test_labels_that_do_not_fit_the_task_fail_the_request_once(
+    store: Any, settings: Settings
+) -> None:
+    """The champion was trained as binary; the model is now declared multiclass with
+    classes 5 and 6: its 0/1 labels must be refused, not trained into a candidate."""
+    settings = load_settings(**{**settings.model_dump(), "models": {"fraud": {
+        "task": {"kind": "multiclass", "classes": [5, 6]},
+        "training": {"max_steps": 20},
+        "retrain": {"min_fresh_rows": 1, "label_wait_s": 0, "attempts": 3},
+    }}})
+    spec = load_model_spec(store, "fraud")
+    write_history(store, Generator(GeneratorConfig(seed=7, events_per_second=50.0)).history(
+        HISTORY_END, 1500))
+    base = create_snapshot(store, spec, HISTORY_END - timedelta(days=2), HISTORY_END,
+                           with_profile=False)
+    registry = ModelRegistry(settings.registry_uri)
+    first = run_job(
+        TrainingJob(model="fraud", request_id="initial", reason="manual",
+                    training_snapshot_id=base.snapshot_id,
+                    fresh=load_snapshot_frame(store, base.snapshot_id)),
+        spec, registry, settings.state_dir / "runs", load_config(None, {"max_steps": 20}),
+        progress=None,
+    )
+    assert first.version is not None
+    registry.set_alias("fraud", "champion", first.version.version, expected=None)
+
+    request = RetrainRequest(
+        event_id=new_event_id(), request_id=f"req-{uuid.uuid4().hex[:8]}", model="fraud",
+        reason="manual", base_version=1, window_start=HISTORY_END - timedelta(hours=6),
+        window_end=HISTORY_END, drift_report_ids=[], requested_at=datetime.now(UTC),
+    )
+    with EventProducer(settings, "test") as producer:
+        producer.send(settings.topic("retrain.requests"), request, key="fraud")
+
+    worker = TrainingWorker(settings, store=store)
+    worker.run(until=lambda: worker.stats.failed >= 1, idle_timeout_s=120)
+    assert worker.stats.failed == 1 and worker.stats.trained == 0
+    assert registry.list_versions("fraud") == [1]
+    (reason, detail), = _dead_letters(settings, 1)
+    assert reason == "training_failed"
+    assert f"{spec.label}: a label is one of the classes [5, 6], got " in detail

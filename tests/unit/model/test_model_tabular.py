@@ -29,3 +29,19 @@ def test_grown_rows_start_as_the_unknown_bucket() -> None:
     assert weight.shape == (6, 2)
     assert torch.equal(weight[4], weight[0]) and torch.equal(weight[5], weight[0])
     assert torch.equal(weight[:4], model.embeddings[0].weight)
+
+
+def test_head_has_one_output_per_class_and_old_meta_means_one() -> None:
+    spec = synthetic_spec(n_numeric=3, n_categorical=1)
+    pre = Preprocessor.fit(spec, synthetic_frame(100, spec))
+    enc = pre.transform(synthetic_frame(5, spec, seed=4))
+    inputs = torch.from_numpy(enc.numeric), torch.from_numpy(enc.categorical)
+    multi = build_tabular(pre.schema, ArchitectureConfig(hidden_sizes=(8,)), n_outputs=4)
+    assert multi(*inputs).shape == (5, 4) and multi.meta["n_outputs"] == 4
+    assert TabularModel.from_meta(multi.meta)(*inputs).shape == (5, 4)
+
+    single = build_tabular(pre.schema, ArchitectureConfig(hidden_sizes=(8,)))
+    old_meta = {k: v for k, v in single.meta.items() if k != "n_outputs"}  # before heads grew
+    rebuilt = TabularModel.from_meta(old_meta)
+    rebuilt.load_state_dict(single.state_dict())
+    assert rebuilt.n_outputs == 1 and rebuilt(*inputs).shape == (5,)

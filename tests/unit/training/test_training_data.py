@@ -57,7 +57,7 @@ def test_replay_capped_by_snapshot_size() -> None:
     assert len(replay_sample(1000, old, 0.0, seed=0)) == 0
 
 
-def test_rows_with_infinite_features_or_labels_are_dropped_and_counted() -> None:
+def test_rows_with_infinite_features_are_dropped_and_counted_labels_are_kept() -> None:
     from services.training.data import DROPPED_ATTR
 
     fresh = synthetic_frame(400, SPEC, seed=1, start="2026-02-01")
@@ -67,6 +67,7 @@ def test_rows_with_infinite_features_or_labels_are_dropped_and_counted() -> None
     fresh.loc[fresh.index[9], numeric[1]] = float("nan")  # missing, imputed: kept
     old = synthetic_frame(400, SPEC, seed=2)
     old.loc[old.index[:5], numeric[0]] = 1e308 * 10  # overflowed to inf
+    fresh.loc[fresh.index[11], "label"] = float("inf")  # a bad label: the task check refuses it
     train, val = build_training_frames(
         SPEC, fresh, old, replay_ratio=0.5, validation_share=0.2,
         time_column="event_timestamp", seed=0,
@@ -74,5 +75,6 @@ def test_rows_with_infinite_features_or_labels_are_dropped_and_counted() -> None
     assert train.attrs[DROPPED_ATTR] == 2 + 5
     both = pd.concat([train, val])
     assert (both["_source"] == "fresh").sum() == 398
+    assert (both["label"] == float("inf")).sum() == 1
     values = both[numeric].to_numpy(dtype=float)
     assert not (values == float("inf")).any() and not (values == -float("inf")).any()
