@@ -90,7 +90,7 @@ def columns_command(ctx: typer.Context, model: ModelOption) -> None:
     from services.features.load import expected_columns
 
     settings = cli_context(ctx).settings
-    _, layout, task = _layout(settings, model, apply=False)
+    _, layout, task = _layout(settings, model, apply=True)
     for column in expected_columns(layout):
         need = "required" if column.required else "optional"
         typer.echo(f"{column.name}\t{column.kind}\t{need}\t{column.meaning}")
