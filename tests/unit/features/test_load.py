@@ -151,3 +151,32 @@ def test_rows_become_the_same_events_the_generator_sends(layout: ModelLayout) ->
     unlabelled = list(row_events(prepare_chunk(frame, layout, BINARY), layout, labels=False))
     assert [f for f, _ in unlabelled] == [f for f, _ in expected]
     assert all(label is None for _, label in unlabelled)
+
+
+class _Recorder:
+    """Stands in for the producer: records what the replay sends, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, topic: str, event: object, key: str, **_: object) -> None:
+        self.sent.append((topic, event.event_id))  # type: ignore[attr-defined]
+
+    def flush(self) -> None:
+        pass
+
+
+def test_replay_sends_features_of_unlabelled_rows_without_a_label(layout: ModelLayout) -> None:
+    from services.features.replay import replay
+    from streams.settings import load_settings
+
+    frame = _history(6)
+    frame.loc[[1, 4], "is_fraud"] = np.nan
+    pairs = list(row_events(prepare_chunk(frame, layout, BINARY), layout))
+    recorder = _Recorder()
+    settings = load_settings()
+    stats = replay(recorder, settings, pairs)  # type: ignore[arg-type]
+    assert (stats.features, stats.labels) == (6, 4)
+    labels = [event_id for topic, event_id in recorder.sent if topic == settings.topic("labels")]
+    unlabelled = {frame["event_id"][1], frame["event_id"][4]}
+    assert len(labels) == 4 and not unlabelled & set(labels)
