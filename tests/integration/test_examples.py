@@ -42,6 +42,7 @@ from services.cli.services import build_service
 from services.demo.loop import STAGES, Observed, TopicWatcher
 from services.features.feast_repo import copy_repo
 from services.model.task import Task
+from services.registry.store import ModelRegistry
 from streams.codec import decode
 from streams.contracts import FeatureEvent, LabelEvent, ShadowVerdict
 from streams.settings import Settings, load_settings
@@ -178,6 +179,11 @@ def test_the_example_closes_the_loop(
     assert verdict.metric == example.loss
     assert verdict.candidate_metric < verdict.champion_metric
     assert (verdict.champion, verdict.candidate) == (1, 2)
+    declared = loaded_settings.model(example.model)
+    manifest = ModelRegistry(loaded_settings.registry_uri).manifest(example.model, 2)
+    assert Task.from_manifest(manifest.task) == declared.task
+    if declared.factory:  # the user's module, rebuilt from its factory on every load
+        assert manifest.architecture.get("factory") == declared.factory
     print(f"{example.folder}: loop closed in {took:.0f}s of live stream; "
           f"{example.loss} {verdict.champion_metric:.4f} -> {verdict.candidate_metric:.4f}")
 
