@@ -1,4 +1,7 @@
-"""``driftloop data ...`` and ``driftloop snapshot ...``: synthetic data and training snapshots.
+"""``driftloop data ...`` and ``driftloop snapshot ...``: data in, and training snapshots.
+
+``data generate`` writes the fraud example's synthetic data; ``data load``, ``data send``
+and ``data columns`` (:mod:`services.cli.data_files`) take any model's own file.
 
 Both open the Feast repository of the configuration (``feast.*``); ``--repo`` and
 ``--variant`` override it for one call. The ``driftloop`` command line mounts them as the
@@ -15,11 +18,13 @@ import typer
 from rich.console import Console
 
 from services.cli.context import cli_context, guarded
+from services.cli.data_files import COLUMNS_HELP, columns_command, load_command, send_command
 from services.features.generate import MODEL, DriftSpec, Generator, GeneratorConfig, now_utc
 from streams.settings import FeastSettings, Settings
 
 data_app = typer.Typer(
-    help="Generate synthetic fraud data: history for Feast, live events for Kafka."
+    help="A model's data: load a file's history into Feast, send its rows to Kafka, or "
+         "generate the fraud example's synthetic data."
 )
 snapshot_app = typer.Typer(help="Point-in-time-correct training snapshots (Feast saved datasets).")
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
@@ -27,7 +32,7 @@ console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
 
 @data_app.callback()
 def _data() -> None:
-    """Synthetic data for the fraud model."""
+    """History into Feast, live events into Kafka."""
 
 
 @snapshot_app.callback()
@@ -67,6 +72,11 @@ def _store(settings: Settings) -> Any:
     store = open_store(settings)
     apply_repo(store)
     return store
+
+
+data_app.command("load", epilog=COLUMNS_HELP)(load_command)
+data_app.command("send", epilog=COLUMNS_HELP)(send_command)
+data_app.command("columns")(columns_command)
 
 
 @data_app.command("generate")
@@ -268,8 +278,9 @@ def create(
         snap = create_snapshot(  # the profile cache the drift monitor and check read
             store, spec, _time(start, now), _time(end, now), with_profile=profile,
             cache_root=cli_context(ctx).settings.state_dir / "profiles",
+            task=cli_context(ctx).settings.model(model).task,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # a label of another task too (LabelError)
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     state = "created" if snap.created else "already there"

@@ -35,6 +35,7 @@ from services.features.feast_repo import (
     ViewLayout,
     arrow_schema,
 )
+from services.model.task import Task
 from streams.contracts import FeatureEvent, LabelEvent
 
 RejectReason = Literal[
@@ -45,6 +46,7 @@ RejectReason = Literal[
     "non_finite",
     "label_unmatched",
     "invalid_time",
+    "invalid_value",
 ]
 
 
@@ -134,6 +136,9 @@ def validate_feature_event(
     return check_time(event.event_time) or _check_features(_Model(layout), event.features)
 
 
+_BINARY = Task()
+
+
 class IngestBuffer:
     """Accumulates valid events as columns per view; joins labels to their features.
 
@@ -152,7 +157,9 @@ class IngestBuffer:
         max_pending: int = 100_000,
         label_wait: timedelta = timedelta(minutes=10),
         lookup: Callable[[str], tuple[str, datetime] | None] | None = None,
+        tasks: Mapping[str, Task] | None = None,
     ) -> None:
+        self._tasks = dict(tasks or {})  # per model; a label must fit it (default binary)
         self._models = {name: _Model(layout) for name, layout in layouts.items()}
         self._index: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         # labels waiting per event id (a repeated label waits beside the first), oldest first
@@ -190,6 +197,9 @@ class IngestBuffer:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
         if not math.isfinite(event.label):
             return Reject("non_finite", f"label is {event.label}")
+        problem = self._tasks.get(event.model, _BINARY).label_problem(event.label)
+        if problem is not None:
+            return Reject("invalid_value", f"label: {problem}")
         bad_time = check_time(event.event_time)
         if bad_time is not None:
             return bad_time

@@ -67,7 +67,8 @@ class IngestService(StreamService):
             for view in (*layout.views, layout.labels):
                 ensure_offline_parts(self.store, self.store.get_feature_view(view.name))
         self.index = EventIndex(Path(settings.state_dir) / "ingest" / "event-index.sqlite3")
-        self.buffer = IngestBuffer(self.layouts, lookup=self._lookup)
+        self.buffer = IngestBuffer(self.layouts, lookup=self._lookup,
+                                   tasks={m: settings.model(m).task for m in self.layouts})
         # index rows of this batch's labels, read in one pass (the index only changes
         # in flush, after the batch's events are buffered)
         self._prefetched: dict[str, tuple[str, datetime]] = {}

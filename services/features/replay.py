@@ -2,7 +2,8 @@
 
 Each label is sent once the replay's event-time clock (the newest feature event sent)
 passes the label's own time, so labels trail their features as they would in
-production; the rest are sent at the end. ``rate`` paces the sends in wall-clock
+production; the rest are sent at the end. A pair without a label (``None``) sends its
+features only. ``rate`` paces the sends in wall-clock
 events per second (0 = as fast as possible).
 """
 
@@ -30,7 +31,7 @@ class ReplayStats:
 def replay(
     producer: EventProducer,
     settings: Settings,
-    pairs: Iterable[tuple[FeatureEvent, LabelEvent]],
+    pairs: Iterable[tuple[FeatureEvent, LabelEvent | None]],
     *,
     rate: float = 0.0,
     on_progress: Callable[[int], None] | None = None,
@@ -49,7 +50,8 @@ def replay(
                 time.sleep(lag)
         producer.send(features_topic, feature, feature.entity_id, span=False)
         stats.features += 1
-        heapq.heappush(waiting, (label.event_time, i, label, feature.entity_id))
+        if label is not None:
+            heapq.heappush(waiting, (label.event_time, i, label, feature.entity_id))
         while waiting and waiting[0][0] <= feature.event_time:  # type: ignore[operator]
             _, _, due, key = heapq.heappop(waiting)
             producer.send(labels_topic, due, key, span=False)

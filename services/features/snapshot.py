@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from services.drift.profile import ProfileCache, ReferenceProfile
+    from services.model.task import Task
     from services.registry.manifest import Manifest
 
 SNAPSHOT_DIR = "data/snapshots"
@@ -209,11 +210,14 @@ def create_snapshot(
     *,
     cache_root: Path | str | None = None,
     with_profile: bool = True,
+    task: Task | None = None,
 ) -> Snapshot:
     """Build, persist (saved dataset ``<model>-<hash16>``) and profile one snapshot.
 
     Idempotent: the same data gives the same id, and an existing saved dataset
-    with that id is reused rather than rewritten.
+    with that id is reused rather than rewritten. With the model's ``task``, a stored
+    label the task does not allow raises :class:`~services.model.task.LabelError`
+    (naming the label view, column and value) and nothing is saved.
     """
     from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
     from feast.saved_dataset import SavedDataset
@@ -222,6 +226,8 @@ def create_snapshot(
     frame, labelled = build_training_frame(store, layout, start, end)
     if frame.empty:
         raise ValueError(f"no labelled events for {spec.model} in [{start}, {end})")
+    if task is not None:
+        task.check_labels(frame[spec.label].to_numpy(), field=layout.label_ref)
     digest = content_hash(frame)
     snapshot_id = f"{spec.model}-{digest[:16]}"
     relative = f"{SNAPSHOT_DIR}/{snapshot_id}.parquet"

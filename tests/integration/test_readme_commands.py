@@ -1,12 +1,12 @@
 """The README's command-line walk-through, run as written.
 
 Every ```bash block preceded by ``<!-- readme-test -->`` in README.md is taken from the
-README itself and run, in order, in one shell, in a fresh directory holding a copy of
-``feature_repo/`` (as the README says), against the embedded broker that the README's
-own ``driftloop broker start`` starts. Only the environment points the broker at a free
-port. Each command must exit with 0, or with the status its ``# exits N`` comment
-announces, and the key output of each step is checked, so the README and the command
-line cannot drift apart again.
+README itself and run, in order, in one shell, in a fresh directory holding copies of
+``feature_repo/`` and ``examples/`` (as the README says), against the embedded broker
+that the README's own ``driftloop broker start`` starts. Only the environment points
+the broker at a free port. Each command must exit with 0, or with the status its
+``# exits N`` comment announces, and the key output of each step is checked, so the
+README and the command line cannot drift apart again.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -92,12 +93,14 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
                   "snapshot create", "train --model", "models list", "models show",
                   "models diff", "models rollback", "drift check --model",
                   "drift check --reference", "predict --model", "report --model",
-                  "broker stop"]
+                  "data columns", "data load", "data send", "broker stop"]
     for name in documented:
         assert any(name in c.text for c in commands), f"README tests no `{name}`"
 
     work = tmp_path / "work"
     copy_repo(work / "feature_repo")
+    shutil.copytree(README.parent / "examples", work / "examples",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "out"
     out.mkdir()
     port = free_port()
@@ -157,6 +160,9 @@ def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     assert (work / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert "nothing older" in _find(ran, "models rollback").err
     assert "2000 feature and 2000 label events" in _find(ran, "--live-events 2000").err
+    assert "is_phishing\tlabel\trequired" in _find(ran, "data columns").out
+    assert "loaded 2000 events (2000 labelled) for phishing" in _find(ran, "data load").err
+    assert "sent 1000 feature and 1000 label events for phishing" in _find(ran, "data send").err
     assert "stopped" in _find(ran, "broker stop").err
 
 
