@@ -21,8 +21,10 @@ Kubernetes deployment do in an initContainer before they start.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,7 +36,6 @@ from services.cli.context import UserError, cli_context, guarded
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    import pandas as pd
     from feast import FeatureStore
 
 console = Console(stderr=True, soft_wrap=True)  # paths and ids stay on one line
@@ -78,48 +79,41 @@ def history_rows(store: FeatureStore, model: str) -> int:
     return sum(pq.ParquetFile(part).metadata.num_rows for part in list_parts(labels.path))
 
 
-def read_history(source: str) -> pd.DataFrame:
-    """A history file as a frame: parquet, or CSV with its time columns parsed as UTC."""
-    import pandas as pd
+@contextlib.contextmanager
+def local_copy(source: str) -> Iterator[Path]:
+    """``source`` as a local path: a URL (``s3://``...) is fetched to a temporary file."""
+    if "://" not in source or source.startswith("file://"):
+        yield Path(source.removeprefix("file://"))
+        return
+    import fsspec
 
-    from services.features.feast_repo import LABEL_TIME_COLUMN, TIMESTAMP_COLUMN
-
-    lowered = source.lower()
-    if lowered.endswith((".csv", ".csv.gz")):
-        frame = pd.read_csv(source)
-        for column in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
-            if column in frame:
-                frame[column] = pd.to_datetime(frame[column], utc=True)
-        return frame
-    if lowered.endswith((".parquet", ".pq")) or Path(source).is_dir():
-        return pd.read_parquet(source)
-    raise UserError(f"history {source}: not a .parquet or .csv file")
+    with tempfile.TemporaryDirectory(prefix="driftloop-history-") as tmp:
+        path = Path(tmp) / Path(source.split("?")[0]).name
+        try:
+            fsspec.filesystem(source.split("://")[0]).get(source, str(path))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"history {source}: cannot fetch it ({exc})") from None
+        yield path
 
 
 def load_history_file(store: FeatureStore, settings: Settings, model: str, source: str) -> int:
-    """Check a history file against the model's views and task, then write it.
-
-    The one place that loads a user's history: point it at the data loader of
-    ``driftloop data load`` once that exists.
-    """
-    from services.features.feast_repo import CREATED_COLUMN, load_layout
-    from services.features.history import write_history
+    """Check a history file (path or URL) against the model's views and task, then write
+    it with ``driftloop data load``'s loader; returns the events loaded."""
+    from services.features.feast_repo import load_layout
+    from services.features.load import LoadError, load_file
     from services.model.task import LabelError
 
-    frame = read_history(source)
     layout = load_layout(store, model)
-    needed = {c for view in (*layout.views, layout.labels) for c in view.columns}
-    missing = sorted(needed - {CREATED_COLUMN} - set(frame.columns))
-    if missing:
-        raise UserError(f"history {source} lacks the columns {', '.join(missing)} "
-                        f"that {model}'s feature views need")
-    try:
-        settings.model(model).task.check_labels(frame[layout.spec.label].to_numpy(),
-                                                f"{source}: {layout.spec.label}")
-    except LabelError as exc:
-        raise UserError(f"history {exc} (invalid_value)") from None
-    write_history(store, frame, model=model, mode="append")
-    return len(frame)
+    with local_copy(source) as path:
+        if not path.is_file():
+            raise UserError(f"history {source}: no such file")
+        try:
+            result = load_file(path, layout, settings.model(model).task)
+        except LoadError as exc:
+            raise UserError(f"history {source}: {exc}") from None
+        except LabelError as exc:
+            raise UserError(f"history {source}: {exc} (invalid_value)") from None
+    return result.events
 
 
 def generate_history(store: FeatureStore, model: str, rows: int, seed: int) -> int:
@@ -171,7 +165,8 @@ def take_snapshot(store: FeatureStore, settings: Settings, model: str) -> tuple[
 
     limits = settings.validation
     snap = create_snapshot(store, load_model_spec(store, model), limits.event_time_min,
-                           limits.event_time_max, cache_root=settings.state_dir / "profiles")
+                           limits.event_time_max, cache_root=settings.state_dir / "profiles",
+                           task=settings.model(model).task)
     state = "created" if snap.created else "already there"
     return snap.snapshot_id, f"{snap.snapshot_id}: {snap.rows} rows ({state})"
 

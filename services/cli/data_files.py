@@ -60,28 +60,18 @@ def _progress() -> Progress:
                     MofNCompleteColumn(), TimeRemainingColumn(), console=console)
 
 
-def _check_file(path: Path, layout: ModelLayout, task: Task, chunk_rows: int,
-                progress: Progress) -> int:
-    """Every chunk checked (nothing kept); returns the file's labelled rows."""
-    from services.features.load import (
-        check_header,
-        count_rows,
-        file_columns,
-        prepare_chunk,
-        read_chunks,
-    )
+class _Bars:
+    """``load_file``'s stages (a ``LoadProgress``) as rich progress bars."""
 
-    ignored = check_header(file_columns(path), layout)
-    if ignored:
-        console.print(f"ignoring columns: {', '.join(ignored)}", highlight=False)
-    bar = progress.add_task("checking", total=count_rows(path))
-    labelled = first = 0
-    for chunk in read_chunks(path, layout, chunk_rows):
-        labelled += int(prepare_chunk(chunk, layout, task, first)[layout.spec.label]
-                        .notna().sum())
-        first += len(chunk)
-        progress.advance(bar, len(chunk))
-    return labelled
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.bar: Any = None
+
+    def start(self, stage: str, total: int) -> None:
+        self.bar = self.progress.add_task(stage, total=total)
+
+    def advance(self, rows: int) -> None:
+        self.progress.advance(self.bar, rows)
 
 
 @guarded
@@ -113,39 +103,24 @@ def load_command(
     The whole file is checked first; one bad column, value or label stops the load
     with one line and nothing is written.
     """
-    from services.features.load import (
-        LoadError,
-        drop_parts,
-        old_parts,
-        prepare_chunk,
-        read_chunks,
-        write_chunk,
-    )
+    from services.features.load import LoadError, load_file
     from services.model.task import LabelError
 
     settings = cli_context(ctx).settings
     _, layout, task = _layout(settings, model, apply=True)
-    written: dict[str, int] = {}
     with _progress() as progress:
         try:
-            labelled = _check_file(file, layout, task, chunk_rows, progress)
+            result = load_file(file, layout, task, chunk_rows=chunk_rows, replace=replace,
+                               progress=_Bars(progress))
         except (LoadError, LabelError) as exc:
             progress.stop()
             raise fail(f"{file.name}: {exc}; nothing written", 1) from None
-        old = old_parts(layout) if replace else []
-        bar = progress.add_task("writing", total=progress.tasks[0].total)
-        first = 0
-        for chunk in read_chunks(file, layout, chunk_rows):
-            for view, rows in write_chunk(prepare_chunk(chunk, layout, task, first),
-                                          layout).items():
-                written[view] = written.get(view, 0) + rows
-            first += len(chunk)
-            progress.advance(bar, len(chunk))
-    if replace:
-        drop_parts(old, layout)
-    console.print(f"loaded {first} events ({labelled} labelled) for {model}: "
-                  + ", ".join(f"{v} {n}" for v, n in written.items())
-                  + (f"; {len(old)} old parts removed" if replace else ""), highlight=False)
+    if result.ignored_columns:
+        console.print(f"ignored columns: {', '.join(result.ignored_columns)}", highlight=False)
+    console.print(f"loaded {result.events} events ({result.labelled} labelled) for {model}: "
+                  + ", ".join(f"{v} {n}" for v, n in result.written.items())
+                  + (f"; {result.removed_parts} old parts removed" if replace else ""),
+                  highlight=False)
 
 
 @guarded
@@ -166,7 +141,7 @@ def send_command(
     and `labels` topics of the configuration, keyed by entity id. The whole file is
     checked first; a bad row stops the command before anything is sent.
     """
-    from services.features.load import LoadError, prepare_chunk, read_chunks
+    from services.features.load import LoadError, check_file, prepare_chunk, read_chunks
     from services.features.replay import replay
     from services.features.send import row_events
     from services.model.task import LabelError
@@ -184,11 +159,12 @@ def send_command(
 
     with _progress() as progress:
         try:
-            _check_file(file, layout, task, chunk_rows, progress)
+            checked = check_file(file, layout, task, chunk_rows=chunk_rows,
+                                 progress=_Bars(progress))
         except (LoadError, LabelError) as exc:
             progress.stop()
             raise fail(f"{file.name}: {exc}; nothing sent", 1) from None
-        bar = progress.add_task("sending", total=progress.tasks[0].total)
+        bar = progress.add_task("sending", total=checked.events)
         with EventProducer(settings, "data-send") as producer:
             stats = replay(producer, settings, pairs(), rate=rate,
                            on_progress=lambda n: progress.advance(bar, n))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -286,3 +286,77 @@ def drop_parts(parts: list[Path], layout: ModelLayout) -> None:
             part.parent.rmdir()
     for view in (*layout.views, layout.labels):
         ensure_parts(view.path, arrow_schema(view))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What one load did: events and labelled rows read, rows written per view."""
+
+    events: int
+    labelled: int
+    written: dict[str, int]
+    ignored_columns: list[str]
+    removed_parts: int = 0
+
+
+class LoadProgress(Protocol):
+    """Progress hooks of :func:`load_file` (the CLI draws bars with them)."""
+
+    def start(self, stage: str, total: int) -> None:
+        """A stage (``checking``, ``writing``) of ``total`` rows begins."""
+
+    def advance(self, rows: int) -> None:
+        """``rows`` more rows of the current stage are done."""
+
+
+class _Quiet:
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+
+def load_file(path: Path, layout: ModelLayout, task: Task, *,
+              chunk_rows: int = DEFAULT_CHUNK_ROWS, replace: bool = False,
+              progress: LoadProgress | None = None) -> LoadResult:
+    """Check the whole file, then append it to the model's views (replace: drop the old).
+
+    Raises :class:`LoadError` or :class:`LabelError` before anything is written when a
+    column, value or label does not fit; this is the one loader behind ``data load``
+    and ``bootstrap --history``.
+    """
+    hooks: LoadProgress = progress or _Quiet()
+    checked = check_file(path, layout, task, chunk_rows=chunk_rows, progress=hooks)
+    old = old_parts(layout) if replace else []
+    hooks.start("writing", checked.events)
+    written: dict[str, int] = {}
+    first = 0
+    for chunk in read_chunks(path, layout, chunk_rows):
+        for view, rows in write_chunk(prepare_chunk(chunk, layout, task, first), layout).items():
+            written[view] = written.get(view, 0) + rows
+        first += len(chunk)
+        hooks.advance(len(chunk))
+    if replace:
+        drop_parts(old, layout)
+    return LoadResult(first, checked.labelled, written, checked.ignored_columns, len(old))
+
+
+def check_file(path: Path, layout: ModelLayout, task: Task, *,
+               chunk_rows: int = DEFAULT_CHUNK_ROWS,
+               progress: LoadProgress | None = None) -> LoadResult:
+    """Read and check every chunk (nothing kept, nothing written): what a load would read.
+
+    Raises :class:`LoadError` / :class:`LabelError` at the first column, value or label
+    that does not fit.
+    """
+    hooks: LoadProgress = progress or _Quiet()
+    ignored = check_header(file_columns(path), layout)
+    hooks.start("checking", count_rows(path))
+    labelled = first = 0
+    for chunk in read_chunks(path, layout, chunk_rows):
+        labelled += int(prepare_chunk(chunk, layout, task, first)[layout.spec.label]
+                        .notna().sum())
+        first += len(chunk)
+        hooks.advance(len(chunk))
+    return LoadResult(first, labelled, {}, ignored)

@@ -212,6 +212,7 @@ class TrainingWorker(StreamService):
         snapshot = create_snapshot(
             self.store, spec, request.window_start, request.window_end,
             cache_root=Path(self.settings.state_dir) / "profiles",
+            task=self.settings.model(request.model).task,
         )
         replay = load_snapshot_frame(self.store, parent.training_snapshot_id)
         span.set_attributes({

@@ -139,7 +139,7 @@ def test_a_history_file_must_fit_the_views_and_the_task(
     frame = _history()
     missing = tmp_path / "missing.parquet"
     frame.drop(columns=["amount"]).to_parquet(missing)
-    with pytest.raises(UserError, match="lacks the columns amount"):
+    with pytest.raises(UserError, match=r"missing column 'amount'"):
         load_history_file(store, settings, "fraud", str(missing))
     bad = tmp_path / "bad.csv"
     frame.assign(is_fraud=frame["is_fraud"].where(frame.index != 7, 5)).to_csv(bad, index=False)
