@@ -1,11 +1,14 @@
 """Integration fixtures: options and prefixes on the session's loopback S3 server
-(``s3_storage`` in ``tests/conftest.py``) for object-storage tests."""
+(``s3_storage`` in ``tests/conftest.py``) for object-storage tests, and a headless
+Chromium for report pages."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from samples.browser import DevTools, chromium
 
 from streams.durable import SeaweedS3
 
@@ -25,3 +28,10 @@ def s3_options(s3_storage: SeaweedS3) -> dict[str, object]:
 def s3_prefix(s3_storage: SeaweedS3) -> str:
     """A fresh ``s3://<bucket>/<random>`` prefix for one test."""
     return f"s3://{s3_storage.bucket}/t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
+    """One headless Chromium for a test module's report pages (samples/browser.py)."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as client:
+        yield client

@@ -1,4 +1,5 @@
-"""``make demo``'s program end to end: it exits 0 only when a retrained candidate was promoted."""
+"""``make demo``'s program end to end: it exits 0 only when a retrained candidate was
+promoted, and the report it wrote passes the browser checks (samples/browser.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from samples.browser import DevTools, check_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_demo_closes_the_loop_with_a_promotion(tmp_path: Path) -> None:
+def test_demo_closes_the_loop_with_a_promotion(tmp_path: Path, browser: DevTools) -> None:
     env = dict(os.environ)
     env.pop("DRIFTLOOP_CONFIG", None)
     result = subprocess.run(
@@ -29,4 +31,7 @@ def test_demo_closes_the_loop_with_a_promotion(tmp_path: Path) -> None:
     demo = tmp_path / ".driftloop" / "demo"
     report = (demo / "report.html").read_text()
     assert "<svg" in report and "Lineage" in report
+    # the report the demo wrote, in a real browser: its retrain and promotion on the axis
+    check_page(browser, demo / "report.html", tmp_path / "report-demo.png",
+               expect_markers=True)
     assert (demo / "otel.jsonl").stat().st_size > 0

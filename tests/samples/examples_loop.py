@@ -103,8 +103,10 @@ def _cli(config: Path, *args: str) -> Any:
 
 def close_the_loop(
     example: Example, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Take ``example`` through the whole loop; assert every stage and the verdict."""
+) -> Path:
+    """Take ``example`` through the whole loop; assert every stage and the verdict.
+
+    Returns the configuration file the loop ran with (for ``driftloop report``)."""
     monkeypatch.syspath_prepend(str(ROOT))  # `examples.*` (the regression factory too)
     for name in [k for k in os.environ if k.startswith("DRIFTLOOP_")]:
         monkeypatch.delenv(name)
@@ -177,3 +179,11 @@ def close_the_loop(
         assert manifest.architecture.get("factory") == declared.factory
     print(f"{example.folder}: loop closed in {took:.0f}s of live stream; "
           f"{example.loss} {verdict.champion_metric:.4f} -> {verdict.candidate_metric:.4f}")
+    return config
+
+
+def write_report(config: Path, example: Example, out: Path) -> Path:
+    """``driftloop report`` of the example's model after its loop, as a user runs it."""
+    result = _cli(config, "report", "--model", example.model, "--out", str(out))
+    assert f"wrote {out}" in result.output
+    return out
