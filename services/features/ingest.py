@@ -85,7 +85,6 @@ class _Model:
         self.names = frozenset(self.kinds)
         self.numeric = tuple(f.name for f in layout.spec.numeric)
         self.categorical = tuple(f.name for f in layout.spec.categorical)
-        self.order = tuple(self.kinds)
         self.numeric_values = _values_of(self.numeric)
         self.text_values = _values_of(self.categorical)
         self.events: list[FeatureEvent] = []
@@ -99,10 +98,6 @@ def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[An
     return lambda features: tuple(features[name] for name in names)
 
 
-_NUMBER_TYPES = frozenset({float, int, type(None)})
-_TEXT_TYPES = frozenset({str, type(None)})
-
-
 def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | None:
     if features.keys() != model.names:
         unknown = features.keys() - model.names
@@ -110,14 +105,6 @@ def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | N
             return Reject("unknown_feature", f"not in {model.layout.spec.model}: {sorted(unknown)}")
         missing = sorted(model.names - features.keys())
         return Reject("missing_feature", f"absent (send null for missing): {missing}")
-    numbers = model.numeric_values(features)
-    try:  # the common case in C-level passes; the walk below names any offender
-        if (_NUMBER_TYPES.issuperset(map(type, numbers))
-                and _TEXT_TYPES.issuperset(map(type, model.text_values(features)))
-                and math.isfinite(sum(filter(None, numbers)))):  # zeros and nulls dropped
-            return None
-    except (OverflowError, TypeError):  # an int too large for a float sum: walk it
-        pass
     for name in model.numeric:
         value = features[name]
         if type(value) is float:
@@ -302,7 +289,7 @@ class IngestBuffer:
                     layout.spec.entity: [e.entity_id for e in events],
                     TIMESTAMP_COLUMN: utc_microseconds([e.event_time for e in events]),
                 }
-                shared.update(_feature_columns(model.order, [e.features for e in events]))
+                shared.update(_feature_columns(model, [e.features for e in events]))
                 stamped = _constant_time(created, len(events))
                 for view in layout.views:
                     names = (*view.join_keys, *view.features, TIMESTAMP_COLUMN)
@@ -319,13 +306,16 @@ class IngestBuffer:
         return out
 
 
-def _feature_columns(
-    names: tuple[str, ...], features: list[dict[str, Any]]
-) -> dict[str, tuple[Any, ...]]:
-    """``{name: values}`` of ``features`` (each holds every name: validated on entry)."""
-    if len(names) == 1:
-        return {names[0]: tuple(f[names[0]] for f in features)}
-    return dict(zip(names, zip(*map(itemgetter(*names), features), strict=True), strict=True))
+def _feature_columns(model: _Model, features: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """``{name: values}`` of ``features`` (each holds every name: validated on entry), as
+    float64 (null -> NaN) and object arrays: one 2-D array per kind, filled in C."""
+    out: dict[str, np.ndarray] = {}
+    for names, values, dtype in ((model.numeric, model.numeric_values, np.float64),
+                                 (model.categorical, model.text_values, object)):
+        if names:
+            table = np.array(list(map(values, features)), dtype=dtype).reshape(-1, len(names))
+            out.update((name, table[:, i]) for i, name in enumerate(names))
+    return out
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -364,9 +354,9 @@ def _batch(view: ViewLayout, columns: dict[str, Any], created: pd.DatetimeIndex)
         elif name in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
             frame[name] = columns[name]
         elif kinds.get(name) == "numeric":
-            frame[name] = np.array(columns[name], dtype=np.float64)  # None -> NaN
+            frame[name] = np.asarray(columns[name], dtype=np.float64)  # None -> NaN
         else:
-            frame[name] = np.array(columns[name], dtype=object)
+            frame[name] = np.asarray(columns[name], dtype=object)
     df = pd.DataFrame(frame).sort_values(TIMESTAMP_COLUMN, kind="stable", ignore_index=True)
     online = None
     if view.online:
