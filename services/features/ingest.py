@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,8 +87,17 @@ class _Model:
         self.names = frozenset(self.kinds)
         self.numeric = tuple(f.name for f in layout.spec.numeric)
         self.categorical = tuple(f.name for f in layout.spec.categorical)
+        self.numeric_values = _values_of(self.numeric)
+        self.text_values = _values_of(self.categorical)
         self.events: list[FeatureEvent] = []
         self.labels: list[tuple[LabelEvent, str, datetime]] = []
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``features -> (features[name] for name in names)`` as a tuple, in C for 2+ names."""
+    if len(names) >= 2:
+        return itemgetter(*names)
+    return lambda features: tuple(features[name] for name in names)
 
 
 def _check_features(model: _Model, features: Mapping[str, object]) -> Reject | None:
@@ -261,12 +271,22 @@ class IngestBuffer:
         """Labels waiting for their feature events."""
         return sum(len(waiting) for waiting in self._pending.values())
 
+    def unknown(self, event_ids: Iterable[str]) -> set[str]:
+        """Those of ``event_ids`` whose features are not in memory (a label of any
+        other joins without ``lookup``)."""
+        index = self._index
+        return {event_id for event_id in event_ids if event_id not in index}
+
     def is_pending(self, event_id: str) -> bool:
         """Whether the label of ``event_id`` still waits for its features."""
         return event_id in self._pending
 
     def take(self, created: datetime | None = None) -> list[PushBatch]:
-        """Everything buffered, as one frame per push source (sorted by event time)."""
+        """Everything buffered, as one frame per push source (sorted by event time).
+
+        Each model's columns are built once (feature values read out of the events in
+        one C-level pass, event times converted once) and shared by its views.
+        """
         created = created or datetime.now(UTC)
         out: list[PushBatch] = []
         for model in self._models.values():
@@ -274,27 +294,38 @@ class IngestBuffer:
             labels, model.labels = model.labels, []
             layout = model.layout
             if events:
-                keys = {
+                shared: dict[str, Any] = {
                     layout.event_key: [e.event_id for e in events],
                     layout.spec.entity: [e.entity_id for e in events],
+                    TIMESTAMP_COLUMN: utc_microseconds([e.event_time for e in events]),
                 }
-                times = [e.event_time for e in events]
+                shared.update(_feature_columns(model, [e.features for e in events]))
+                stamped = _constant_time(created, len(events))
                 for view in layout.views:
-                    columns: dict[str, list[Any]] = {k: keys[k] for k in view.join_keys}
-                    for name in view.features:
-                        columns[name] = [e.features[name] for e in events]
-                    columns[TIMESTAMP_COLUMN] = times
-                    out.append(_batch(view, columns, created))
+                    names = (*view.join_keys, *view.features, TIMESTAMP_COLUMN)
+                    out.append(_batch(view, {k: shared[k] for k in names}, stamped))
             if labels:
-                columns = {
+                columns: dict[str, Any] = {
                     layout.event_key: [lbl.event_id for lbl, _, _ in labels],
                     layout.spec.entity: [entity for _, entity, _ in labels],
-                    LABEL_TIME_COLUMN: [lbl.event_time for lbl, _, _ in labels],
+                    LABEL_TIME_COLUMN: utc_microseconds([lbl.event_time for lbl, _, _ in labels]),
                     layout.spec.label: [lbl.label for lbl, _, _ in labels],
-                    TIMESTAMP_COLUMN: [t for _, _, t in labels],
+                    TIMESTAMP_COLUMN: utc_microseconds([t for _, _, t in labels]),
                 }
-                out.append(_batch(layout.labels, columns, created))
+                out.append(_batch(layout.labels, columns, _constant_time(created, len(labels))))
         return out
+
+
+def _feature_columns(model: _Model, features: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """``{name: values}`` of ``features`` (each holds every name: validated on entry), as
+    float64 (null -> NaN) and object arrays: one 2-D array per kind, filled in C."""
+    out: dict[str, np.ndarray] = {}
+    for names, values, dtype in ((model.numeric, model.numeric_values, np.float64),
+                                 (model.categorical, model.text_values, object)):
+        if names:
+            table = np.array(list(map(values, features)), dtype=dtype).reshape(-1, len(names))
+            out.update((name, table[:, i]) for i, name in enumerate(names))
+    return out
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -316,19 +347,26 @@ def utc_microseconds(times: list[datetime]) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize(UTC)
 
 
-def _batch(view: ViewLayout, columns: dict[str, list[Any]], created: datetime) -> PushBatch:
-    n = len(columns[TIMESTAMP_COLUMN])
+def _constant_time(moment: datetime, n: int) -> pd.DatetimeIndex:
+    """``utc_microseconds([moment] * n)``, converting ``moment`` once."""
+    micros = utc_microseconds([moment]).asi8[0]
+    return pd.DatetimeIndex(np.full(n, micros, dtype=np.int64).astype("datetime64[us]")
+                            ).tz_localize(UTC)
+
+
+def _batch(view: ViewLayout, columns: dict[str, Any], created: pd.DatetimeIndex) -> PushBatch:
+    """The view's frame from ``columns`` (time columns already converted)."""
     kinds = dict(zip(view.features, view.kinds, strict=True))
     frame: dict[str, object] = {}
     for name in view.columns:
         if name == CREATED_COLUMN:
-            frame[name] = utc_microseconds([created] * n)
+            frame[name] = created
         elif name in (TIMESTAMP_COLUMN, LABEL_TIME_COLUMN):
-            frame[name] = utc_microseconds(columns[name])
+            frame[name] = columns[name]
         elif kinds.get(name) == "numeric":
-            frame[name] = np.array(columns[name], dtype=np.float64)  # None -> NaN
+            frame[name] = np.asarray(columns[name], dtype=np.float64)  # None -> NaN
         else:
-            frame[name] = np.array(columns[name], dtype=object)
+            frame[name] = np.asarray(columns[name], dtype=object)
     df = pd.DataFrame(frame).sort_values(TIMESTAMP_COLUMN, kind="stable", ignore_index=True)
     online = None
     if view.online:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,29 +103,35 @@ class IngestService(StreamService):
         if len(features) < len(batch):
             labels = [i for i in batch if not isinstance(i.event, FeatureEvent)]
             batch = features + labels
-            self._asked = {i.event.event_id for i in labels}
-            self._prefetched = self.index.get_many(self._asked)
+            # only labels whose features are neither in memory nor in this batch
+            asked = {i.event.event_id for i in labels}
+            asked.difference_update(i.event.event_id for i in features)
+            self._asked = self.buffer.unknown(asked)
+            self._prefetched = self.index.get_many(self._asked) if self._asked else {}
+        seen, hold = self.offsets.seen, self.offsets.hold
+        add_features, add_label = self.buffer.add_features, self.buffer.add_label
+        oldest, buffered = self._oldest, self._buffered
         for inbound in batch:
-            key = (inbound.topic, inbound.partition)
-            self.offsets.seen(key, inbound.offset)
+            message = inbound.message  # read once: the Inbound properties each call into it
+            key = (message.topic(), message.partition())
+            offset = message.offset()
+            seen(key, offset)
             event = inbound.event
-            if isinstance(event, FeatureEvent):
-                outcome = self.buffer.add_features(event)
-            else:
-                outcome = self.buffer.add_label(event)
+            is_features = type(event) is FeatureEvent
+            outcome = add_features(event) if is_features else add_label(event)
             if isinstance(outcome, Reject):
-                self.loop.dead_letter(inbound.message, outcome.reason, outcome.detail)
+                self.loop.dead_letter(message, outcome.reason, outcome.detail)
                 continue
-            self.offsets.hold(key, inbound.offset)
-            if isinstance(event, FeatureEvent):
+            hold(key, offset)
+            if is_features:
                 self._unindexed.append((event.event_id, event.entity_id, event.event_time))
-                oldest = self._oldest.get(event.model)
-                if oldest is None or event.event_time < oldest:
-                    self._oldest[event.model] = event.event_time
+                first = oldest.get(event.model)
+                if first is None or event.event_time < first:
+                    oldest[event.model] = event.event_time
             if outcome == "pending":
                 self._pending.setdefault(event.event_id, []).append(inbound)
             else:
-                self._buffered.setdefault(key, []).append(inbound.offset)
+                buffered.setdefault(key, []).append(offset)
         self._prefetched, self._asked = {}, set()
         for event_id in self.buffer.drain_joined():
             for joined in self._pending.pop(event_id, []):
@@ -149,8 +156,13 @@ class IngestService(StreamService):
         """Push everything buffered to Feast, index its events, mark its offsets durable."""
         self._last_flush = time.monotonic()
         batches = self.buffer.take(created=datetime.now(UTC))
-        rows = push_batches(self.store, batches, self.sink) if batches else 0
-        self.index.put_many(self._unindexed)
+        # the index is written beside the push (SQLite and the writers' fsyncs release
+        # the GIL); both have finished before any offset is released below. An index row
+        # whose push then failed is harmless: its event is re-read and pushed again.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index") as pool:
+            indexed = pool.submit(self.index.put_many, self._unindexed)
+            rows = push_batches(self.store, batches, self.sink) if batches else 0
+            indexed.result()
         self._unindexed.clear()
         pushed_at = datetime.now(UTC)
         for model, oldest in self._oldest.items():

@@ -49,6 +49,9 @@ def _with(event: FeatureEvent, **changes: object) -> FeatureEvent:
         ({"amount": "12"}, "wrong_type"),
         ({"channel": 3.0}, "wrong_type"),
         ({"amount": float("inf")}, "non_finite"),
+        ({"amount": float("nan"), "txn_count_1h": 0.0}, "non_finite"),  # 0.0: not summed
+        ({"amount": True}, "wrong_type"),
+        ({"channel": None, "country": 7}, "wrong_type"),
     ],
 )
 def test_invalid_features_are_rejected_with_a_reason(
@@ -105,6 +108,36 @@ def test_take_gives_one_frame_per_push_source_with_every_column(layout: ModelLay
     assert labels["event_timestamp"].tolist() == [fe.event_time for fe, _ in pairs]
     assert labels["label_time"].tolist() == [le.event_time for _, le in pairs]
     assert labels["card_id"].tolist() == [fe.entity_id for fe, _ in pairs]
+
+
+def test_every_view_gets_each_events_own_values_under_the_right_names(
+    layout: ModelLayout,
+) -> None:
+    # the columns are read out of all events at once: a shifted name or row shows here
+    events = [fe for fe, _ in _pairs(30)]
+    events[3] = _with(events[3], amount=None, channel=None, txn_count_1h=None)
+    buffer = IngestBuffer({"fraud": layout})
+    for fe in events:
+        assert buffer.add_features(fe) is None
+    frames = {b.view: b.frame for b in buffer.take(created=T0)}
+    for view in layout.views:
+        frame = frames[view.name]
+        keys = {layout.event_key: [fe.event_id for fe in events],
+                layout.spec.entity: [fe.entity_id for fe in events]}
+        for key in view.join_keys:  # the rows in the events' order
+            assert frame[key].tolist() == keys[key]
+        for name in view.features:
+            got = [None if isinstance(v, float) and np.isnan(v) else v for v in frame[name]]
+            assert got == [fe.features[name] for fe in events], name
+
+
+def test_unknown_names_the_labels_whose_features_are_not_in_memory(
+    layout: ModelLayout,
+) -> None:
+    (fe, _), (other, _) = _pairs(2)
+    buffer = IngestBuffer({"fraud": layout})
+    assert buffer.add_features(fe) is None
+    assert buffer.unknown([fe.event_id, other.event_id, "x"]) == {other.event_id, "x"}
 
 
 def test_label_before_features_waits_then_joins(layout: ModelLayout) -> None:

@@ -84,6 +84,9 @@ def test_a_trailing_newline_in_a_model_name_is_refused_by_the_contract() -> None
         _feature(event_time="2000-01-01T00:00:00Z"),
         _feature(event_time="2099-12-31T18:59:59-05:00", features={"amount": -1e12, "x": None}),
         _label(label=1e12),
+        # not printable, yet no control character: the search decides, not isprintable
+        _feature(entity_id="c\u00a01", features={"country": "F\u2028R", "x": 1.0}),
+        _label(event_id="e\u00ad1"),
     ],
 )
 def test_values_at_the_limits_are_valid(data: bytes) -> None:
