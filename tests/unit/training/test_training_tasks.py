@@ -184,8 +184,19 @@ def test_factory_model_trains_registers_rebuilds_and_fine_tunes(
                     config.with_overrides({"max_steps": 10}), progress=None, task=REGRESSION,
                     factory=factory)
     assert child.result is not None and child.result.fine_tuned
-    # the parent's scaling, target scale and vocabularies: new categories stay unknown
-    assert child.result.preprocessor == parent_preprocessor(parent)
+    # the parent's scaling and target scale; its vocabularies with the new categories
+    # appended, and the user's module grown to match (else a new id is out of range)
+    before, after = parent_preprocessor(parent), child.result.preprocessor
+    assert (after.numeric, after.target) == (before.numeric, before.target)
+    for old_vocab, vocab in zip(before.categorical, after.categorical, strict=True):
+        assert vocab.categories[: len(old_vocab.categories)] == old_vocab.categories
+    assert sum(v.cardinality for v in after.categorical) > sum(
+        v.cardinality for v in before.categorical)
+    child_meta = child.version.manifest.architecture  # type: ignore[union-attr]
+    assert [len(v) + 1 for v in child_meta["schema"]["vocabularies"]] == list(
+        after.cardinalities)
+    child_scorer = Scorer.from_loaded(registry.load("synth", 2))
+    assert np.isfinite(child_scorer.predict(fresh)).all()
     assert child.version is not None and child.version.manifest.lineage.parent_version == 1
 
     with pytest.raises(ValueError, match=r"built by .*:build, this model's factory is the "
