@@ -57,6 +57,24 @@ class Net(nn.Module):
 
 def build(schema):
     return Net(schema)
+
+
+class OneHot(nn.Module):
+    """A user's model whose input width follows the vocabularies (it cannot be grown)."""
+
+    def __init__(self, schema):
+        super().__init__()
+        self.cards = schema.cardinalities
+        self.head = nn.Linear(schema.n_numeric_inputs + sum(self.cards), 1)
+
+    def forward(self, numeric, categorical):
+        parts = [numeric] + [nn.functional.one_hot(categorical[:, j], c).float()
+                             for j, c in enumerate(self.cards)]
+        return self.head(torch.cat(parts, dim=1)).squeeze(1)
+
+
+def one_hot(schema):
+    return OneHot(schema)
 '''
 
 
@@ -209,6 +227,24 @@ def test_factory_model_trains_registers_rebuilds_and_fine_tunes(
                             fresh=synthetic_frame(600, spec, seed=2), parent=parent,
                             replay=None), spec, registry, tmp_path / "runs", config,
                 progress=None, factory=factory)
+
+
+def test_a_factory_module_that_cannot_grow_fine_tunes_with_the_parents_vocabularies(
+    tmp_path: Path, spec: ModelSpec, config: TrainingConfig, factory: str
+) -> None:
+    # catches: the preprocessing extended while the module keeps the parent's width (a new
+    # category's id out of range, the run crashes) for a module that cannot be grown
+    one_hot = factory.replace(":build", ":one_hot")
+    old_train, old_val = _frames(spec, REGRESSION, n=400)
+    short = config.with_overrides({"max_steps": 5})
+    parent = train(tmp_path / "parent", spec, old_train, old_val, short, task=REGRESSION,
+                   factory=one_hot, progress=None)
+    new_train, new_val = _frames(spec, REGRESSION, n=400, shift=1.5)
+    child = train(tmp_path / "child", spec, new_train, new_val, short, task=REGRESSION,
+                  factory=one_hot, init_from=parent, progress=None)
+    assert child.fine_tuned and child.step == 5
+    assert child.preprocessor == parent.preprocessor  # new categories stay unknown
+    assert child.model_meta["schema"] == parent.model_meta["schema"]
 
 
 def parent_preprocessor(parent: object) -> object:
