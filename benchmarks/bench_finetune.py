@@ -29,8 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from services.model.scoring import predict
 from services.model.task import Task
 from services.training.config import load_config
 from services.training.data import build_training_frames
@@ -67,6 +69,21 @@ class Timer(NullProgress):
     def steps_per_s(self) -> float:
         assert self.first and self.last
         return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
+
+
+def loss_by_rows(result: Any, val_df: Any, old: Any, task: Task) -> dict[str, Any]:
+    """Mean validation loss of the best weights on rows with a category the old data
+    never had vs the other rows (where the remaining error sits)."""
+    losses = task.batch_loss(val_df["label"].to_numpy(),
+                             predict(result.model, result.preprocessor, val_df, task))
+    new = np.zeros(len(val_df), dtype=bool)
+    for column in ("c0", "c1"):
+        new |= ~val_df[column].isin(set(old[column])).to_numpy()
+    return {
+        "rows_new_category": int(new.sum()),
+        "loss_rows_new_category": float(losses[new].mean()),
+        "loss_other_rows": float(losses[~new].mean()),
+    }
 
 
 def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None,
@@ -120,12 +137,14 @@ def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None
             "status": scratch.status,
             "best_val_loss": scratch.best_val_loss,
             **{m: scratch.metrics[m] for m in metrics},
+            **loss_by_rows(scratch, val_df, old, task),
         },
         "finetune": {
             "steps": tuned.step,
             "status": tuned.status,
             "best_val_loss": tuned.best_val_loss,
             **{m: tuned.metrics[m] for m in metrics},
+            **loss_by_rows(tuned, val_df, old, task),
             "steps_to_scratch_loss": reached,
             "curve": [(int(h["step"]), round(h["val_loss"], 5)) for h in tuned.history[:12]],
         },

@@ -44,14 +44,20 @@ hash differs from the stored one, a :class:`FactorySourceChangedWarning` is issu
 the module is rebuilt anyway; if its parameters no longer fit the stored weights,
 :func:`restore_module` raises :class:`FactoryError` saying so.
 
-Fine-tuning a factory version builds a fresh module from the factory with the
-parent's schema and loads the parent's weights. Its vocabularies stay the parent's:
-categories first seen after the parent are scored as unknown (embedding growth exists
-only for the built-in model, whose layout driftloop knows).
+Fine-tuning a factory version (:func:`grow_factory`) builds a fresh module from the
+factory with the parent's schema, its vocabularies extended with the categories first
+seen after the parent, and loads the parent's weights into it. A tensor whose first
+dimension grew from a categorical's old cardinality to its new one (an embedding
+table, a per-category bias) gets one row per new id, a copy of the unknown row 0: the
+parent scored an unseen category through the unknown bucket, so the grown module
+predicts exactly what the parent did until training moves the new rows. A module whose
+parameters change in any other way with the vocabularies (a one-hot layer, say) cannot
+be grown that way; it is rebuilt with the parent's schema and new categories stay unknown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import inspect
@@ -64,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from services.model.preprocessing import InputSchema, Preprocessor
+from services.model.preprocessing import UNKNOWN_INDEX, InputSchema, Preprocessor
 from services.model.tabular import TabularArchitecture, TabularModel, build_tabular
 from services.model.task import Task
 
@@ -313,3 +319,52 @@ def restore_module(meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tenso
     load_weights(module, meta, state_dict)
     module.eval()
     return module
+
+
+def _grown_weights(
+    state_dict: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+    growth: set[tuple[int, int]],
+) -> dict[str, torch.Tensor] | None:
+    """``state_dict`` fitted to ``target``'s shapes by appending copies of the unknown row
+    to tensors whose first dimension grew as a cardinality did (``(old, new)`` in
+    ``growth``); None when any other shape or key differs."""
+    if set(state_dict) != set(target):
+        return None
+    weights: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        want = target[key].shape
+        if value.shape == want:
+            weights[key] = value
+            continue
+        grew = value.dim() > 0 and value.shape[1:] == want[1:]
+        if not grew or (value.shape[0], want[0]) not in growth:
+            return None
+        extra = value[UNKNOWN_INDEX : UNKNOWN_INDEX + 1].expand(want[0] - value.shape[0],
+                                                               *value.shape[1:])
+        weights[key] = torch.cat([value, extra.clone()], dim=0)
+    return weights
+
+
+def grow_factory(
+    meta: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
+    vocabularies: tuple[tuple[str, ...], ...],
+) -> BuiltModel | None:
+    """The parent's factory module rebuilt for ``vocabularies`` (the parent's, with new
+    categories appended) holding the parent's weights, new category rows copied from the
+    unknown row (see the module doc); None when nothing grew or the module's parameters
+    do not grow that way (then the caller keeps the parent's schema)."""
+    parent = ModelSchema.from_dict(meta["schema"])
+    schema = dataclasses.replace(parent, vocabularies=vocabularies)
+    if schema == parent or any(
+        new[: len(old)] != old for old, new in zip(parent.vocabularies, vocabularies, strict=True)
+    ):
+        return None
+    built = rebuild_factory({**meta, "schema": schema.to_dict()})
+    growth = {
+        (o, n) for o, n in zip(parent.cardinalities, schema.cardinalities, strict=True) if n > o
+    }
+    weights = _grown_weights(state_dict, built.module.state_dict(), growth)
+    if weights is None:
+        return None
+    built.module.load_state_dict(weights)
+    return built

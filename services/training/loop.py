@@ -37,8 +37,9 @@ parent's scale, which the network can learn from, and the replay rows keep the o
 region anchored. Categorical vocabularies are extended with categories first seen in
 the new training part (appended, so existing indices keep their embedding rows); each
 new row starts as a copy of the unknown bucket, which is how the parent scored that
-category (built-in model only: a factory model keeps the parent's vocabularies, and
-new categories are scored as unknown). A regression parent's target scale is kept for
+category; a factory model gets the same growth when its weights allow it
+(:func:`~services.model.builder.grow_factory`), else it keeps the parent's vocabularies
+and new categories are scored as unknown. A regression parent's target scale is kept for
 the same reason as its numeric scaling. The architecture stays the parent's (a factory
 parent is rebuilt by its factory and given the parent's weights); a parent of another
 task or another factory is refused (``ValueError``). The peak learning rate is scaled by
@@ -69,6 +70,7 @@ from services.model.builder import (
     BuiltModel,
     ModelSchema,
     build_model,
+    grow_factory,
     is_factory_meta,
     load_weights,
     meta_outputs,
@@ -364,15 +366,14 @@ def _check_labels(spec: ModelSpec, task: Task, *frames: pd.DataFrame) -> None:
 def _fit_preprocessing(
     spec: ModelSpec, train_df: pd.DataFrame, init_from: ParentModel | None, task: Task
 ) -> Preprocessor:
-    """Fit on the training part; when fine-tuning, the parent's (with new categories added
-    for the built-in model). Regression adds the target scale (kept from the parent)."""
+    """Fit on the training part; when fine-tuning, the parent's with new categories
+    appended. Regression adds the target scale (kept from the parent)."""
     if init_from is None:
         pre = Preprocessor.fit(spec, train_df)
     else:
         pre = Preprocessor.from_dict(dict(init_from.preprocessing))
         pre.check_spec(spec)
-        if not is_factory_meta(init_from.model_meta):
-            pre = pre.extend_vocabularies(train_df)
+        pre = pre.extend_vocabularies(train_df)
     if task.kind != "regression":
         return pre.with_target(None)
     if pre.target is not None:
@@ -401,23 +402,30 @@ def _check_parent(init_from: ParentModel, task: Task, factory: str | None) -> No
 def _build_model(
     config: TrainingConfig, preprocessor: Preprocessor, init_from: ParentModel | None,
     task: Task, factory: str | None,
-) -> BuiltModel:
-    """A fresh model for the inputs, or the parent's: the built-in one with its embeddings
-    grown to the inputs, a factory one rebuilt by its factory."""
+) -> tuple[BuiltModel, Preprocessor]:
+    """A fresh model for the inputs, or the parent's with its embeddings grown to the
+    inputs: the built-in one, or a factory one rebuilt by its factory (one that cannot
+    grow keeps the parent's schema, and the preprocessing returned keeps its vocabularies)."""
     if init_from is None:
-        return build_model(ModelSchema.of(preprocessor, task), config.architecture, factory)
+        schema = ModelSchema.of(preprocessor, task)
+        return build_model(schema, config.architecture, factory), preprocessor
     _check_parent(init_from, task, factory)
     parent_meta = dict(init_from.model_meta)
     if is_factory_meta(parent_meta):
+        vocabularies = ModelSchema.of(preprocessor, task).vocabularies
+        grown = grow_factory(parent_meta, init_from.state_dict, vocabularies)
+        if grown is not None:
+            return grown, preprocessor
         built = rebuild_factory(parent_meta)
         load_weights(built.module, parent_meta, init_from.state_dict)
-        return built
+        parent_pre = Preprocessor.from_dict(dict(init_from.preprocessing))
+        return built, parent_pre.with_target(preprocessor.target)
     weights, model_meta = grow_embeddings(
         dict(init_from.state_dict), parent_meta, preprocessor.cardinalities
     )
     model = module_from_meta(model_meta)
     model.load_state_dict(weights)
-    return BuiltModel(model, model_meta)
+    return BuiltModel(model, model_meta), preprocessor
 
 
 def _origin(
@@ -448,7 +456,7 @@ def _origin(
     run_id = run_id or uuid.uuid4().hex
     seed_everything(config.seed)
     preprocessor = _fit_preprocessing(spec, train_df, init_from, task)
-    built = _build_model(config, preprocessor, init_from, task, factory)
+    built, preprocessor = _build_model(config, preprocessor, init_from, task, factory)
     fine_tuned = init_from is not None
     peak_lr = config.optimizer.lr * config.finetune.lr_scale if fine_tuned else config.optimizer.lr
     return _Origin(config, run_id, task, preprocessor, built.module, built.meta, fine_tuned,

@@ -17,6 +17,7 @@ from services.model.builder import (
     FactorySourceChangedWarning,
     ModelSchema,
     build_model,
+    grow_factory,
     restore_module,
 )
 from services.model.preprocessing import Preprocessor
@@ -75,6 +76,22 @@ def forward_fails(schema):
 
 def column(schema):
     return Column(schema.n_numeric_inputs)
+
+
+class OneHot(nn.Module):
+    def __init__(self, schema):
+        super().__init__()
+        self.cards = schema.cardinalities
+        self.head = nn.Linear(schema.n_numeric_inputs + sum(self.cards), 1)
+
+    def forward(self, numeric, categorical):
+        parts = [numeric] + [nn.functional.one_hot(categorical[:, j], c).float()
+                             for j, c in enumerate(self.cards)]
+        return self.head(torch.cat(parts, dim=1)).squeeze(1)
+
+
+def one_hot(schema):
+    return OneHot(schema)
 
 
 NOT_CALLABLE = 7
@@ -171,3 +188,40 @@ def test_changed_factory_source_warns_and_a_changed_shape_is_refused(
             FactoryError, match="does not fit the stored weights") as caught:
         restore_module(built.meta, state)
     assert "\n" not in str(caught.value)
+
+
+def test_fine_tuning_grows_a_factory_modules_embeddings_keeping_its_predictions(
+    user_module: tuple[str, Path]
+) -> None:
+    # catches: new categories scored as unknown forever (no rows of their own), rows grown
+    # from something else than the unknown row (predictions jump before any training),
+    # known ids moved, or a module grown whose layout cannot take the parent's weights
+    name = user_module[0]
+    schema = _schema(Task(kind="regression"))
+    parent = build_model(schema, ARCH, f"{name}:build")
+    torch.manual_seed(0)
+    for p in parent.module.parameters():
+        torch.nn.init.normal_(p)
+    parent.module.eval()
+    state = parent.module.state_dict()
+    vocabularies = (schema.vocabularies[0] + ("new_a", "new_b"), schema.vocabularies[1])
+    grown = grow_factory(parent.meta, state, vocabularies)
+    assert grown is not None
+    assert ModelSchema.from_dict(grown.meta["schema"]).vocabularies == vocabularies
+    card = schema.cardinalities[0]
+    assert grown.module.embs[0].weight.shape[0] == card + 2
+    grown.module.eval()
+    numeric = torch.randn(3, schema.n_numeric_inputs)
+    known = torch.tensor([[1, 2], [0, 1], [card - 1, 0]])
+    new, unknown = known.clone(), known.clone()
+    new[:, 0] = torch.tensor([card, card + 1, card])
+    unknown[:, 0] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(grown.module(numeric, known), parent.module(numeric, known))
+        torch.testing.assert_close(grown.module(numeric, new), parent.module(numeric, unknown))
+
+    assert grow_factory(parent.meta, state, schema.vocabularies) is None  # nothing new
+    shuffled = ((*reversed(schema.vocabularies[0]), "new_a"), schema.vocabularies[1])
+    assert grow_factory(parent.meta, state, shuffled) is None  # not an extension
+    one_hot = build_model(schema, ARCH, f"{name}:one_hot")  # width follows the vocabularies
+    assert grow_factory(one_hot.meta, one_hot.module.state_dict(), vocabularies) is None

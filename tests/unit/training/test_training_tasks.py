@@ -57,6 +57,24 @@ class Net(nn.Module):
 
 def build(schema):
     return Net(schema)
+
+
+class OneHot(nn.Module):
+    """A user's model whose input width follows the vocabularies (it cannot be grown)."""
+
+    def __init__(self, schema):
+        super().__init__()
+        self.cards = schema.cardinalities
+        self.head = nn.Linear(schema.n_numeric_inputs + sum(self.cards), 1)
+
+    def forward(self, numeric, categorical):
+        parts = [numeric] + [nn.functional.one_hot(categorical[:, j], c).float()
+                             for j, c in enumerate(self.cards)]
+        return self.head(torch.cat(parts, dim=1)).squeeze(1)
+
+
+def one_hot(schema):
+    return OneHot(schema)
 '''
 
 
@@ -184,8 +202,19 @@ def test_factory_model_trains_registers_rebuilds_and_fine_tunes(
                     config.with_overrides({"max_steps": 10}), progress=None, task=REGRESSION,
                     factory=factory)
     assert child.result is not None and child.result.fine_tuned
-    # the parent's scaling, target scale and vocabularies: new categories stay unknown
-    assert child.result.preprocessor == parent_preprocessor(parent)
+    # the parent's scaling and target scale; its vocabularies with the new categories
+    # appended, and the user's module grown to match (else a new id is out of range)
+    before, after = parent_preprocessor(parent), child.result.preprocessor
+    assert (after.numeric, after.target) == (before.numeric, before.target)
+    for old_vocab, vocab in zip(before.categorical, after.categorical, strict=True):
+        assert vocab.categories[: len(old_vocab.categories)] == old_vocab.categories
+    assert sum(v.cardinality for v in after.categorical) > sum(
+        v.cardinality for v in before.categorical)
+    child_meta = child.version.manifest.architecture  # type: ignore[union-attr]
+    assert [len(v) + 1 for v in child_meta["schema"]["vocabularies"]] == list(
+        after.cardinalities)
+    child_scorer = Scorer.from_loaded(registry.load("synth", 2))
+    assert np.isfinite(child_scorer.predict(fresh)).all()
     assert child.version is not None and child.version.manifest.lineage.parent_version == 1
 
     with pytest.raises(ValueError, match=r"built by .*:build, this model's factory is the "
@@ -198,6 +227,24 @@ def test_factory_model_trains_registers_rebuilds_and_fine_tunes(
                             fresh=synthetic_frame(600, spec, seed=2), parent=parent,
                             replay=None), spec, registry, tmp_path / "runs", config,
                 progress=None, factory=factory)
+
+
+def test_a_factory_module_that_cannot_grow_fine_tunes_with_the_parents_vocabularies(
+    tmp_path: Path, spec: ModelSpec, config: TrainingConfig, factory: str
+) -> None:
+    # catches: the preprocessing extended while the module keeps the parent's width (a new
+    # category's id out of range, the run crashes) for a module that cannot be grown
+    one_hot = factory.replace(":build", ":one_hot")
+    old_train, old_val = _frames(spec, REGRESSION, n=400)
+    short = config.with_overrides({"max_steps": 5})
+    parent = train(tmp_path / "parent", spec, old_train, old_val, short, task=REGRESSION,
+                   factory=one_hot, progress=None)
+    new_train, new_val = _frames(spec, REGRESSION, n=400, shift=1.5)
+    child = train(tmp_path / "child", spec, new_train, new_val, short, task=REGRESSION,
+                  factory=one_hot, init_from=parent, progress=None)
+    assert child.fine_tuned and child.step == 5
+    assert child.preprocessor == parent.preprocessor  # new categories stay unknown
+    assert child.model_meta["schema"] == parent.model_meta["schema"]
 
 
 def parent_preprocessor(parent: object) -> object:
