@@ -49,6 +49,7 @@ TASKS: dict[str, tuple[Task, str | None]] = {
     "binary": (Task(), None),
     "multiclass": (Task(kind="multiclass", classes=(0, 1, 2, 3)), None),
     "regression": (Task(kind="regression"), FACTORY),
+    "regression-mlp": (Task(kind="regression"), None),  # the built-in model, its defaults
 }
 
 
@@ -88,9 +89,10 @@ def loss_by_rows(result: Any, val_df: Any, old: Any, task: Task) -> dict[str, An
 
 def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None,
                         overrides: dict[str, Any] | None = None) -> dict:
-    """Parent on old data; scratch vs fine-tuned on the shifted set; steps ratio."""
+    """Parent on old data; scratch vs fine-tuned on the shifted set; steps ratio.
+
+    ``work`` is the case's own directory: runs resume from checkpoints found there."""
     spec = synthetic_spec(n_numeric=20, n_categorical=2)
-    work = work / task.kind
     n_old, n_new = (6_000, 3_000) if quick else (40_000, 12_000)
     base = {
         "batch_size": 256,
@@ -99,7 +101,8 @@ def finetune_vs_scratch(quick: bool, work: Path, task: Task, factory: str | None
         "eval_every_steps": 25,
         "early_stopping": {"patience": 8, "min_delta": 1e-4},
         "checkpoint": {"every_steps": 100_000},
-        "architecture": {"hidden_sizes": [64, 64], "dropout": 0.1},
+        # dropout: the task's default (0.1 classification, 0 regression), as a user gets it
+        "architecture": {"hidden_sizes": [64, 64], "dropout": None},
     }
     config = load_config(overrides=base).with_overrides(overrides or {})
     kw: dict[str, Any] = {"task": task, "factory": factory, "progress": None}
@@ -213,7 +216,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.tasks:
-            result["finetune"][name] = finetune_vs_scratch(args.quick, work, *TASKS[name])
+            result["finetune"][name] = finetune_vs_scratch(args.quick, work / name,
+                                                           *TASKS[name])
             result["ratios"] = {k: r["ratio_steps"] for k, r in result["finetune"].items()}
             result["passed"] = all(r["passed"] for r in result["finetune"].values())
             _write(result, started)

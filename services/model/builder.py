@@ -250,7 +250,7 @@ def build_model(
 ) -> BuiltModel:
     """A fresh module for ``schema``: the user's ``factory``, else the built-in MLP."""
     if factory is None:
-        module = build_tabular(schema.inputs, arch, schema.n_outputs)
+        module = build_tabular(schema.inputs, arch, schema.n_outputs, schema.task)
         return BuiltModel(module, module.meta)
     return BuiltModel(call_factory(factory, schema), _factory_meta(factory, schema))
 

@@ -32,7 +32,7 @@ class TabularArchitecture(Protocol):
     def hidden_sizes(self) -> Sequence[int]: ...
 
     @property
-    def dropout(self) -> float: ...
+    def dropout(self) -> float | None: ...
 
     def embedding_dim(self, cardinality: int) -> int: ...
 
@@ -104,18 +104,25 @@ class TabularModel(nn.Module):
         )
 
 
+DEFAULT_DROPOUT: dict[str, float] = {"binary": 0.1, "multiclass": 0.1, "regression": 0.0}
+"""Dropout per task when the architecture leaves it unset: none for regression, whose
+output is fitted to a value (dropout's noise kept the built-in model above a scratch
+run's loss on the fine-tuning benchmark; see benchmarks/training.md)."""
+
+
 def build_tabular(
-    schema: InputSchema, arch: TabularArchitecture, n_outputs: int = 1
+    schema: InputSchema, arch: TabularArchitecture, n_outputs: int = 1, task: str = "binary",
 ) -> TabularModel:
     """A fresh (untrained) model sized for ``schema``'s encoded inputs and ``n_outputs``
-    outputs (``Task.n_outputs``: K for multiclass, else 1)."""
+    outputs (``Task.n_outputs``: K for multiclass, else 1); ``task`` picks the dropout
+    when ``arch.dropout`` is unset."""
     cards = schema.cardinalities
     return TabularModel(
         schema.n_numeric_inputs,
         cards,
         tuple(arch.embedding_dim(c) for c in cards),
         arch.hidden_sizes,
-        arch.dropout,
+        DEFAULT_DROPOUT[task] if arch.dropout is None else arch.dropout,
         n_outputs,
     )
 

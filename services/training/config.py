@@ -25,7 +25,10 @@ class ArchitectureConfig(_Frozen):
     """MLP over standardised numerics and per-categorical embeddings."""
 
     hidden_sizes: tuple[int, ...] = (64, 64)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0,
+        description="None: the task's default (0.1 for classification, 0 for regression: "
+                    "dropout before a regression output makes its fit imprecise)")
     embedding_dim_max: int = Field(16, ge=1)
     embedding_dim_min: int = Field(2, ge=1)
 

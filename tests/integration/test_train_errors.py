@@ -69,12 +69,12 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return tmp_path, snap.stdout.strip().splitlines()[-1]
 
 
+# (a missing function and a return value that is not a module: tests/unit/model/
+# test_model_factory.py; here, one child process per case is the cost)
 @pytest.mark.parametrize(("factory", "words"), [
     ("userzoo.nowhere:build", ("userzoo.nowhere:build", "import")),
-    ("userzoo.nets:missing", ("userzoo.nets:missing",)),
     ("userzoo.nets:wrong_shape", ("userzoo.nets:wrong_shape", "shape")),
     ("userzoo.nets:raises", ("userzoo.nets:raises", "no GPU for this net")),
-    ("userzoo.nets:not_a_module", ("userzoo.nets:not_a_module", "str")),
 ])
 def test_a_broken_factory_is_one_line_at_train_and_registers_nothing(
     snapshot: tuple[Path, str], factory: str, words: tuple[str, ...],
