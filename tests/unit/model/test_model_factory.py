@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from samples.user_factories import ONE_HOT_SOURCE
 
 from services.model.builder import (
     FactoryError,
@@ -77,22 +78,7 @@ def forward_fails(schema):
 def column(schema):
     return Column(schema.n_numeric_inputs)
 
-
-class OneHot(nn.Module):
-    def __init__(self, schema):
-        super().__init__()
-        self.cards = schema.cardinalities
-        self.head = nn.Linear(schema.n_numeric_inputs + sum(self.cards), 1)
-
-    def forward(self, numeric, categorical):
-        parts = [numeric] + [nn.functional.one_hot(categorical[:, j], c).float()
-                             for j, c in enumerate(self.cards)]
-        return self.head(torch.cat(parts, dim=1)).squeeze(1)
-
-
-def one_hot(schema):
-    return OneHot(schema)
-
+''' + ONE_HOT_SOURCE + '''
 
 NOT_CALLABLE = 7
 '''

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from samples.user_factories import ONE_HOT_SOURCE
 
 from services.featurespec import ModelSpec
 from services.model.scoring import Scorer
@@ -58,24 +59,7 @@ class Net(nn.Module):
 def build(schema):
     return Net(schema)
 
-
-class OneHot(nn.Module):
-    """A user's model whose input width follows the vocabularies (it cannot be grown)."""
-
-    def __init__(self, schema):
-        super().__init__()
-        self.cards = schema.cardinalities
-        self.head = nn.Linear(schema.n_numeric_inputs + sum(self.cards), 1)
-
-    def forward(self, numeric, categorical):
-        parts = [numeric] + [nn.functional.one_hot(categorical[:, j], c).float()
-                             for j, c in enumerate(self.cards)]
-        return self.head(torch.cat(parts, dim=1)).squeeze(1)
-
-
-def one_hot(schema):
-    return OneHot(schema)
-'''
+''' + ONE_HOT_SOURCE
 
 
 def _frames(spec: ModelSpec, task: Task, n: int = 1200, **kw: object) -> tuple[pd.DataFrame,
