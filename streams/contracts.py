@@ -132,7 +132,17 @@ class DriftReport(Event, tag="drift_report/1", kw_only=True):
 
 
 class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
-    """Ask the training workers for a new candidate; ``request_id`` is idempotent."""
+    """Ask the training workers for a new candidate; ``request_id`` is idempotent.
+
+    One request is one attempt of an *episode* (one change of the model's data): the
+    first attempt's ``request_id`` names the episode, retries carry it in
+    ``episode_id`` with a higher ``attempt``. ``change_point`` is the detector's estimate
+    of when the change began (the start of the drift monitor's first alarming window,
+    the online learner's detector cut point): the trainer's fresh data is what came after
+    it. Requests written before these fields existed read as attempt 1 of their own
+    episode with the window's start as the change point. ``not_before`` (a retry's)
+    asks the trainer not to start it earlier.
+    """
 
     request_id: NonEmptyStr
     model: ModelName
@@ -142,6 +152,50 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     window_end: Timestamp
     drift_report_ids: list[str] = []
     requested_at: Timestamp
+    change_point: Timestamp | None = None
+    episode_id: NonEmptyStr | None = None
+    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    not_before: Timestamp | None = None
+
+    @property
+    def episode(self) -> str:
+        """The episode this request is an attempt of."""
+        return self.episode_id or self.request_id
+
+    @property
+    def change_start(self) -> datetime:
+        """Where the fresh (post-change) data begins."""
+        return self.change_point or self.window_start
+
+
+EpisodeStatus = Literal["opened", "joined", "insufficient_data", "retrying", "failed"]
+
+
+class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
+    """A step of a model's episode that no other event records, on ``retrain.episodes``.
+
+    ``opened``: a detector asked for the first retrain of a change (its request carries
+    the same ``episode_id``). ``joined``: another alarm (the other detector, a request that
+    raced the first) joined the open episode instead of asking again; ``evidence`` holds
+    its report ids or detection. ``insufficient_data``: an attempt found too few labelled
+    rows after the change point in time and will be retried. ``retrying``: a new attempt
+    was requested after a rejected candidate or missing data. ``failed``: the episode
+    ran out of attempts and the model stays unadapted. Requests, verdicts and
+    promotions tell the rest (an episode closes with a promotion of one of its
+    candidates).
+    """
+
+    episode_id: NonEmptyStr
+    model: ModelName
+    status: EpisodeStatus
+    attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
+    request_id: str | None = None
+    detector: Literal["drift", "online", "trainer", "manual"]
+    reason: Reason | None = None
+    change_point: Timestamp | None = None
+    evidence: list[str] = []
+    detail: str = ""
+    at: Timestamp
 
 
 class ModelCandidate(Event, tag="model_candidate/1", kw_only=True):
@@ -206,6 +260,7 @@ ANY_EVENT = (
     | ModelCandidate
     | ShadowVerdict
     | ModelPromotion
+    | EpisodeEvent
 )
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -216,6 +271,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ModelCandidate,
     ShadowVerdict,
     ModelPromotion,
+    EpisodeEvent,
 )
 
 

@@ -49,6 +49,7 @@ TOPIC_NAMES: tuple[str, ...] = (
     "labels",
     "drift.reports",
     "retrain.requests",
+    "retrain.episodes",
     "models.candidates",
     "models.verdicts",
     "models.promotions",

@@ -27,6 +27,23 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, so a command run
+    in-process with its stderr swapped for a while (a test runner, a redirect) does not
+    leave the handler writing to a closed stream afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        """The stream is always the current ``sys.stderr``."""
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Rich output on a terminal, JSON lines otherwise; idempotent."""
     root = logging.getLogger()
@@ -38,7 +55,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 
         handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=True)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderrHandler()
         handler.setFormatter(JsonLineFormatter())
     root.handlers = [handler]
     root.setLevel(level)

@@ -142,6 +142,12 @@ class PipelineMetrics:
             "driftloop.retrain.promotions", unit="{promotion}",
             description="Promotions of candidates trained for a retrain request")
 
+        # episodes: one per change of a model's data
+        self.retrain_episodes = meter.create_counter(
+            "driftloop.retrain.episodes", unit="{event}",
+            description="Episode steps, by model and status (opened, joined, "
+            "insufficient_data, retrying, failed)")
+
         # training
         self.training_runs_started = meter.create_counter(
             "driftloop.training.runs.started", unit="{run}",
@@ -222,6 +228,10 @@ class PipelineMetrics:
 
     def record_retrain_request(self, model: str, reason: str) -> None:
         self.retrain_requests.add(1, {attr.MODEL: model, attr.RETRAIN_REASON: reason})
+
+    def record_episode(self, model: str, status: str) -> None:
+        """A step of a model's episode (``failed``: the model stays unadapted)."""
+        self.retrain_episodes.add(1, {attr.MODEL: model, attr.EPISODE_STATUS: status})
 
     def record_candidate_registered(self, model: str, reason: str, latency_seconds: float) -> None:
         """A candidate built for a retrain request is in the registry."""

@@ -197,7 +197,8 @@ TABLE = """JSON.stringify({
 })"""
 
 AXIS = """JSON.stringify([...document.querySelectorAll("#chart-psi")].map(svg => ({
-  dots: [...svg.querySelectorAll("g.series circle")].map(c => c.getBoundingClientRect().x),
+  dots: [...svg.querySelectorAll("g.series circle")].map(c => {
+      const r = c.getBoundingClientRect(); return r.x + r.width / 2; }),
   marks: [...svg.querySelectorAll("g.marker line")].map(l => l.getBoundingClientRect().x),
   width: svg.getBoundingClientRect().width,
   labels: [...svg.querySelectorAll("g.marker text")].map(t => {
@@ -267,6 +268,7 @@ def check_page(browser: DevTools, page: Path, shot_path: Path, data: Any = None,
     dots, marks = axis["dots"], axis["marks"]
     assert max(dots) - min(dots) > 0.5 * axis["width"], axis
     if expect_markers:
+        # a marker is drawn at a window's end, where that window's dot is centred
         assert marks and all(min(dots) - 1 <= m <= max(dots) + 1 for m in marks), axis
     labels = axis["labels"]
     assert not any(_overlap(a, b) for i, a in enumerate(labels) for b in labels[i + 1:])
