@@ -200,13 +200,14 @@ def decide_window(
     window_end: datetime,
     window_id: str,
     request_id: str,
+    open_episode: str | None = None,
 ) -> TriggerDecision:
     """Whether a reported window asks for a retrain: the live monitor's and the file
     check's one decision path.
 
     A window under ``min_window_events`` is reported but never counts (outcome
     ``too_small``; the trigger does not see it); every other window goes through the
-    trigger (streak, cooldown, one request in flight).
+    trigger (streak, an open episode to join, cooldown, one request in flight).
     """
     if n_events < drift.min_window_events:
         return TriggerDecision(
@@ -214,4 +215,5 @@ def decide_window(
             reason=f"{n_events} events < min_window_events {drift.min_window_events}",
             streak=len(trigger.state.streak_windows), window_id=window_id,
         )
-    return trigger.observe(verdict.drifted, window_end, window_id, request_id=request_id)
+    return trigger.observe(verdict.drifted, window_end, window_id, request_id=request_id,
+                           open_episode=open_episode)

@@ -10,6 +10,14 @@ model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
 the reference and the model's latest request on ``retrain.requests``
 (:func:`~services.drift.report.episode_request_id`): a recomputed window, or another
 replica alarming at the same moment, yields the same key, never a second retrain.
+
+Episodes (see :mod:`services.episodes.book`): the request opens one (``episode_id`` =
+its ``request_id``, an ``opened`` event on ``retrain.episodes``) and carries the change
+point, the start of the first window of the alarming streak: the trainer's fresh data
+begins there. While the model has an open episode (the online learner's, or one still
+being retried) a complete streak asks for nothing: it joins the episode, and the first
+time per episode that another detector's episode is joined its report ids go out as a
+``joined`` event.
 Input rules: an event of a model with no declared reference is dead-lettered
 (``unknown_model``), one of a model without a champion yet is skipped; feature names
 the model does not declare are ignored, and a declared feature that is absent, or not a
@@ -21,11 +29,14 @@ acknowledged; a restarted monitor re-reads its open windows. Trigger state (the
 streak of alarming windows) is this replica's own: it is saved under this replica's
 ``state_dir`` before each commit and never shared (replicas each have their own state
 directory; losing it costs at most a streak restart). Every monitor
-also reads ``retrain.requests``, ``models.verdicts`` and ``models.promotions`` (not
-as a group member: all partitions, from the start) so that a request made by another
-instance, or before a restart, counts as in flight and starts the cooldown; a
-verdict clears it; a promotion switches the model's reference to the new champion's
-training snapshot.
+also reads ``retrain.requests``, ``retrain.episodes``, ``models.verdicts`` and
+``models.promotions`` (:class:`~services.episodes.reader.ControlReader`: not as a group
+member, all partitions, from the start) so that a covariate or manual request made by
+another instance, or before a restart, counts as in flight and starts the cooldown (the
+online learner's requests do not: their episode is joined, and once it closes with a
+promotion this monitor is free to ask); a verdict clears it; a promotion switches the
+model's reference to the new champion's training snapshot: the post-change data that
+champion was adapted to.
 
 Prediction drift (a model's ``drift.prediction``, off by default): when a model's
 monitor starts or its reference switches, the champion is loaded from the registry and
@@ -42,7 +53,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +60,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.drift.policy import (
     DriftSettings,
@@ -75,12 +84,13 @@ from services.drift.report import build_drift_report, episode_request_id, window
 from services.drift.stats import WindowStatsEngine
 from services.drift.trigger import RetrainTrigger
 from services.drift.window import ClosedWindow, WindowAccumulator, window_summaries
+from services.episodes.reader import ControlReader
 from services.files import write_atomic
 from services.observability.setup import Telemetry
 from services.runtime import StreamService
-from streams.codec import DecodeFailure, decode
 from streams.consumer import CommitPlan, Inbound, PartitionKey
 from streams.contracts import (
+    EpisodeEvent,
     FeatureDrift,
     FeatureEvent,
     ModelPromotion,
@@ -163,6 +173,7 @@ class MonitorStats:
     events_reported: int = 0
     drifted_windows: int = 0
     requests: int = 0
+    joined: int = 0
     skipped_no_reference: int = 0
     reference_switches: int = 0
 
@@ -194,7 +205,13 @@ class DriftMonitor(StreamService):
         self._no_reference: set[str] = set()
         self._positions: dict[PartitionKey, int] = {}
         self._state_dir = Path(settings.state_dir) / "drift"
-        self._control = _ControlReader(settings)
+        self._control = ControlReader(
+            settings, topics=("retrain.requests", "retrain.episodes", "models.verdicts",
+                              "models.promotions"), name="drift-control")
+        self._requests: dict[str, RetrainRequest] = {}  # attempt-1 requests by id
+        self._last_request: dict[str, str] = {}  # model -> its latest request id
+        self._verdicts: list[ShadowVerdict] = []
+        self._joined: set[str] = set()  # episodes this monitor attached evidence to
         self.stats = MonitorStats()
 
     # -- models -----------------------------------------------------------------------
@@ -291,25 +308,33 @@ class DriftMonitor(StreamService):
             write_atomic(self._trigger_path(model), monitor.trigger.state_json())
 
     def _apply_control(self, model: str | None = None) -> None:
-        """Fold requests, verdicts and promotions seen on the control topics in."""
+        """Fold requests, verdicts and promotions seen on the control topics in.
+
+        Attempt-1 requests of this monitor's kind (``covariate``, from another replica or
+        before a restart) and manual ones count as in flight and start the cooldown, as
+        if this trigger had fired them; the online learner's ``concept`` requests and
+        retries do not: the episode book keeps their episode open, and the windows that
+        alarm meanwhile join it (see :meth:`_decide`)."""
         for event in self._control.drain():
             if isinstance(event, RetrainRequest):
-                self._control.requests[event.request_id] = event
-                self._control.last_request[event.model] = event.request_id
+                self._last_request[event.model] = event.request_id
+                if event.attempt != 1 or event.reason == "concept":
+                    continue
+                self._requests[event.request_id] = event
                 target = self.monitors.get(event.model)
                 if target is not None:
                     target.trigger.record_request(event.request_id, event.window_end)
             elif isinstance(event, ShadowVerdict):
-                self._control.verdicts.append(event)
-                del self._control.verdicts[:-1000]
+                self._verdicts.append(event)
+                del self._verdicts[:-1000]
             elif isinstance(event, ModelPromotion):
                 self._switch_reference(event.model)
         if model is not None:  # a model seen for the first time: replay what is known
             monitor = self.monitors[model]
-            for request in self._control.requests.values():
+            for request in self._requests.values():
                 if request.model == model:
                     monitor.trigger.record_request(request.request_id, request.window_end)
-        for verdict in self._control.verdicts:
+        for verdict in self._verdicts:
             monitor = self.monitors.get(verdict.model)
             if monitor is None or monitor.trigger.in_flight is None:
                 continue
@@ -447,99 +472,77 @@ class DriftMonitor(StreamService):
                 report_id: str, window_end: datetime, n_events: int) -> None:
         reference = monitor.reference
         request_id = episode_request_id(model, reference.snapshot_id,
-                                        self._control.last_request.get(model))
+                                        self._last_request.get(model))
+        episode = self._control.book.open_episode(model, now=datetime.now(UTC))
         decision = decide_window(monitor.trigger, monitor.config, verdict, n_events=n_events,
-                                 window_end=window_end, window_id=key, request_id=request_id)
+                                 window_end=window_end, window_id=key, request_id=request_id,
+                                 open_episode=episode.episode_id if episode else None)
         if decision.outcome == "too_small":
             return
+        windows = [monitor.recent[w] for w in decision.streak_windows if w in monitor.recent]
+        if decision.outcome == "joined" and episode is not None:
+            self._join(model, episode, windows or [_Recent(report_id, window_end, window_end)])
         if not decision.fire:
             if len(monitor.recent) > 4 * monitor.config.consecutive_windows:
                 for old in list(monitor.recent)[: -2 * monitor.config.consecutive_windows]:
                     monitor.recent.pop(old, None)
             return
-        windows = [monitor.recent[w] for w in decision.streak_windows if w in monitor.recent]
+        report_ids = [w.report_id for w in windows] or [report_id]
+        # The change began with the first window of the alarming streak: the trainer's
+        # fresh data starts there.
+        change_point = min((w.start for w in windows), default=window_end)
         with self.tracer.start_as_current_span(
             "retrain decision",
             attributes={
                 "driftloop.model": model,
                 "driftloop.request_id": request_id,
+                "driftloop.episode_id": request_id,
                 "driftloop.reason": "covariate",
                 "driftloop.decision": decision.reason,
-                "driftloop.report_ids": [w.report_id for w in windows] or [report_id],
+                "driftloop.report_ids": report_ids,
+                "driftloop.change_point": change_point.isoformat(),
             },
         ):
+            now = datetime.now(UTC)
             request = RetrainRequest(
                 event_id=new_event_id(), request_id=request_id, model=model,
                 reason="covariate", base_version=reference.champion_version,
-                window_start=min((w.start for w in windows), default=window_end),
-                window_end=window_end,
-                drift_report_ids=[w.report_id for w in windows] or [report_id],
-                requested_at=datetime.now(UTC),
+                window_start=change_point, window_end=window_end,
+                drift_report_ids=report_ids, requested_at=now,
+                change_point=change_point, episode_id=request_id, attempt=1,
             )
             self.producer.send(self.settings.topic("retrain.requests"), request, key=model)
-        self._control.last_request[model] = request_id
+            self.producer.send(self.settings.topic("retrain.episodes"), EpisodeEvent(
+                event_id=new_event_id(), episode_id=request_id, model=model,
+                status="opened", request_id=request_id, detector="drift",
+                reason="covariate", change_point=change_point, evidence=report_ids,
+                detail=decision.reason, at=now,
+            ), key=model)
+        self._last_request[model] = request_id
         self.metrics.record_retrain_request(model, "covariate")
+        self.metrics.record_episode(model, "opened")
         self.stats.requests += 1
-        log.info("%s: retrain request %s (%s)", model, request_id, decision.reason)
+        log.info("%s: retrain request %s (%s); change point %s", model, request_id,
+                 decision.reason, change_point.isoformat())
 
-
-class _ControlReader:
-    """Reads the control topics (requests, verdicts, promotions) in full, without a group.
-
-    Every monitor instance needs every request and promotion of every model, whatever
-    partitions of ``features`` it owns.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._types = {
-            settings.topic("retrain.requests"): RetrainRequest,
-            settings.topic("models.verdicts"): ShadowVerdict,
-            settings.topic("models.promotions"): ModelPromotion,
-        }
-        self._settings = settings
-        self._consumer: Consumer | None = None
-        self.requests: dict[str, RetrainRequest] = {}
-        self.last_request: dict[str, str] = {}
-        """Per model, the id of its latest request in topic order (one partition each)."""
-        self.verdicts: list[ShadowVerdict] = []
-
-    def _open(self) -> Consumer:
-        """Assign every partition from the start and wait for what is there now."""
-        config = self._settings.kafka.consumer_config(f"driftloop-drift-control-{uuid.uuid4()}")
-        consumer = Consumer(config)
-        metadata = consumer.list_topics(timeout=10)
-        assignment = [
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            for topic in self._types
-            if topic in metadata.topics
-            for p in metadata.topics[topic].partitions
-        ]
-        consumer.assign(assignment)
-        return consumer
-
-    def drain(self) -> list[Any]:
-        """Events that arrived since the last call (non-blocking after the first)."""
-        timeout = 0.0
-        if self._consumer is None:
-            self._consumer = self._open()
-            timeout = 1.0  # the first call catches up with the history
-        events: list[Any] = []
-        while True:
-            messages = self._consumer.consume(num_messages=1000, timeout=timeout)
-            if not messages:
-                return events
-            for msg in messages:
-                if msg.error() is not None:
-                    continue
-                try:
-                    events.append(decode(msg.value(), self._types[msg.topic()]))
-                except DecodeFailure:
-                    continue  # the control topics' own consumers dead-letter these
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+    def _join(self, model: str, episode: Any, windows: list[_Recent]) -> None:
+        """Attach an alarming streak to another detector's open episode, once per
+        episode (this monitor's own episode needs no evidence from itself)."""
+        if episode.detector == "drift" or episode.episode_id in self._joined:
+            return
+        self._joined.add(episode.episode_id)
+        report_ids = [w.report_id for w in windows]
+        start = min(w.start for w in windows)
+        self.producer.send(self.settings.topic("retrain.episodes"), EpisodeEvent(
+            event_id=new_event_id(), episode_id=episode.episode_id, model=model,
+            status="joined", detector="drift", reason="covariate", change_point=start,
+            evidence=report_ids, at=datetime.now(UTC),
+            detail=f"{len(report_ids)} drifted windows from {start.isoformat()}",
+        ), key=model)
+        self.metrics.record_episode(model, "joined")
+        self.stats.joined += 1
+        log.info("%s: drifted windows joined open episode %s (%s)", model,
+                 episode.episode_id, episode.reason)
 
 
 def build(settings: Settings) -> DriftMonitor:

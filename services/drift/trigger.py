@@ -7,7 +7,11 @@ fires when
 - the last ``consecutive`` windows all alarmed (the streak restarts after firing),
 - no request fired in the last ``cooldown``, and
 - no request is in flight: one is in flight from firing until :meth:`clear_in_flight`
-  gets its id (its verdict arrived) or ``in_flight_timeout`` passes.
+  gets its id (its verdict arrived) or ``in_flight_timeout`` passes, and
+- no episode is open for the model (``open_episode``, from
+  :class:`~services.episodes.book.EpisodeBook`): a complete streak then *joins* that
+  episode (outcome ``joined``: the caller attaches its evidence; the streak restarts,
+  nothing fires and the cooldown does not start).
 
 Observing the same ``window_id`` twice in a row (a redelivered window) returns the
 first decision again and changes nothing. The state is plain data
@@ -22,7 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-Outcome = Literal["fire", "calm", "streak", "cooldown", "in_flight", "repeat", "too_small"]
+Outcome = Literal[
+    "fire", "calm", "streak", "joined", "cooldown", "in_flight", "repeat", "too_small"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +164,12 @@ class RetrainTrigger:
         now: datetime,
         window_id: str,
         request_id: str | None = None,
+        open_episode: str | None = None,
     ) -> TriggerDecision:
         """Take one window's verdict; ``request_id`` names the request if this fires.
 
-        (``request_id`` defaults to ``window_id``.)
+        (``request_id`` defaults to ``window_id``.) ``open_episode``: the id of the
+        model's open episode, if any.
         """
         s = self.state
         if window_id == s.last_window_id and s.last_decision is not None:
@@ -184,6 +191,11 @@ class RetrainTrigger:
         elif streak < cfg.consecutive:
             outcome = "streak"
             reason = f"{streak} of {cfg.consecutive} consecutive alarming windows"
+        elif open_episode is not None:
+            outcome = "joined"
+            reason = f"{streak} consecutive alarming windows join open episode {open_episode}"
+            fired_windows = tuple(s.streak_windows)
+            s.streak_windows.clear()
         elif s.in_flight_id is not None:
             outcome = "in_flight"
             reason = f"request {s.in_flight_id} in flight since {s.in_flight_since}"

@@ -22,6 +22,7 @@ from services.observability.setup import in_memory_telemetry
 from streams.codec import decode
 from streams.contracts import (
     DriftReport,
+    EpisodeEvent,
     FeatureEvent,
     ModelPromotion,
     PairedTest,
@@ -121,6 +122,14 @@ def test_drift_episode_yields_reports_and_exactly_one_request(settings: Settings
     assert request.reason == "covariate" and request.base_version == 1
     assert len(request.drift_report_ids) == 2
     assert set(request.drift_report_ids) <= {r.event_id for r in reports if r.drifted}
+    # the change began with the streak's first window: the trainer's data starts there
+    streak = sorted((r for r in reports if r.event_id in request.drift_report_ids),
+                    key=lambda r: r.window.start_time)
+    assert request.change_point == request.window_start == streak[0].window.start_time
+    assert (request.episode_id, request.attempt) == (request.request_id, 1)
+    opened = _read(s, "retrain.episodes", EpisodeEvent, 1)
+    assert [(e.status, e.episode_id, e.detector, e.change_point) for e in opened] == [
+        ("opened", request.request_id, "drift", request.change_point)]
     spans = {sp.name: sp for sp in telemetry.finished_spans()}
     decision = spans["retrain decision"]
     assert decision.parent.span_id == spans["drift window evaluation"].context.span_id or any(
@@ -262,7 +271,7 @@ def test_only_the_verdict_naming_the_request_clears_it(settings: Settings) -> No
             _verdict(s, 2, "another-request")
             _verdict(s, 3, None)  # a verdict from before verdicts named their request
             return False
-        if "others" not in seen and len(monitor._control.verdicts) == 2:
+        if "others" not in seen and len(monitor._verdicts) == 2:
             seen["others"] = trigger.in_flight  # both were folded in: still in flight?
             _verdict(s, 4, seen["request"])
         return "others" in seen and trigger.in_flight is None
@@ -271,3 +280,62 @@ def test_only_the_verdict_naming_the_request_clears_it(settings: Settings) -> No
     assert seen["request"] is not None
     assert seen["others"] == seen["request"], "a verdict for another request cleared it"
     assert monitor.monitors["m1"].trigger.in_flight is None
+
+
+def _concept_request(s: Settings, window_end: datetime) -> RetrainRequest:
+    request = RetrainRequest(
+        event_id=uuid.uuid4().hex, request_id="concept-m1-1", model="m1", reason="concept",
+        base_version=1, window_start=T0, window_end=window_end, change_point=T0,
+        episode_id="concept-m1-1", requested_at=datetime.now(UTC))
+    with EventProducer(s, "test") as producer:
+        producer.send(s.topic("retrain.requests"), request, key="m1")
+    return request
+
+
+def _promote_verdict(s: Settings, request_id: str) -> None:
+    with EventProducer(s, "test") as producer:
+        producer.send(s.topic("models.verdicts"), ShadowVerdict(
+            event_id=uuid.uuid4().hex, model="m1", candidate=2, champion=1,
+            samples=100, metric="log_loss", candidate_metric=0.4, champion_metric=0.5,
+            test=PairedTest(method="t", statistic=3.0, p_value=0.001, mean_difference=0.1,
+                            relative_improvement=0.2),
+            decision="promote", reason="better", decided_at=datetime.now(UTC),
+            request_id=request_id), key="m1")
+
+
+def test_drift_during_the_online_learners_episode_joins_it_then_asks_once_it_closed(
+    settings: Settings,
+) -> None:
+    """Bugs caught: a second request for one change (drift asking while the concept
+    episode is open); the concept request counted as this monitor's own firing, so its
+    cooldown (15 min of event time: these windows span seconds) silences the monitor
+    after the episode closed."""
+    s = _settings(settings)
+    concept = _concept_request(s, window_end=T0 + timedelta(seconds=1))
+    _produce(s, [*_events(_frame(WINDOW, 1), 0),
+                 *_events(_frame(4 * WINDOW, 2, shift=0.8), WINDOW)])
+    monitor = DriftMonitor(s, references=StaticReferences({"m1": _reference("snap-a")}))
+    seen: dict[str, Any] = {}
+
+    def until() -> bool:
+        if monitor.stats.windows >= 5 and "first" not in seen:
+            seen["first"] = (monitor.stats.requests, monitor.stats.joined)
+            _promote_verdict(s, concept.request_id)  # the episode closed with a promotion
+            _produce(s, _events(_frame(3 * WINDOW, 3, shift=0.8), 5 * WINDOW))
+        return monitor.stats.windows >= 8
+
+    monitor.run(until=until, idle_timeout_s=60)
+    assert seen["first"] == (0, 1), "asked again while the concept episode was open"
+    events = _read(s, "retrain.episodes", EpisodeEvent, 2)
+    joined = [e for e in events if e.status == "joined"]
+    assert [(e.episode_id, e.detector) for e in joined] == [(concept.episode_id, "drift")]
+    drifted = {r.event_id for r in _read(s, "drift.reports", DriftReport, 8) if r.drifted}
+    assert len(joined[0].evidence) == 2 and set(joined[0].evidence) <= drifted
+    requests = _read(s, "retrain.requests", RetrainRequest, 2)
+    covariate = [r for r in requests if r.reason == "covariate"]
+    assert len(covariate) == 1 and monitor.stats.joined == 1
+    reports = {r.event_id: r for r in _read(s, "drift.reports", DriftReport, 8)}
+    streak = [reports[i] for i in covariate[0].drift_report_ids]
+    assert not set(covariate[0].drift_report_ids) & set(joined[0].evidence)
+    assert covariate[0].change_point == min(r.window.start_time for r in streak)
+    assert [e.status for e in events if e.episode_id == covariate[0].episode_id] == ["opened"]

@@ -184,3 +184,22 @@ def test_a_request_made_elsewhere_blocks_and_starts_the_cooldown() -> None:
     assert trigger.clear_in_flight("other")
     assert trigger.observe(True, t0 + timedelta(minutes=2), "w2").outcome == "cooldown"
     assert trigger.observe(True, t0 + timedelta(minutes=16), "w3").fire
+
+
+def test_a_streak_during_an_open_episode_joins_it_without_firing_or_cooldown() -> None:
+    """Bugs caught: a second request for one change; a join that starts the cooldown (the
+    monitor could not ask once the other detector's episode closed)."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.drift.trigger import RetrainTrigger, TriggerConfig
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    trigger = RetrainTrigger(TriggerConfig(consecutive=2, cooldown=timedelta(minutes=15)))
+    assert trigger.observe(True, t0, "w1", open_episode="e1").outcome == "streak"
+    joined = trigger.observe(True, t0 + timedelta(minutes=1), "w2", open_episode="e1")
+    assert (joined.outcome, joined.fire, joined.streak_windows) == ("joined", False,
+                                                                    ("w1", "w2"))
+    assert trigger.in_flight is None and trigger.state.last_fired_at is None
+    assert trigger.observe(True, t0 + timedelta(minutes=2), "w3").outcome == "streak"
+    fired = trigger.observe(True, t0 + timedelta(minutes=3), "w4")
+    assert fired.fire and fired.streak_windows == ("w3", "w4")
