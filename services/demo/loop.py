@@ -6,7 +6,12 @@ service (ingest, drift, train, shadow, online) running in this process as thread
 talking only through Kafka topics. A paced replay of the fraud domain's live stream
 carries a covariate shift from a given event onwards. The console shows each window's
 PSI per feature and each service's state; the run ends with a timeline and succeeds
-only if a retrained candidate was promoted.
+only when the product's main path happened: the drift monitor asked for the retrain
+(``covariate``, with its report ids), that episode's candidate was promoted in the same
+trace, and the next windows against the new champion (whose reference is the
+post-change data it was adapted to) are not drifted. The online learner's concept
+detector watches the same stream: when it alarms during the episode it joins it (its
+own stage in the timeline) instead of asking again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from rich.table import Table
 from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     DriftReport,
+    EpisodeEvent,
     ModelCandidate,
     ModelPromotion,
     RetrainRequest,
@@ -39,7 +45,8 @@ from streams.tracing import header_value
 log = logging.getLogger(__name__)
 MODEL = "fraud"
 STAGES = ("drift detected", "retrain request", "candidate registered", "shadow verdict",
-          "promotion")
+          "promotion", "quiet after promotion")
+CONCEPT_STAGE = "online learner (concept)"
 
 
 @dataclass(frozen=True)
@@ -58,11 +65,12 @@ class DemoConfig:
     scale: float = 1.3
     initial_steps: int = 400
     timeout_s: float = 240.0
+    quiet_windows: int = 2  # windows against the new champion that must not drift
 
     def model_options(self) -> dict[str, Any]:
         """Per-model settings: demo-sized windows, training and shadow sample sizes."""
         return {
-            "drift": {"window_events": 2_000, "window_seconds": 3_600,
+            "drift": {"window_events": 1_000, "window_seconds": 3_600,
                       "idle_flush_seconds": 10, "prediction": True},
             "training": {"max_steps": 300},
             "retrain": {"min_fresh_rows": 1_500, "label_wait_s": 60},
@@ -78,6 +86,11 @@ class Observed:
     reports: list[DriftReport] = field(default_factory=list)
     stages: dict[str, tuple[float, datetime | None, str]] = field(default_factory=dict)
     promotion_trace: str | None = None
+    requests: dict[str, RetrainRequest] = field(default_factory=dict)
+    request_traces: dict[str, str] = field(default_factory=dict)
+    candidates: dict[int, str | None] = field(default_factory=dict)  # version -> request
+    promoted: ModelPromotion | None = None
+    episodes: list[EpisodeEvent] = field(default_factory=list)
 
     def mark(self, stage: str, event_time: datetime | None, detail: str) -> None:
         if stage not in self.stages:
@@ -91,6 +104,7 @@ class TopicWatcher:
         self.types = {
             settings.topic("drift.reports"): DriftReport,
             settings.topic("retrain.requests"): RetrainRequest,
+            settings.topic("retrain.episodes"): EpisodeEvent,
             settings.topic("models.candidates"): ModelCandidate,
             settings.topic("models.verdicts"): ShadowVerdict,
             settings.topic("models.promotions"): ModelPromotion,
@@ -121,16 +135,32 @@ class TopicWatcher:
                 observed.mark("drift detected", event.window.end_time,
                               f"{len(drifted)} features: {', '.join(drifted[:4])}")
         elif isinstance(event, RetrainRequest):
+            observed.requests[event.request_id] = event
+            traceparent = header_value(headers, "traceparent")
+            if traceparent:
+                observed.request_traces[event.request_id] = traceparent.split("-")[1]
+            if event.reason == "concept":
+                observed.mark(CONCEPT_STAGE, event.window_end,
+                              f"opened its own episode (change point "
+                              f"{event.change_start:%H:%M:%S})")
             observed.mark("retrain request", event.window_end,
                           f"{event.reason}, base v{event.base_version}, "
-                          f"{len(event.drift_report_ids)} reports")
+                          f"{len(event.drift_report_ids)} reports, change point "
+                          f"{event.change_start:%H:%M:%S}")
+        elif isinstance(event, EpisodeEvent):
+            observed.episodes.append(event)
+            if event.status == "joined" and event.detector == "online":
+                observed.mark(CONCEPT_STAGE, event.change_point,
+                              f"alarmed during the episode and joined it: {event.detail}")
         elif isinstance(event, ModelCandidate):
+            observed.candidates[event.version] = event.request_id
             observed.mark("candidate registered", None,
                           f"v{event.version} from v{event.parent_version}")
         elif isinstance(event, ShadowVerdict):
             observed.mark("shadow verdict", None,
                           f"{event.decision} v{event.candidate}: {event.reason}")
         elif isinstance(event, ModelPromotion) and event.cause == "shadow":
+            observed.promoted = observed.promoted or event
             observed.mark("promotion", None,
                           f"champion v{event.previous_champion} → v{event.new_champion}")
             traceparent = header_value(headers, "traceparent")
@@ -204,7 +234,7 @@ def _view(observed: Observed, services: dict[str, Any], replayed: int,
     stages.add_column("stage")
     stages.add_column("after", justify="right")
     stages.add_column("detail")
-    for stage in STAGES:
+    for stage in (*STAGES[:-1], CONCEPT_STAGE):
         seen = observed.stages.get(stage)
         stages.add_row(("[green]✓ " if seen else "[dim]… ") + stage,
                        f"{seen[0]:.1f}s" if seen else "", seen[2] if seen else "")
@@ -298,7 +328,7 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
             while time.monotonic() < deadline:
                 watcher.poll(observed)
                 live.update(_view(observed, services, counter["replayed"], config, shift_at))
-                if "promotion" in observed.stages and _after_promotion(observed) >= 1:
+                if len(_after_promotion(observed)) >= config.quiet_windows:
                     break
                 if not any(t.is_alive() for t in threads):
                     break
@@ -310,23 +340,59 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
             service.stop()
         for thread in threads:
             thread.join(30)
+    after = _after_promotion(observed)[: config.quiet_windows]
+    if len(after) == config.quiet_windows and not any(r.drifted for r in after):
+        observed.mark("quiet after promotion", after[-1].window.end_time,
+                      f"{len(after)} windows against v{after[-1].champion_version}, none drifted")
     _print_timeline(observed, console, shift_at)
     _write_report(settings, console)
-    if "promotion" not in observed.stages:
+    problems = main_path_problems(observed, config.quiet_windows)
+    if problems:
         missing = [s for s in STAGES if s not in observed.stages]
-        console.print(f"[red]no promotion within {config.timeout_s:.0f}s; missing: "
-                      f"{', '.join(missing)}[/]")
+        console.print(f"[red]the loop did not take its main path within "
+                      f"{config.timeout_s:.0f}s: {'; '.join(problems)}"
+                      + (f" (missing: {', '.join(missing)})" if missing else "") + "[/]")
         return 1
-    if observed.promotion_trace:
-        console.print(f"one trace from drift to promotion: trace id {observed.promotion_trace}")
+    console.print(f"one trace from the drift decision to the promotion: trace id "
+                  f"{observed.promotion_trace}")
     return 0
 
 
-def _after_promotion(observed: Observed) -> int:
-    """Windows judged against the new champion's snapshot after the promotion."""
-    versions = [r.champion_version for r in observed.reports]
-    newest = max((v for v in versions if v is not None), default=None)
-    return sum(1 for v in versions if v == newest) if newest and newest > 1 else 0
+def _after_promotion(observed: Observed) -> list[DriftReport]:
+    """Windows judged against the promoted champion's reference, in event-time order."""
+    if observed.promoted is None:
+        return []
+    version = observed.promoted.new_champion
+    return sorted((r for r in observed.reports if r.champion_version == version),
+                  key=lambda r: r.window.end_time)
+
+
+def main_path_problems(observed: Observed, quiet_windows: int) -> list[str]:
+    """Why the run is not the product's main path (empty: it is): the promoted candidate
+    answers an episode that the drift monitor opened with its report ids, in the trace
+    that began at its drift decision, and the first ``quiet_windows`` windows against the
+    new champion did not drift."""
+    promoted = observed.promoted
+    if promoted is None:
+        return ["no promotion"]
+    request_id = observed.candidates.get(promoted.new_champion)
+    request = observed.requests.get(request_id or "")
+    if request is None:
+        return [f"v{promoted.new_champion} answers no retrain request seen"]
+    opener = observed.requests.get(request.episode)
+    problems = []
+    if opener is None or opener.reason != "covariate" or not opener.drift_report_ids:
+        what = f"a {opener.reason} request" if opener else "an unseen request"
+        problems.append(f"the episode was opened by {what}, not by the drift monitor")
+    elif observed.request_traces.get(opener.request_id) != observed.promotion_trace:
+        problems.append("the promotion is not in the trace of the drift decision")
+    after = _after_promotion(observed)[:quiet_windows]
+    if len(after) < quiet_windows:
+        problems.append(f"{len(after)} of {quiet_windows} windows against the new champion")
+    elif any(r.drifted for r in after):
+        problems.append(f"{sum(r.drifted for r in after)} of the first {quiet_windows} windows "
+                        "against the new champion drifted")
+    return problems
 
 
 def _print_timeline(observed: Observed, console: Console, shift_at: datetime) -> None:
@@ -336,10 +402,11 @@ def _print_timeline(observed: Observed, console: Console, shift_at: datetime) ->
     table.add_column("event time")
     table.add_column("detail")
     table.add_row("covariate shift injected", "", f"{shift_at:%H:%M:%S}", "")
-    for stage in STAGES:
+    for stage in (*STAGES, CONCEPT_STAGE):
         seen = observed.stages.get(stage)
         if seen is None:
-            table.add_row(f"[red]{stage}", "-", "-", "not reached")
+            table.add_row(f"[red]{stage}" if stage in STAGES else stage, "-", "-",
+                          "not reached" if stage in STAGES else "no concept alarm")
             continue
         wall, event_time, detail = seen
         table.add_row(stage, f"{wall:.1f}s", f"{event_time:%H:%M:%S}" if event_time else "",

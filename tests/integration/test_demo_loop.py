@@ -1,5 +1,7 @@
-"""``make demo``'s program end to end: it exits 0 only when a retrained candidate was
-promoted, and the report it wrote passes the browser checks (samples/browser.py)."""
+"""``make demo``'s program end to end: it exits 0 only when the loop took its main path
+(a drift-monitor request, its candidate promoted in the same trace, quiet windows
+against the new champion: :func:`services.demo.loop.main_path_problems`), and the
+report it wrote passes the browser checks (samples/browser.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,11 @@ def test_demo_closes_the_loop_with_a_promotion(tmp_path: Path, browser: DevTools
     assert "demo OK" in output
     assert "champion v1 → v2" in output
     for stage in ("drift detected", "retrain request", "candidate registered",
-                  "shadow verdict", "promotion"):
+                  "shadow verdict", "promotion", "quiet after promotion"):
         assert stage in output
+    # the main path: the drift monitor asked, in the trace that ends with the promotion
+    assert "covariate, base v1" in output
+    assert "one trace from the drift decision to the promotion" in output
     demo = tmp_path / ".driftloop" / "demo"
     report = (demo / "report.html").read_text()
     assert "<svg" in report and "Lineage" in report
