@@ -135,6 +135,10 @@ class EpisodeBook:
         episode = self.episodes.get(request.episode)
         if episode is None:
             open_one = self._open.get(request.model)
+            if open_one is not None and (request.requested_at
+                                         - self.episodes[open_one].last_activity
+                                         >= self.stale_after):
+                open_one = None  # lost (see open_episode): a new change opens its own
             if request.reason != "manual" and open_one is not None and request.attempt == 1:
                 episode = self.episodes[open_one]  # raced the open episode: joins it
                 episode.absorbed_requests.append(request.request_id)

@@ -179,6 +179,19 @@ def _labelled_events(
     return df[[layout.event_key, layout.spec.entity, TIMESTAMP_COLUMN, layout.spec.label]]
 
 
+def labelled_span(
+    store: FeatureStore, layout: ModelLayout, start: datetime, end: datetime
+) -> tuple[int, datetime | None]:
+    """How many labelled events have their feature time in ``[start, end)``, and the
+    newest such time (``None`` without any): a retrain counts what arrived after its
+    change point this way, without the join, and reads its window up to that time."""
+    df = _labelled_events(store, layout, start, end)
+    if df.empty:
+        return 0, None
+    newest = pd.to_datetime(df[TIMESTAMP_COLUMN], utc=True).max()
+    return len(df), newest.to_pydatetime()
+
+
 def build_training_frame(
     store: FeatureStore, layout: ModelLayout, start: datetime, end: datetime
 ) -> tuple[pd.DataFrame, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FORMAT = 1
+_LINEAGE_TIMES = ("window_start", "window_end", "change_point")
 
 
 class ManifestError(ValueError):
@@ -27,8 +28,13 @@ class ManifestError(ValueError):
 class Lineage:
     """Where a version comes from.
 
-    ``training_snapshot_id`` names the data this version was trained on; once the
-    version is promoted it becomes the drift monitor's reference.
+    ``training_snapshot_id`` names the data this version was trained on (for a retrain:
+    the fresh rows after the change point, not the replay mixture); once the version is
+    promoted it becomes the drift monitor's reference. ``window_start``/``window_end``
+    are the event-time range that snapshot was read from (``[start, end)``). A retrain
+    also records its episode and attempt, the request's ``change_point``, and what it
+    trained on: ``fresh_rows`` of the snapshot and ``replay_rows`` of the parent's
+    (train and validation together), ``replay_share`` = replay / (fresh + replay).
     """
 
     training_snapshot_id: str
@@ -39,11 +45,17 @@ class Lineage:
     window_start: datetime | None = None
     window_end: datetime | None = None
     run_id: str | None = None
+    episode_id: str | None = None
+    attempt: int | None = None
+    change_point: datetime | None = None
+    fresh_rows: int | None = None
+    replay_rows: int | None = None
+    replay_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (datetimes as ISO 8601)."""
         out = asdict(self)
-        for key in ("window_start", "window_end"):
+        for key in _LINEAGE_TIMES:
             if out[key] is not None:
                 out[key] = out[key].isoformat()
         return out
@@ -56,13 +68,16 @@ class Lineage:
         try:
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in data.items() if k in known}
-            for key in ("window_start", "window_end"):
+            for key in _LINEAGE_TIMES:
                 if values.get(key) is not None:
                     values[key] = datetime.fromisoformat(str(values[key]))
-            if values.get("parent_version") is not None:
-                values["parent_version"] = int(values["parent_version"])
+            for key in ("parent_version", "attempt", "fresh_rows", "replay_rows"):
+                if values.get(key) is not None:
+                    values[key] = int(values[key])
+            if values.get("replay_share") is not None:
+                values["replay_share"] = float(values["replay_share"])
             for key in ("training_snapshot_id", "parent_snapshot_id", "request_id", "reason",
-                        "run_id"):
+                        "run_id", "episode_id"):
                 if values.get(key) is not None:
                     values[key] = str(values[key])
             return cls(**values)

@@ -123,11 +123,21 @@ class TrainingConfig(_Frozen):
 
 
 class RetrainSettings(_Frozen):
-    """A model's ``retrain`` section: when a retrain request may start, and retries."""
+    """A model's ``retrain`` section: when a retrain request may start, and retries.
 
-    min_fresh_rows: int = Field(500, ge=0)  # labelled events the window needs ...
+    An attempt needs ``min_fresh_rows`` labelled events after the request's change point;
+    it waits up to ``label_wait_s`` for them, else it is answered ``insufficient_data``.
+    A data-starved or rejected attempt of a detector's episode is retried (a new request,
+    not started before ``retry_after_s`` from then) until the episode has had
+    ``episode_attempts`` attempts; then the episode is reported failed. ``attempts``
+    is about something else: tries of one attempt against transient errors.
+    """
+
+    min_fresh_rows: int = Field(500, ge=0)  # labelled events after the change point ...
     label_wait_s: float = Field(300.0, ge=0)  # ... or how long to wait for them
     attempts: int = Field(3, ge=1)  # tries for transient failures
+    retry_after_s: float = Field(300.0, ge=0)  # an episode's next attempt starts after this
+    episode_attempts: int = Field(3, ge=1)  # trained or data-starved attempts per episode
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

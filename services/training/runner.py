@@ -11,7 +11,9 @@ The training worker's Kafka loop and ``driftloop train`` both call ``run_job``:
 - the model's task and factory (``settings.model(m).task`` / ``.factory``) go to the
   loop and into the version: the manifest's ``task``, and the factory's path and source
   hash in its ``architecture``. A label that does not fit the task raises
-  ``LabelError`` (a ``ValueError``) before anything is trained or registered.
+  ``LabelError`` (a ``ValueError``) before anything is trained or registered;
+- the lineage records the job's episode, attempt and change point, and the fresh and
+  replay rows the run used with the replay's share of them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from services.registry.manifest import Lineage
 from services.registry.store import LoadedModel, ModelRegistry, RegisteredVersion
 from services.training.checkpoint import run_dir_for
 from services.training.config import TrainingConfig
-from services.training.data import DROPPED_ATTR, build_training_frames
+from services.training.data import DROPPED_ATTR, SOURCE_COLUMN, build_training_frames
 from services.training.loop import TrainResult, train
 from services.training.progress import ProgressReporter
 
@@ -48,6 +50,9 @@ class TrainingJob:
     replay: pd.DataFrame | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
+    episode_id: str | None = None
+    attempt: int | None = None
+    change_point: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,19 @@ class JobOutcome:
     status: Literal["registered", "duplicate", "interrupted"]
     version: RegisteredVersion | None
     result: TrainResult | None
+
+
+def source_rows(train_df: pd.DataFrame, val_df: pd.DataFrame) -> tuple[int, int]:
+    """Fresh and replay rows a run used (training and validation together)."""
+    sources = pd.concat([train_df[SOURCE_COLUMN], val_df[SOURCE_COLUMN]], ignore_index=True)
+    replay = int((sources == "replay").sum())
+    return len(sources) - replay, replay
+
+
+def replay_share(fresh_rows: int, replay_rows: int) -> float:
+    """Replay rows' share of all rows a run used (0 without any)."""
+    total = fresh_rows + replay_rows
+    return replay_rows / total if total else 0.0
 
 
 def run_job(
@@ -102,6 +120,7 @@ def run_job(
     if result.status == "interrupted":
         return JobOutcome("interrupted", None, result)
     parent = job.parent
+    fresh_rows, replay_rows = source_rows(train_df, val_df)
     lineage = Lineage(
         training_snapshot_id=job.training_snapshot_id,
         parent_version=parent.version if parent else None,
@@ -111,6 +130,12 @@ def run_job(
         window_start=job.window_start,
         window_end=job.window_end,
         run_id=result.run_id,
+        episode_id=job.episode_id,
+        attempt=job.attempt,
+        change_point=job.change_point,
+        fresh_rows=fresh_rows,
+        replay_rows=replay_rows,
+        replay_share=replay_share(fresh_rows, replay_rows),
     )
     metrics = {
         **result.metrics,

@@ -6,22 +6,44 @@ the partitions):
 1. A request whose ``request_id`` is already registered is not trained again; its
    candidate event is re-published (a crash between registering and publishing
    must not strand a version) and the offset is committed.
-2. The base is the current champion. The fresh data is the request's window of
-   labelled events, read point-in-time correct from Feast and saved as the
-   candidate's own snapshot (its drift reference once promoted); the replay is a
-   sample of the base's training snapshot.
-3. The run fine-tunes from the base's weights; its checkpoints live in a directory
+2. The worker follows the control topics (``services.episodes.reader.ControlReader``,
+   drained every batch and tick) and asks its episode book before training a
+   detector's request: one absorbed into another open episode, of an episode already
+   promoted or failed, or superseded by a later attempt, is not trained (logged, span
+   attribute ``driftloop.skipped``, committed). Manual requests are always trained.
+   A request with ``not_before`` in the future (a retry) starts only then (an
+   interruptible wait of at most ``retrain.retry_after_s``).
+3. The base is the current champion. The fresh data is every labelled event after the
+   request's change point (``change_start``) up to the newest one in the offline store
+   when the attempt runs, so a retry sees what arrived since. The worker waits (up to
+   ``retrain.label_wait_s``) for ``retrain.min_fresh_rows`` of them; a detector's
+   attempt that does not get them is answered ``insufficient_data`` on
+   ``retrain.episodes`` and followed by the next attempt (see 6). The fresh rows are
+   saved as the candidate's own snapshot (its drift reference once promoted); the
+   replay is a sample of the base's training snapshot. The lineage (and the span)
+   record the episode, attempt, change point, the window used, fresh and replay rows
+   and the replay's share.
+4. The run fine-tunes from the base's weights; its checkpoints live in a directory
    keyed by the request id, so a worker killed mid-run resumes there when the
    request is redelivered.
-4. The version is registered, then ``models.candidates`` is produced; only then is
+5. The version is registered, then ``models.candidates`` is produced; only then is
    the request's offset committed. SIGTERM writes an emergency checkpoint and
    leaves the request uncommitted.
+6. An attempt that did not adapt the model -- too few labelled rows after the change,
+   or a ``reject`` verdict on its candidate (read from the control topics, answered
+   once per rejected attempt) -- is followed by the next attempt of its episode: a
+   request with the deterministic id of that attempt (two workers deciding it train
+   once), ``not_before`` = now + ``retrain.retry_after_s``, and a ``retrying`` event.
+   At ``retrain.episode_attempts`` the episode is reported ``failed`` instead (event,
+   metric, one error line). Every episode status sent is counted
+   (``driftloop.retrain.episodes``).
 
 The model's task and factory come from its settings (``models.<m>.task``/``.factory``).
 A request that cannot be trained -- no champion, no data, a label that does not fit
 the task, a factory that fails -- is answered failed at once (a ``ValueError``: the
 span's error, the failed-training metric, a dead letter ``training_failed`` with the
-reason) and its offset committed, so it never crash-loops.
+reason, and for a detector's request its episode ``failed``) and its offset
+committed, so it never crash-loops.
 
 The training span is a child of the retrain decision (through the request's
 headers), with an event per evaluation and per checkpoint, so the trace goes on
@@ -40,10 +62,27 @@ from typing import Any
 
 from opentelemetry import trace
 
+from services.episodes.reader import ControlReader
 from services.observability.setup import Telemetry
 from services.runtime import StreamService
+from services.training.attempts import (
+    Next,
+    after_attempt,
+    after_rejection,
+    enough_rows,
+    episode_event,
+    fresh_window,
+    next_attempt,
+    skip_reason,
+)
 from streams.consumer import CommitPlan, Inbound
-from streams.contracts import ModelCandidate, RetrainRequest, new_event_id
+from streams.contracts import (
+    EpisodeEvent,
+    ModelCandidate,
+    RetrainRequest,
+    ShadowVerdict,
+    new_event_id,
+)
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +90,11 @@ log = logging.getLogger(__name__)
 # A run longer than this without a poll would be evicted from the group; training
 # blocks the loop (one request at a time), so the budget is generous.
 MAX_POLL_INTERVAL_MS = 3_600_000
+# How long a request waits for the control reader to show it (its episode decides
+# whether it is trained); after that it is trained on what the book knows.
+CONTROL_CATCH_UP_S = 5.0
+LABEL_POLL_S = 2.0
+MAX_PENDING_REJECTIONS = 1_000
 
 
 @dataclass
@@ -61,6 +105,10 @@ class WorkerStats:
     duplicates: int = 0
     failed: int = 0
     interrupted: int = 0
+    skipped: int = 0  # not trained: absorbed, closed or superseded episode
+    insufficient: int = 0  # attempts answered insufficient_data
+    retries: int = 0  # next attempts requested
+    episodes_failed: int = 0
 
 
 class _SpanProgress:
@@ -116,6 +164,10 @@ class TrainingWorker(StreamService):
         self._store = store
         self._stop_training = threading.Event()
         self.stats = WorkerStats()
+        self.control = ControlReader(settings, name="train-control")
+        self._requests: dict[str, RetrainRequest] = {}  # every request read, by id
+        self._rejections: list[ShadowVerdict] = []  # waiting for their request
+        self._answered: set[str] = set()  # rejected request ids already followed up
 
     @property
     def store(self) -> Any:
@@ -130,7 +182,16 @@ class TrainingWorker(StreamService):
         self._stop_training.set()
         super().stop()
 
+    def run(self, **kwargs: Any) -> Any:
+        """Consume until stopped (see :meth:`StreamService.run`), then close the control
+        reader."""
+        try:
+            return super().run(**kwargs)
+        finally:
+            self.control.close()
+
     def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
+        self._follow_control()
         for inbound in batch:
             if not self._handle_request(inbound):
                 # Interrupted: leave this request (and what follows) uncommitted.
@@ -155,7 +216,18 @@ class TrainingWorker(StreamService):
                 "messaging.destination.partition.id": str(inbound.partition),
             },
         ) as span:
+            span.set_attributes({
+                "driftloop.episode_id": request.episode,
+                "driftloop.attempt": request.attempt,
+                "driftloop.change_point": request.change_start.isoformat(),
+            })
             try:
+                if self._skipped(request, span):
+                    return True
+                if not self._wait_not_before(request, span):
+                    return False
+                if self._skipped(request, span, catch_up=False):
+                    return True
                 return self._train_with_retries(request, span)
             except Exception as exc:
                 # A request that cannot be trained (no data, no champion) is reported
@@ -167,7 +239,123 @@ class TrainingWorker(StreamService):
                     request.model, "failed", 0.0, error_type=type(exc).__name__)
                 self.loop.dead_letter(inbound.message, "training_failed", str(exc))
                 log.exception("retrain request %s failed", request.request_id)
+                if request.reason != "manual":
+                    self._continue_episode(request, "failed", f"training failed: {exc}")
                 return True
+
+    # -- episodes ----------------------------------------------------------------------
+
+    def _follow_control(self) -> None:
+        """Read what arrived on the control topics and follow up rejected attempts.
+
+        Never raises: a tick's error would end the loop, and the decisions wait for the
+        next drain."""
+        try:
+            events = self.control.drain()
+            for event in events:
+                if isinstance(event, RetrainRequest):
+                    self._requests.setdefault(event.request_id, event)
+                elif (isinstance(event, ShadowVerdict) and event.decision == "reject"
+                      and event.request_id):
+                    self._rejections.append(event)
+            waiting: list[ShadowVerdict] = []
+            for verdict in self._rejections:
+                assert verdict.request_id is not None
+                if verdict.request_id in self._answered:
+                    continue
+                request = self._requests.get(verdict.request_id)
+                if request is None:
+                    waiting.append(verdict)  # its request is not read yet
+                    continue
+                self._answered.add(verdict.request_id)
+                self._after_rejection(request, verdict)
+            self._rejections = waiting[-MAX_PENDING_REJECTIONS:]
+        except Exception as exc:
+            log.warning("train: following the control topics failed (%s: %s); retrying at "
+                        "the next batch", type(exc).__name__, exc)
+
+    def _after_rejection(self, request: RetrainRequest, verdict: ShadowVerdict) -> None:
+        limit = self.settings.model(request.model).retrain.episode_attempts
+        decision = after_rejection(self.control.book, request, limit)
+        if decision is None:
+            return
+        self._continue_episode(
+            request, decision, f"candidate v{verdict.candidate} of attempt {request.attempt} "
+                               f"rejected ({verdict.reason})")
+
+    def _continue_episode(self, request: RetrainRequest, decision: Next, cause: str) -> None:
+        """Ask for the next attempt of ``request``'s episode, or report it failed."""
+        retrain = self.settings.model(request.model).retrain
+        now = datetime.now(UTC)
+        if decision == "retry":
+            retry = next_attempt(request, now, retrain.retry_after_s)
+            assert retry.not_before is not None
+            self.producer.send(self.settings.topic("retrain.requests"), retry, key=request.model)
+            self._send_episode(episode_event(
+                request, "retrying", now, attempt=retry.attempt, request_id=retry.request_id,
+                detail=f"{cause}; attempt {retry.attempt} of {retrain.episode_attempts} "
+                       f"not before {retry.not_before.isoformat()}"))
+            self.stats.retries += 1
+            log.info("%s: episode %s: %s; attempt %d requested (%s)", request.model,
+                     request.episode, cause, retry.attempt, retry.request_id)
+        else:
+            self._send_episode(episode_event(
+                request, "failed", now,
+                detail=f"{cause}; {request.attempt} of {retrain.episode_attempts} attempts "
+                       "used, the model stays unadapted"))
+            self.stats.episodes_failed += 1
+            log.error("%s: episode %s failed after attempt %d of %d: %s", request.model,
+                      request.episode, request.attempt, retrain.episode_attempts, cause)
+        self.producer.flush()
+
+    def _send_episode(self, event: EpisodeEvent) -> None:
+        self.producer.send(self.settings.topic("retrain.episodes"), event, key=event.model)
+        self.metrics.record_episode(event.model, event.status)
+
+    def _skipped(self, request: RetrainRequest, span: trace.Span, *,
+                 catch_up: bool = True) -> bool:
+        """Whether the episode book says not to train ``request`` (logged, span attribute).
+
+        The book must have read the request itself (and so every earlier one of its
+        model): the reader is drained until it has, for a bounded time."""
+        if request.reason == "manual":
+            return False
+        book = self.control.book
+        if catch_up:
+            deadline = time.monotonic() + CONTROL_CATCH_UP_S
+            while book.of_request(request.request_id) is None:
+                if time.monotonic() >= deadline:
+                    log.warning("%s: request not seen on the control topics within %.0f s; "
+                                "deciding without it", request.request_id, CONTROL_CATCH_UP_S)
+                    break
+                if self._stop_training.wait(0.1):
+                    break
+                self._follow_control()
+        reason = skip_reason(book, request)
+        if reason is None:
+            return False
+        self.stats.skipped += 1
+        span.set_attribute("driftloop.skipped", reason)
+        log.info("%s: request %s (attempt %d) not trained: %s", request.model,
+                 request.request_id, request.attempt, reason)
+        return True
+
+    def _wait_not_before(self, request: RetrainRequest, span: trace.Span) -> bool:
+        """Wait until the request's ``not_before`` (at most ``retry_after_s``); ``False``
+        when stopped meanwhile."""
+        if request.not_before is None:
+            return True
+        delay = (request.not_before - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            return True
+        longest = self.settings.model(request.model).retrain.retry_after_s
+        if delay > longest:
+            log.warning("%s: not_before is %.0f s away; waiting %.0f s (retrain.retry_after_s)",
+                        request.request_id, delay, longest)
+            delay = longest
+        span.add_event("not_before.wait", {"seconds": delay})
+        log.info("%s: attempt %d starts in %.0f s", request.request_id, request.attempt, delay)
+        return not self._stop_training.wait(delay)
 
     def _train_with_retries(self, request: RetrainRequest, span: trace.Span) -> bool:
         """Transient failures (a parquet file caught mid-rewrite, a registry lock) are
@@ -207,27 +395,41 @@ class TrainingWorker(StreamService):
             raise ValueError(f"{request.model} has no champion to fine-tune; run driftloop train")
         parent = self.registry.load(request.model, champion)
         spec = load_model_spec(self.store, request.model)
-        if not self._wait_for_labels(request, span):
+        counted = self._await_fresh_labels(request, span)
+        if counted is None:
             return False
+        labelled, newest = counted
+        model_settings = self.settings.model(request.model)
+        if (request.reason != "manual"
+                and not enough_rows(labelled, model_settings.retrain.min_fresh_rows)):
+            self._answer_insufficient(request, labelled, span)
+            return True
+        window = fresh_window(request.change_start, labelled, newest)
+        if window is None:
+            raise ValueError(f"no labelled events for {request.model} after the change point "
+                             f"{request.change_start.isoformat()}")
         snapshot = create_snapshot(
-            self.store, spec, request.window_start, request.window_end,
+            self.store, spec, window.start, window.end,
             cache_root=Path(self.settings.state_dir) / "profiles",
-            task=self.settings.model(request.model).task,
+            task=model_settings.task,
         )
         replay = load_snapshot_frame(self.store, parent.training_snapshot_id)
         span.set_attributes({
             "driftloop.base_version": champion,
             "driftloop.snapshot_id": snapshot.snapshot_id,
+            "driftloop.fresh_start": window.start.isoformat(),
+            "driftloop.fresh_end": window.end.isoformat(),
             "driftloop.fresh_rows": snapshot.rows,
         })
-        model_settings = self.settings.model(request.model)
         config = model_settings.training
         job = TrainingJob(
             model=request.model, request_id=request.request_id, reason=request.reason,
             training_snapshot_id=snapshot.snapshot_id, fresh=load_snapshot_frame(
                 self.store, snapshot.snapshot_id),
             parent=parent, replay=replay,
-            window_start=request.window_start, window_end=request.window_end,
+            window_start=window.start, window_end=window.end,
+            episode_id=request.episode, attempt=request.attempt,
+            change_point=request.change_start,
         )
         delay = (datetime.now(UTC) - request.requested_at).total_seconds()
         self.metrics.record_training_started(request.model, delay)
@@ -252,6 +454,13 @@ class TrainingWorker(StreamService):
             self.stats.duplicates += 1
         else:
             self.stats.trained += 1
+        lineage = outcome.version.manifest.lineage
+        span.set_attributes({
+            "driftloop.version": outcome.version.version,
+            "driftloop.train_fresh_rows": lineage.fresh_rows or 0,
+            "driftloop.replay_rows": lineage.replay_rows or 0,
+            "driftloop.replay_share": lineage.replay_share or 0.0,
+        })
         with self.tracer.start_as_current_span(
             "register candidate",
             attributes={"driftloop.model": request.model,
@@ -262,30 +471,50 @@ class TrainingWorker(StreamService):
         self.metrics.record_candidate_registered(request.model, request.reason, latency)
         return True
 
-    def _wait_for_labels(self, request: RetrainRequest, span: trace.Span) -> bool:
-        """Labels trail their features: wait (bounded) until the window has enough.
+    def _await_fresh_labels(self, request: RetrainRequest,
+                            span: trace.Span) -> tuple[int, datetime | None] | None:
+        """Labels trail their features: wait (bounded) for enough after the change point.
 
-        ``models.<name>.retrain.min_fresh_rows`` (default 500) labelled events must be
-        in the offline store, or ``label_wait_s`` (default 300) pass, after which the
-        run goes ahead with what is there (or fails if there is nothing).
+        Counts the labelled events whose feature time is at or after the request's change
+        point (up to ``validation.event_time_max``: everything stored) until
+        ``retrain.min_fresh_rows`` are there or ``retrain.label_wait_s`` has passed.
+        Returns the count and the newest such event time; ``None`` when stopped.
         """
         from services.features.feast_repo import load_layout
-        from services.features.snapshot import build_training_frame
+        from services.features.snapshot import labelled_span
 
         retrain = self.settings.model(request.model).retrain
-        min_rows = retrain.min_fresh_rows
         deadline = time.monotonic() + retrain.label_wait_s
         layout = load_layout(self.store, request.model)
+        upper = self.settings.validation.event_time_max
         while True:
-            _, labelled = build_training_frame(
-                self.store, layout, request.window_start, request.window_end)
-            if labelled >= min_rows or time.monotonic() >= deadline:
-                span.add_event("labels.ready", {"labelled": labelled, "wanted": min_rows})
-                return True
-            if self._stop_training.wait(2.0):
-                return False
-            log.info("%s: %d of %d labelled events in the window; waiting for labels",
-                     request.request_id, labelled, min_rows)
+            labelled, newest = labelled_span(self.store, layout, request.change_start, upper)
+            ready = enough_rows(labelled, retrain.min_fresh_rows)
+            if ready or time.monotonic() >= deadline:
+                span.add_event("labels.ready" if ready else "labels.short",
+                               {"labelled": labelled, "wanted": retrain.min_fresh_rows})
+                return labelled, newest
+            log.info("%s: %d of %d labelled events after the change point; waiting for labels",
+                     request.request_id, labelled, retrain.min_fresh_rows)
+            if self._stop_training.wait(LABEL_POLL_S):
+                return None
+
+    def _answer_insufficient(self, request: RetrainRequest, labelled: int,
+                             span: trace.Span) -> None:
+        """The attempt found too few labelled rows after the change: say so, then ask for
+        the next attempt (or report the episode failed at the last one)."""
+        retrain = self.settings.model(request.model).retrain
+        detail = (f"{labelled} labelled rows after the change point "
+                  f"{request.change_start.isoformat()}, {retrain.min_fresh_rows} wanted, "
+                  f"after waiting {retrain.label_wait_s:g} s")
+        self.stats.insufficient += 1
+        span.set_attribute("driftloop.insufficient_data", True)
+        log.warning("%s: attempt %d of episode %s: %s", request.model, request.attempt,
+                    request.episode, detail)
+        self._send_episode(episode_event(request, "insufficient_data", datetime.now(UTC),
+                                         detail=detail))
+        self._continue_episode(request, after_attempt(request.attempt, retrain.episode_attempts),
+                               f"insufficient data ({detail})")
 
     def _publish(self, request: RetrainRequest, version: Any) -> None:
         candidate = ModelCandidate(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,8 @@ from services.registry.store import ModelRegistry
 from services.training.config import TrainingConfig
 from services.training.runner import TrainingJob, run_job
 from services.training.synthetic import synthetic_frame
+
+CHANGE = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def test_first_version_then_fine_tune_with_lineage(
@@ -51,6 +54,9 @@ def test_first_version_then_fine_tune_with_lineage(
             replay=old,
             window_start=fresh["event_timestamp"].min().to_pydatetime(warn=False),
             window_end=fresh["event_timestamp"].max().to_pydatetime(warn=False),
+            episode_id="ep-1",
+            attempt=2,
+            change_point=CHANGE,
         ),
         spec,
         registry,
@@ -64,6 +70,13 @@ def test_first_version_then_fine_tune_with_lineage(
     assert lineage.parent_snapshot_id == "snap-a"
     assert lineage.parent_version == 1 and lineage.request_id == "req-7"
     assert child.version.manifest.metrics["replay_rows"] > 0
+    # the episode and what the run trained on, as read back from the stored manifest
+    stored = registry.manifest("synth", 2).lineage
+    assert (stored.episode_id, stored.attempt, stored.change_point) == ("ep-1", 2, CHANGE)
+    labelled = int(fresh[spec.label].notna().sum())
+    wanted_replay = round(labelled * config.data.replay_ratio / (1 - config.data.replay_ratio))
+    assert (stored.fresh_rows, stored.replay_rows) == (labelled, wanted_replay)
+    assert stored.replay_share == wanted_replay / (labelled + wanted_replay)
     assert child.version.manifest.metrics["dropped_non_finite_rows"] == 0
     assert child.version.manifest.extra["fine_tuned"] is True
     assert registry.list_versions("synth") == [1, 2]

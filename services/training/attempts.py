@@ -1,0 +1,110 @@
+"""The trainer's episode decisions, pure: whether to train a request, on which window,
+and what follows a data-starved or rejected attempt.
+
+A detector's request is one attempt of an episode (``services.episodes.book``). The
+trainer does not train an attempt that the book says is not to be trained (absorbed
+into another open episode, of a closed episode, superseded by a later attempt); it
+trains on the rows after the change point up to the newest labelled one; and an
+attempt that ends without a promotion -- too few labelled rows after the change, or a
+rejected candidate -- is followed by the next attempt (a request with a deterministic
+id, so two workers deciding it train once) until ``retrain.episode_attempts``, then the
+episode fails. Manual requests stand outside episodes: always trained, never retried.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from services.episodes.book import EpisodeBook, attempt_request_id
+from streams.contracts import EpisodeEvent, EpisodeStatus, RetrainRequest, new_event_id
+
+Next = Literal["retry", "failed"]
+ONE_TICK = timedelta(microseconds=1)  # snapshots store event times in microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class FreshWindow:
+    """The event-time range ``[start, end)`` an attempt trains on, and its labelled rows."""
+
+    start: datetime
+    end: datetime
+    labelled: int
+
+
+def fresh_window(change_start: datetime, labelled: int,
+                 newest: datetime | None) -> FreshWindow | None:
+    """From the change point to just past the newest labelled event (``None``: none)."""
+    if labelled <= 0 or newest is None:
+        return None
+    return FreshWindow(change_start, max(newest + ONE_TICK, change_start + ONE_TICK), labelled)
+
+
+def enough_rows(labelled: int, min_fresh_rows: int) -> bool:
+    """An attempt trains with at least ``min_fresh_rows`` labelled rows (and one at least)."""
+    return labelled >= max(min_fresh_rows, 1)
+
+
+def skip_reason(book: EpisodeBook, request: RetrainRequest) -> str | None:
+    """Why ``request`` is not to be trained, or ``None`` (manual requests: always trained)."""
+    if request.reason == "manual":
+        return None
+    absorbed = book.absorbed(request)
+    if absorbed is not None:
+        return f"absorbed into the open episode {absorbed.episode_id}"
+    episode = book.of_request(request.request_id)
+    if episode is None:
+        return None
+    if not episode.is_open:
+        return f"episode {episode.episode_id} is already {episode.state}"
+    if episode.attempts > request.attempt:
+        return (f"attempt {request.attempt} of episode {episode.episode_id} was superseded "
+                f"by attempt {episode.attempts}")
+    return None
+
+
+def after_attempt(attempt: int, episode_attempts: int) -> Next:
+    """What follows an attempt that did not adapt the model: another one, or failure."""
+    return "retry" if attempt < episode_attempts else "failed"
+
+
+def after_rejection(book: EpisodeBook, request: RetrainRequest,
+                    episode_attempts: int) -> Next | None:
+    """What a ``reject`` verdict on ``request``'s candidate calls for; ``None``: nothing
+    (a manual request, an episode already closed, or its next attempt already asked for)."""
+    if request.reason == "manual":
+        return None
+    episode = book.of_request(request.request_id)
+    if episode is None or not episode.is_open or episode.attempts > request.attempt:
+        return None
+    if book.of_request(attempt_request_id(episode.episode_id, request.attempt + 1)):
+        return None
+    return after_attempt(request.attempt, episode_attempts)
+
+
+def next_attempt(request: RetrainRequest, now: datetime, retry_after_s: float) -> RetrainRequest:
+    """The request of the attempt after ``request``: same episode and change point, the
+    deterministic id of its attempt number, not to start before ``retry_after_s``."""
+    attempt = request.attempt + 1
+    return RetrainRequest(
+        event_id=new_event_id(),
+        request_id=attempt_request_id(request.episode, attempt),
+        model=request.model, reason=request.reason, base_version=request.base_version,
+        window_start=request.window_start, window_end=request.window_end,
+        drift_report_ids=list(request.drift_report_ids), requested_at=now,
+        change_point=request.change_start, episode_id=request.episode, attempt=attempt,
+        not_before=now + timedelta(seconds=retry_after_s),
+    )
+
+
+def episode_event(request: RetrainRequest, status: EpisodeStatus, at: datetime, *,
+                  detail: str = "", attempt: int | None = None,
+                  request_id: str | None = None) -> EpisodeEvent:
+    """A trainer's step of ``request``'s episode (by default about ``request`` itself)."""
+    return EpisodeEvent(
+        event_id=new_event_id(), episode_id=request.episode, model=request.model,
+        status=status, attempt=attempt or request.attempt,
+        request_id=request_id or request.request_id, detector="trainer",
+        reason=request.reason, change_point=request.change_start, detail=detail, at=at,
+    )

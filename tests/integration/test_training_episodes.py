@@ -1,0 +1,290 @@
+"""The training worker's side of episodes, over the real broker, Feast and torch.
+
+- A request whose change point splits the stored data trains on the rows after it only,
+  up to the newest stored label (also past the request's window end), and the version's
+  lineage and drift reference say so.
+- Too few labelled rows after the change: ``insufficient_data``, one retry request
+  (attempt 2, the deterministic id, ``not_before``), which the worker starts only then;
+  at the last attempt the episode fails. Nothing is registered.
+- A rejected candidate gets exactly one next attempt, also after a restart and with the
+  verdict delivered twice; the rejected last attempt fails the episode.
+- A request absorbed into an open episode (the other detector's, racing the first) is
+  not trained.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from services.episodes.book import attempt_request_id
+from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
+from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
+from services.features.history import write_history
+from services.features.snapshot import create_snapshot, load_snapshot_frame
+from services.observability.setup import in_memory_telemetry
+from services.registry.store import ModelRegistry
+from services.training.config import load_config
+from services.training.runner import TrainingJob, run_job
+from services.training.worker import TrainingWorker
+from streams.codec import decode
+from streams.contracts import (
+    EpisodeEvent,
+    PairedTest,
+    RetrainRequest,
+    ShadowVerdict,
+    new_event_id,
+)
+from streams.producer import EventProducer
+from streams.settings import Settings, load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
+STEPS = 20
+RATE = 50.0  # generated events per second of event time
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Iterator[Any]:
+    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
+                  project=f"t_{uuid.uuid4().hex[:12]}")
+    apply_repo(s)
+    yield s
+
+
+def _settings(settings: Settings, **retrain: Any) -> Settings:
+    return load_settings(**{**settings.model_dump(), "models": {"fraud": {
+        "training": {"max_steps": STEPS, "eval_every_steps": 10},
+        "retrain": {"min_fresh_rows": 1, "label_wait_s": 0, "retry_after_s": 0, **retrain},
+    }}})
+
+
+def _champion(store: Any, settings: Settings) -> ModelRegistry:
+    """History up to HISTORY_END and a champion v1 trained on it."""
+    spec = load_model_spec(store, "fraud")
+    write_history(store, Generator(GeneratorConfig(seed=7, events_per_second=RATE)).history(
+        HISTORY_END, 1200))
+    base = create_snapshot(store, spec, HISTORY_END - timedelta(days=2), HISTORY_END,
+                           with_profile=False)
+    registry = ModelRegistry(settings.registry_uri)
+    first = run_job(
+        TrainingJob(model="fraud", request_id="initial", reason="manual",
+                    training_snapshot_id=base.snapshot_id,
+                    fresh=load_snapshot_frame(store, base.snapshot_id)),
+        spec, registry, settings.state_dir / "runs", load_config(None, {"max_steps": STEPS}),
+        progress=None,
+    )
+    assert first.version is not None
+    registry.set_alias("fraud", "champion", first.version.version, expected=None)
+    return registry
+
+
+def _shifted(store: Any, rows: int) -> pd.DataFrame:
+    """``rows`` shifted events after HISTORY_END, appended to the offline store."""
+    gen = Generator(GeneratorConfig(
+        seed=8, events_per_second=RATE,
+        drift=DriftSpec(covariate=tuple(
+            CovariateShift(feature=name, start=HISTORY_END, mean_shift=1.0)
+            for name in ("amount", "merchant_risk_score"))),
+    ))
+    frame = gen.history(HISTORY_END + timedelta(seconds=rows / RATE), rows)
+    write_history(store, frame, mode="append")
+    return frame
+
+
+def _request(rid: str, change: datetime, *, reason: str = "covariate",
+             window_end: datetime | None = None) -> RetrainRequest:
+    return RetrainRequest(
+        event_id=new_event_id(), request_id=rid, model="fraud", reason=reason, base_version=1,
+        window_start=HISTORY_END - timedelta(minutes=10),
+        window_end=window_end or change + timedelta(seconds=5),
+        drift_report_ids=["d1"], requested_at=datetime.now(UTC), change_point=change,
+    )
+
+
+def _send(settings: Settings, topic: str, *events: Any) -> None:
+    with EventProducer(settings, "test") as producer:
+        for event in events:
+            producer.send(settings.topic(topic), event, key="fraud")
+
+
+def _read_all(settings: Settings, topic: str, event_type: type, wait: float = 3.0) -> list[Any]:
+    """Every event on ``topic`` (all partitions, from the beginning, no group)."""
+    consumer = Consumer(settings.kafka.consumer_config(f"r-{uuid.uuid4().hex[:8]}"))
+    name = settings.topic(topic)
+    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+    consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+    got: list[Any] = []
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        got += [decode(m.value(), event_type) for m in consumer.consume(100, timeout=0.3)
+                if m.error() is None]
+    consumer.close()
+    return got
+
+
+def _reject(rid: str, candidate: int) -> ShadowVerdict:
+    return ShadowVerdict(
+        event_id=new_event_id(), model="fraud", candidate=candidate, champion=1, samples=500,
+        metric="log_loss", candidate_metric=0.7, champion_metric=0.6,
+        test=PairedTest(method="paired_t", statistic=-2.0, p_value=0.9, mean_difference=-0.1,
+                        relative_improvement=-0.15),
+        decision="reject", reason="worse than the champion", decided_at=datetime.now(UTC),
+        request_id=rid,
+    )
+
+
+def test_the_change_point_splits_the_data_and_the_window_reaches_the_newest_label(
+    store: Any, settings: Settings
+) -> None:
+    """Bugs caught: training on the request's window start (rows before the change) or
+    only up to its window end (a retry would never see the labels that came since)."""
+    settings = _settings(settings)
+    registry = _champion(store, settings)
+    fresh = _shifted(store, 1000)
+    times = pd.to_datetime(fresh["event_timestamp"], utc=True)
+    change = (times.iloc[0] + (times.iloc[-1] - times.iloc[0]) / 2).floor("ms").to_pydatetime()
+    after = fresh[(times >= change) & fresh["is_fraud"].notna()]
+    assert 0 < len(after) < len(fresh)
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", change)
+    assert request.window_end < times.max()  # labels exist past the request's window
+    _send(settings, "retrain.requests", request)
+
+    telemetry = in_memory_telemetry("driftloop-train-test")
+    worker = TrainingWorker(settings, telemetry=telemetry, store=store)
+    worker.run(until=lambda: worker.stats.trained >= 1, idle_timeout_s=120)
+    assert worker.stats.trained == 1
+    assert registry.list_versions("fraud") == [1, 2]
+
+    manifest = registry.manifest("fraud", 2)
+    lineage = manifest.lineage
+    assert (lineage.episode_id, lineage.attempt, lineage.change_point) == (
+        request.request_id, 1, change)
+    assert lineage.window_start == change
+    assert lineage.window_end == times.max().to_pydatetime() + timedelta(microseconds=1)
+    snapshot = load_snapshot_frame(store, lineage.training_snapshot_id)
+    assert len(snapshot) == len(after)
+    assert snapshot["event_timestamp"].min() >= pd.Timestamp(change)
+    assert set(snapshot["event_id"]) == set(after["event_id"])
+    # the drift reference is the post-change snapshot, not the replay mixture
+    assert manifest.drift_reference_snapshot_id == lineage.training_snapshot_id
+    assert lineage.replay_rows and lineage.replay_rows > 0
+    assert lineage.replay_share == pytest.approx(
+        lineage.replay_rows / (lineage.replay_rows + (lineage.fresh_rows or 0)))
+    assert lineage.fresh_rows == len(after)  # no row of the window dropped
+    run_span, = [s for s in telemetry.finished_spans() if s.name == "training run"]
+    assert run_span.attributes["driftloop.fresh_start"] == change.isoformat()
+    assert run_span.attributes["driftloop.replay_share"] == lineage.replay_share
+
+
+def test_too_few_labels_after_the_change_are_retried_later_then_fail_the_episode(
+    store: Any, settings: Settings
+) -> None:
+    """Bugs caught: a data-starved attempt trained on what is there (or dropped); its
+    retry sent without the episode, change point, deterministic id or ``not_before``;
+    a retry started before its ``not_before``; retrying past the attempt limit."""
+    settings = _settings(settings, min_fresh_rows=500, retry_after_s=2, episode_attempts=2)
+    registry = _champion(store, settings)
+    fresh = _shifted(store, 300)
+    change = HISTORY_END
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", change)
+    _send(settings, "retrain.requests", request)
+
+    worker = TrainingWorker(settings, store=store)
+    worker.run(until=lambda: worker.stats.episodes_failed >= 1, idle_timeout_s=60)
+    assert (worker.stats.insufficient, worker.stats.retries, worker.stats.trained) == (2, 1, 0)
+    assert registry.list_versions("fraud") == [1]
+
+    requests = _read_all(settings, "retrain.requests", RetrainRequest)
+    assert [r.attempt for r in requests] == [1, 2]
+    retry = requests[1]
+    assert retry.request_id == attempt_request_id(request.request_id, 2)
+    assert (retry.episode_id, retry.change_point, retry.reason) == (
+        request.request_id, change, "covariate")
+    assert retry.not_before is not None
+    assert retry.not_before - retry.requested_at == timedelta(seconds=2)
+
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    assert [(e.status, e.attempt) for e in steps] == [
+        ("insufficient_data", 1), ("retrying", 2), ("insufficient_data", 2), ("failed", 2)]
+    assert all(e.episode_id == request.request_id and e.detector == "trainer" for e in steps)
+    labelled = int((pd.to_datetime(fresh["event_timestamp"], utc=True) >= change).sum())
+    assert f"{labelled} labelled rows after the change point" in steps[0].detail
+    assert steps[0].request_id == request.request_id
+    assert steps[1].request_id == retry.request_id
+    assert steps[2].at >= retry.not_before  # the retry waited for its time
+    assert "2 of 2 attempts" in steps[3].detail
+
+
+def test_a_rejection_gets_exactly_one_next_attempt_and_the_last_one_fails(
+    store: Any, settings: Settings
+) -> None:
+    """Bugs caught: a rejected episode left alone (or retried once per delivery of the
+    verdict, or again after a restart); retrying past the attempt limit."""
+    settings = _settings(settings, episode_attempts=2)
+    registry = _champion(store, settings)
+    _shifted(store, 600)
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END)
+    _send(settings, "retrain.requests", request)
+    first = TrainingWorker(settings, store=store)
+    first.run(until=lambda: first.stats.trained >= 1, idle_timeout_s=120)
+    assert registry.list_versions("fraud") == [1, 2]
+
+    # the shadow rejects v2; the verdict is delivered twice
+    _send(settings, "models.verdicts", _reject(request.request_id, 2),
+          _reject(request.request_id, 2))
+    second = TrainingWorker(settings, store=store)
+    second.run(until=lambda: second.stats.trained >= 1, idle_timeout_s=120)
+    assert (second.stats.retries, second.stats.trained) == (1, 1)
+    retry_id = attempt_request_id(request.request_id, 2)
+    assert registry.find_by_request_id("fraud", retry_id) == 3
+    retried = registry.manifest("fraud", 3).lineage
+    assert (retried.episode_id, retried.attempt) == (request.request_id, 2)
+
+    # a restarted worker sees the same rejection again: no second retry; the last
+    # attempt's rejection fails the episode
+    _send(settings, "models.verdicts", _reject(retry_id, 3))
+    third = TrainingWorker(settings, store=store)
+    third.run(until=lambda: third.stats.episodes_failed >= 1, idle_timeout_s=60)
+    assert (third.stats.retries, third.stats.trained) == (0, 0)
+
+    requests = _read_all(settings, "retrain.requests", RetrainRequest)
+    assert [(r.request_id, r.attempt) for r in requests] == [
+        (request.request_id, 1), (retry_id, 2)]
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    assert [(e.status, e.attempt) for e in steps] == [("retrying", 2), ("failed", 2)]
+    assert "rejected" in steps[1].detail and "stays unadapted" in steps[1].detail
+    assert registry.list_versions("fraud") == [1, 2, 3]
+
+
+def test_a_request_absorbed_into_an_open_episode_is_not_trained(
+    store: Any, settings: Settings
+) -> None:
+    """Bug caught: the other detector's alarm for the same change trains a second
+    candidate."""
+    settings = _settings(settings)
+    registry = _champion(store, settings)
+    _shifted(store, 300)
+    opener = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END)
+    racer = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END, reason="concept")
+    _send(settings, "retrain.requests", opener, racer)
+
+    telemetry = in_memory_telemetry("driftloop-train-test")
+    worker = TrainingWorker(settings, telemetry=telemetry, store=store)
+    worker.run(until=lambda: worker.stats.skipped >= 1, idle_timeout_s=120)
+    assert (worker.stats.trained, worker.stats.skipped, worker.stats.failed) == (1, 1, 0)
+    assert registry.list_versions("fraud") == [1, 2]
+    assert registry.find_by_request_id("fraud", opener.request_id) == 2
+    assert registry.find_by_request_id("fraud", racer.request_id) is None
+    skipped, = [s for s in telemetry.finished_spans()
+                if s.name == "training run" and "driftloop.skipped" in s.attributes]
+    assert skipped.attributes["driftloop.request_id"] == racer.request_id
+    assert (f"absorbed into the open episode {opener.request_id}"
+            in skipped.attributes["driftloop.skipped"])

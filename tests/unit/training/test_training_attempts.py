@@ -1,0 +1,115 @@
+"""The trainer's episode decisions: which requests train, on what window, what follows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from services.episodes.book import EpisodeBook, attempt_request_id
+from services.training.attempts import (
+    after_attempt,
+    after_rejection,
+    enough_rows,
+    episode_event,
+    fresh_window,
+    next_attempt,
+    skip_reason,
+)
+from streams.codec import decode, encode
+from streams.contracts import EpisodeEvent, PairedTest, RetrainRequest, ShadowVerdict
+
+T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
+CHANGE = T0 - timedelta(minutes=3)
+
+
+def request(rid: str, reason: str = "covariate", *, episode: str | None = None,
+            attempt: int = 1, at: datetime = T0) -> RetrainRequest:
+    return RetrainRequest(
+        event_id=f"e-{rid}", request_id=rid, model="m", reason=reason, base_version=1,
+        window_start=T0 - timedelta(minutes=5), window_end=T0, requested_at=at,
+        change_point=CHANGE, episode_id=episode, attempt=attempt, drift_report_ids=["d1"])
+
+
+def verdict(rid: str, decision: str) -> ShadowVerdict:
+    return ShadowVerdict(
+        event_id=f"v-{rid}", model="m", candidate=2, champion=1, samples=100,
+        metric="log_loss", candidate_metric=0.6, champion_metric=0.5,
+        test=PairedTest(method="t", statistic=1.0, p_value=0.5, mean_difference=-0.1,
+                        relative_improvement=-0.1),
+        decision=decision, reason="worse", decided_at=T0, request_id=rid)
+
+
+def test_the_fresh_window_runs_from_the_change_point_past_the_newest_label() -> None:
+    newest = T0 + timedelta(minutes=1)
+    window = fresh_window(CHANGE, 40, newest)
+    assert window is not None
+    assert (window.start, window.labelled) == (CHANGE, 40)
+    assert window.end > newest and window.end - newest == timedelta(microseconds=1)
+    assert fresh_window(CHANGE, 0, None) is None
+    assert not enough_rows(0, 0) and enough_rows(1, 0)
+    assert enough_rows(500, 500) and not enough_rows(499, 500)
+
+
+def test_the_next_attempt_keeps_episode_and_change_point_with_a_deterministic_id() -> None:
+    first = request("r1")
+    retry = next_attempt(first, T0, 120)
+    assert retry.request_id == attempt_request_id("r1", 2)
+    assert (retry.episode, retry.attempt, retry.change_point) == ("r1", 2, CHANGE)
+    assert retry.not_before == T0 + timedelta(seconds=120)
+    assert (retry.reason, retry.drift_report_ids, retry.window_start) == (
+        "covariate", ["d1"], first.window_start)
+    third = next_attempt(retry, T0, 0)
+    assert (third.request_id, third.episode, third.attempt) == (
+        attempt_request_id("r1", 3), "r1", 3)
+    assert decode(encode(retry), RetrainRequest) == retry  # a valid event on the wire
+    step = episode_event(first, "retrying", T0, attempt=2, request_id=retry.request_id)
+    assert (step.episode_id, step.detector, step.attempt, step.request_id) == (
+        "r1", "trainer", 2, retry.request_id)
+    assert decode(encode(step), EpisodeEvent) == step
+
+
+def test_absorbed_closed_and_superseded_requests_are_not_trained_manual_ones_are() -> None:
+    book = EpisodeBook()
+    first = request("r1")
+    book.fold(first)
+    assert skip_reason(book, first) is None
+    racer = request("c1", "concept")
+    book.fold(racer)
+    assert "absorbed into the open episode r1" in (skip_reason(book, racer) or "")
+    manual = request("m1", "manual")
+    book.fold(manual)
+    assert skip_reason(book, manual) is None
+    # the next attempt was asked for: the first one, redelivered, is superseded
+    book.fold(next_attempt(first, T0, 0))
+    assert "superseded by attempt 2" in (skip_reason(book, first) or "")
+    book.fold(EpisodeEvent(event_id="f", episode_id="r1", model="m", status="failed",
+                           detector="trainer", at=T0))
+    retry = next_attempt(first, T0, 0)
+    assert "episode r1 is already failed" in (skip_reason(book, retry) or "")
+
+
+def test_a_rejection_asks_for_one_next_attempt_until_the_limit() -> None:
+    book = EpisodeBook()
+    first = request("r1")
+    book.fold(first)
+    book.fold(verdict("r1", "reject"))
+    assert after_rejection(book, first, 3) == "retry"
+    retry = next_attempt(first, T0, 0)
+    book.fold(retry)  # asked for (by this worker or another): not again
+    assert after_rejection(book, first, 3) is None
+    book.fold(verdict(retry.request_id, "reject"))
+    assert after_rejection(book, retry, 2) == "failed"  # attempt 2 of 2
+    assert after_attempt(1, 1) == "failed" and after_attempt(2, 3) == "retry"
+    manual = request("m1", "manual")
+    book.fold(manual)
+    assert after_rejection(book, manual, 3) is None
+
+
+def test_a_stale_open_episode_does_not_absorb_the_next_change() -> None:
+    """The trainer dead-lettered r1 (no verdict will ever come): two hours later a new
+    request must open its own episode, not be absorbed into the lost one forever."""
+    book = EpisodeBook(stale_after=timedelta(hours=2))
+    book.fold(request("r1"))
+    later = request("r2", at=T0 + timedelta(hours=3))
+    book.fold(later)
+    assert skip_reason(book, later) is None
+    assert book.open_episode("m").episode_id == "r2"
