@@ -82,7 +82,8 @@ class RunOptions:
     shadow_max_pairs: int = 1_500
     lead_windows: int = 2
     max_rate: float = 2_000.0  # events/s at most
-    drain_s: float = 90.0
+    drain_s: float = 90.0  # after the last event: at most this long for answers ...
+    quiet_s: float = 15.0  # ... and no longer than this without a new output event
     timeout_s: float = 600.0
 
     def model_options(self, scenario: Scenario) -> dict[str, Any]:
@@ -259,13 +260,15 @@ def _loop(settings: Settings, scenario: Scenario, options: RunOptions, layout: A
         options.lead_windows * scenario.window, stop), options.max_rate, scenario.window)
     started = time.monotonic()
     producer.start()
-    ended, quiet_since = "settled", None
+    ended, quiet_since, last_output = "settled", None, time.monotonic()
     try:
         while True:
-            for event in reader.drain():
+            events = reader.drain()
+            for event in events:
                 tally.fold(event)
             reported["events"] = tally.reported_events
             now = time.monotonic()
+            last_output = now if events else last_output
             if failures or not all(t.is_alive() for t in threads):
                 ended = "service stopped: " + "; ".join(failures or ["(no error)"])
                 break
@@ -282,8 +285,12 @@ def _loop(settings: Settings, scenario: Scenario, options: RunOptions, layout: A
                         break
                 else:
                     quiet_since = None
-                if now - producer.finished_at > options.drain_s:
-                    ended = f"drain timeout ({len(tally.pending())} requests unanswered)"
+                # Without traffic a candidate in shadow is never decided: once the output
+                # topics are quiet, what is unanswered stays unanswered.
+                idle = reported["events"] >= scenario.events and now - last_output > (
+                    options.quiet_s)
+                if idle or now - producer.finished_at > options.drain_s:
+                    ended = f"{len(tally.pending())} requests unanswered at the end"
                     break
             time.sleep(0.2)
     finally:
@@ -352,7 +359,8 @@ def _quiet_logs(workdir: Path) -> None:
     root.handlers = [handler]
     root.setLevel(logging.INFO)
     root._driftloop_configured = True  # type: ignore[attr-defined]
-    warnings.filterwarnings("ignore")
+    logging.captureWarnings(True)  # library warnings go to the file too
+    warnings.simplefilter("ignore", ResourceWarning)
 
 
 def run_scenario(scenario: Scenario, options: RunOptions, workdir: Path) -> dict[str, Any]:

@@ -47,7 +47,13 @@ def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
             "after_min": _minutes(lower, scenario.live_start),
             "by_min": _minutes(upper, scenario.live_start),
             "change_to_promotion_min": _minutes(upper, scenario.change_time),
+            # wall clock, from the events' own stamps: what the acceleration does not scale
+            "request_to_promotion_s": round(
+                (p.promoted_at - request.requested_at).total_seconds(), 1)
+            if request is not None else None,
             "request_change_start_min": _minutes(change_start, scenario.live_start),
+            "request_at_min": _minutes(request.window_end, scenario.live_start)
+            if request is not None else None,
             "after_settled": bool(
                 scenario.settled_time is not None and (
                     (change_start is not None and change_start >= scenario.settled_time)
