@@ -1,0 +1,240 @@
+"""The closed-loop benchmark's pure parts: its scenarios put the change where they say,
+its tally counts what the topics hold (once), and its targets fail what they should."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from benchmarks.closed_loop.scenarios import (
+    DAY_S,
+    Scenario,
+    draw,
+    heldout_frame,
+    history_frame,
+    live_frame,
+)
+from benchmarks.closed_loop.tally import Tally
+from benchmarks.closed_loop.targets import judge, measure
+from streams.contracts import (
+    DriftReport,
+    EpisodeEvent,
+    ModelCandidate,
+    ModelPromotion,
+    PairedTest,
+    RetrainRequest,
+    ShadowVerdict,
+    WindowBounds,
+)
+
+START = datetime(2026, 11, 20, tzinfo=UTC)
+MODEL = "cl_binary"
+
+
+def scenario(name: str, **kw: object) -> Scenario:
+    return Scenario.make(name, "binary", events=4000, window=200, start=START, **kw)
+
+
+# -- scenarios --------------------------------------------------------------------------
+
+def test_covariate_moves_the_named_inputs_at_the_change_window_and_no_earlier() -> None:
+    s = scenario("covariate", change_window=10)
+    live = live_frame(s)
+    change = s.change_window * s.window
+    assert live["event_timestamp"].iloc[change] == s.change_time
+    before, after = live.iloc[:change], live.iloc[change:]
+    assert abs(before["x0"].mean()) < 0.1 and abs(after["x0"].mean() - 1.5) < 0.1
+    assert abs(after["x4"].mean()) < 0.1  # an input that is not moved
+    # one window before the change is still the old data (a move one window early fails)
+    assert abs(before["x1"].iloc[-s.window:].mean()) < 0.2
+
+
+def test_concept_changes_labels_of_the_same_inputs_and_nothing_else() -> None:
+    s = Scenario.make("concept", "regression", events=4000, window=200, start=START)
+    pre = np.array([0.0, 10.0])
+    post = pre + s.change_time.timestamp() - s.live_start.timestamp() + 60.0
+    x_pre, y_pre = draw(s, pre, np.random.default_rng(5))
+    x_post, y_post = draw(s, post, np.random.default_rng(5))
+    np.testing.assert_array_equal(x_pre, x_post)
+    assert not np.allclose(y_pre, y_post)
+    calm = Scenario.make("no_drift", "regression", events=4000, window=200, start=START)
+    np.testing.assert_array_equal(draw(calm, pre, np.random.default_rng(5))[1],
+                                  draw(calm, post, np.random.default_rng(5))[1])
+
+
+def test_gradual_ramps_over_its_windows_and_heldout_is_the_final_state() -> None:
+    s = scenario("gradual", change_window=5, ramp_windows=8)
+    live = live_frame(s)
+    start = s.change_window * s.window
+    middle = live.iloc[start + 3 * s.window: start + 5 * s.window]  # 3/8 .. 5/8 of the ramp
+    assert abs(middle["x0"].mean() - 0.75) < 0.15
+    assert s.settled_time == s.live_start + timedelta(seconds=(start + 8 * s.window)
+                                                      * s.spacing_s)
+    assert abs(heldout_frame(s)["x0"].mean() - 1.5) < 0.1
+
+
+def test_recurring_history_holds_whole_days_of_the_cycle() -> None:
+    s = scenario("recurring")
+    assert s.window_minutes == 120.0
+    history = history_frame(s)
+    span = (history["event_timestamp"].max() - history["event_timestamp"].min()).total_seconds()
+    assert span >= 4 * DAY_S
+    seconds = history["event_timestamp"].astype("int64") / 1e9
+    phase = np.sin(2 * np.pi * (seconds % DAY_S) / DAY_S)
+    assert np.corrcoef(phase, history["x3"])[0, 1] > 0.3
+    assert abs(np.corrcoef(phase, history["x0"])[0, 1]) < 0.1
+    assert s.change_time is None
+
+
+def test_event_ids_are_unique_across_history_live_and_heldout() -> None:
+    s = scenario("covariate")
+    ids = [*history_frame(s)["event_id"], *live_frame(s)["event_id"],
+           *heldout_frame(s)["event_id"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_unknown_names_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: no_drift"):
+        Scenario.make("sudden", "binary")
+
+
+# -- tally ------------------------------------------------------------------------------
+
+def report(i: int, version: int, drifted: bool, s: Scenario) -> DriftReport:
+    start = s.live_start + timedelta(minutes=5 * i)
+    return DriftReport(
+        event_id=f"d{i}", model=MODEL, reference_snapshot_id="snap",
+        window=WindowBounds(start_time=start, end_time=start + timedelta(minutes=5),
+                            n_events=200),
+        champion_version=version, features=[], drifted_share=1.0 if drifted else 0.0,
+        drifted=drifted, created_at=start)
+
+
+def request(rid: str, change: datetime, *, at: datetime = START, attempt: int = 1,
+            episode: str | None = None) -> RetrainRequest:
+    return RetrainRequest(
+        event_id=f"r-{rid}", request_id=rid, model=MODEL, reason="covariate", base_version=1,
+        window_start=change, window_end=change + timedelta(minutes=10), requested_at=at,
+        change_point=change, attempt=attempt, episode_id=episode)
+
+
+def verdict(version: int, rid: str | None, decision: str = "promote") -> ShadowVerdict:
+    return ShadowVerdict(
+        event_id=f"v{version}", model=MODEL, candidate=version, champion=version - 1,
+        samples=300, metric="log_loss", candidate_metric=0.4, champion_metric=0.5,
+        test=PairedTest(method="t", statistic=3.0, p_value=0.001, mean_difference=0.1,
+                        relative_improvement=0.2),
+        decision=decision, reason="r", decided_at=START, request_id=rid)
+
+
+def candidate(version: int, rid: str) -> ModelCandidate:
+    return ModelCandidate(event_id=f"c{version}", model=MODEL, version=version,
+                          parent_version=version - 1, request_id=rid, registry_uri="file:///r",
+                          sha256="0" * 64)
+
+
+def promotion(version: int, at: datetime) -> ModelPromotion:
+    return ModelPromotion(event_id=f"p{version}", model=MODEL, new_champion=version,
+                          previous_champion=version - 1, cause="shadow", promoted_at=at)
+
+
+def covariate_run(s: Scenario, drifted_after: bool) -> Tally:
+    """10 windows against v1 (2 drifted after the change), a request, v2 promoted, then
+    5 windows against v2 (drifted or not); every event read twice (redelivery)."""
+    events: list[object] = []
+    for i in range(10):
+        events.append(report(i, 1, i >= 8, s))
+    rid = "req-1"
+    events += [request(rid, s.change_time, at=START), candidate(2, rid), verdict(2, rid),
+               promotion(2, START + timedelta(seconds=42))]
+    events += [report(10 + i, 2, drifted_after, s) for i in range(5)]
+    events.append(EpisodeEvent(event_id="j1", episode_id=rid, model=MODEL, status="joined",
+                               detector="online", at=START))
+    events.append(ModelPromotion(event_id="p-other", model="cl_other", new_champion=9,
+                                 previous_champion=8, cause="shadow", promoted_at=START))
+    tally = Tally(MODEL)
+    for event in [*events, *events]:
+        tally.fold(event)
+    return tally
+
+
+def test_tally_counts_each_event_once_and_only_the_models_own() -> None:
+    s = scenario("covariate", change_window=8)
+    m = measure(s, covariate_run(s, drifted_after=False))
+    assert m["windows"] == 15
+    assert m["windows_by_champion"] == {"1": {"windows": 10, "drifted": 2},
+                                        "2": {"windows": 5, "drifted": 0}}
+    assert m["requests_by_reason"] == {"covariate": 1}
+    assert m["episodes"] == 1 and m["joined"] == 1
+    [p] = m["promotions"]
+    assert p["version"] == 2
+    # placed between the last window against v1 (ends at 50 min) and the first against v2
+    assert (p["after_min"], p["by_min"]) == (50.0, 55.0)
+    assert p["change_to_promotion_min"] == 55.0 - 40.0
+    assert p["request_to_promotion_s"] == 42.0
+    assert judge("covariate", m) == (True, "1 promotion; 0 of 5 windows against v2 drifted")
+
+
+def test_covariate_fails_when_the_promoted_champion_still_sees_drift() -> None:
+    s = scenario("covariate", change_window=8)
+    passed, why = judge("covariate", measure(s, covariate_run(s, drifted_after=True)))
+    assert not passed and why == "5 of 5 windows against v2 drifted"
+
+
+def test_pending_requests_are_those_without_an_answer() -> None:
+    s = scenario("covariate")
+    tally = Tally(MODEL)
+    tally.fold(request("a", s.change_time))
+    tally.fold(request("b", s.change_time))  # raced "a" (attempt 1, episode open): absorbed
+    tally.fold(request("c", s.change_time, attempt=2, episode="other-episode"))
+    assert tally.pending() == ["a", "c"]
+    tally.fold(candidate(2, "a"))
+    tally.fold(verdict(2, None, "reject"))  # a verdict of old: answers through the candidate
+    tally.fold(EpisodeEvent(event_id="i", episode_id="other-episode", model=MODEL,
+                            status="insufficient_data", detector="trainer", at=START,
+                            request_id="c"))
+    assert tally.pending() == []
+
+
+# -- targets ----------------------------------------------------------------------------
+
+def quiet(windows: int, requests: int = 0) -> dict[str, object]:
+    return {"windows": windows, "requests": requests, "requests_by_reason": {},
+            "promotions": []}
+
+
+def test_quiet_scenarios_need_forty_windows_and_no_request() -> None:
+    assert judge("no_drift", quiet(40))[0]
+    assert not judge("no_drift", quiet(39))[0]
+    assert not judge("recurring", quiet(48, requests=1))[0]
+
+
+def test_concept_is_judged_against_the_oracle() -> None:
+    m = {**quiet(48), "promotions": [{"version": 2}]}
+    assert judge("concept", {**m, "losses": {"final": 0.52, "oracle": 0.5}})[0]
+    assert not judge("concept", {**m, "losses": {"final": 0.53, "oracle": 0.5}})[0]
+    assert not judge("concept", {**quiet(48), "losses": {"final": 0.5, "oracle": 0.5}})[0]
+
+
+def test_gradual_fails_a_promotion_after_the_ramp_or_a_third_one() -> None:
+    during = {"version": 2, "after_settled": False}
+    after = {"version": 3, "after_settled": True}
+    assert judge("gradual", {**quiet(48), "promotions": [during]})[0]
+    assert not judge("gradual", {**quiet(48), "promotions": [during, after]})[0]
+    assert not judge("gradual", {**quiet(48), "promotions": [during] * 3})[0]
+
+
+def test_gradual_promotion_is_after_the_ramp_when_its_request_starts_after_it() -> None:
+    s = scenario("gradual", change_window=2, ramp_windows=4)
+    tally = Tally(MODEL)
+    late = s.settled_time + timedelta(minutes=5)
+    for i in range(12):
+        tally.fold(report(i, 1 if i < 10 else 2, False, s))
+    for event in (request("late", late), candidate(2, "late"), verdict(2, "late"),
+                  promotion(2, START)):
+        tally.fold(event)
+    [p] = measure(s, tally)["promotions"]
+    assert p["after_settled"]
+    assert judge("gradual", measure(s, tally)) == (False, "1 promotions after the ramp (v2)")
