@@ -87,14 +87,21 @@ def _control(settings: Settings) -> tuple[list[RetrainRequest], list[EpisodeEven
             [e for e in events if isinstance(e, EpisodeEvent)])
 
 
-def _run(settings: Settings) -> None:
+def _run(settings: Settings) -> dict[str, float]:
+    """Learn the stream; returns the ``driftloop.retrain.episodes`` counts by status."""
+    telemetry = in_memory_telemetry("online-test")
     service = build(settings, snapshot_every=10_000, snapshot_interval_s=3600,
-                    telemetry=in_memory_telemetry("online-test"))
+                    telemetry=telemetry)
     learner = service.state.learners["agrawal"]
     service.run(until=lambda: learner.learned >= N, idle_timeout_s=60)
     assert learner.learned == N
     detected = [int(s.event_id[2:]) for _, s in service.detections if s.event_id]
     assert any(DRIFT_AT <= d <= DRIFT_AT + 400 for d in detected), detected
+    counts: dict[str, float] = {}
+    for attributes, point in telemetry.metric_points("driftloop.retrain.episodes"):
+        status = attributes["driftloop.episode.status"]
+        counts[status] = counts.get(status, 0) + point.value
+    return counts
 
 
 def test_a_detection_joins_the_open_episode_and_sends_no_request(settings: Settings) -> None:
@@ -103,11 +110,12 @@ def test_a_detection_joins_the_open_episode_and_sends_no_request(settings: Setti
     with EventProducer(settings, "test") as producer:
         producer.send(settings.topic("retrain.requests"), opened, "agrawal", span=False)
     _publish(settings)
-    _run(settings)
+    counts = _run(settings)
 
     requests, episodes = _control(settings)
     assert [r.request_id for r in requests] == [opened.request_id]  # no concept request
     joined = [e for e in episodes if e.status == "joined"]
+    assert counts == {"joined": len(joined)}
     assert joined and all(e.episode_id == opened.request_id for e in joined)
     assert {e.status for e in episodes} == {"joined"}
     first = joined[0]
@@ -119,10 +127,10 @@ def test_a_detection_joins_the_open_episode_and_sends_no_request(settings: Setti
 def test_without_an_episode_one_request_opens_one_at_the_change(settings: Settings) -> None:
     settings = settings.with_models({"agrawal": {"online": {"spec": SPEC}}})
     _publish(settings)
-    _run(settings)
+    counts = _run(settings)
 
     requests, episodes = _control(settings)
-    assert len(requests) == 1
+    assert len(requests) == 1 and counts == {"opened": 1}
     request = requests[0]
     assert request.reason == "concept" and request.attempt == 1
     assert request.episode_id == request.request_id
