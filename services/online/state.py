@@ -2,8 +2,8 @@
 
 What is saved: the whole :class:`~services.online.learner.OnlineLearner` (river pipeline,
 drift detector, rolling metrics, counts), or an :class:`OnlineState` (the service's
-learners with its pending feature/label join and retrain-trigger states), and, beside
-it, the offsets it covers: for each
+learners with its pending feature/label join, retrain-trigger states and recent event
+times per model), and, beside it, the offsets it covers: for each
 ``(topic, partition)`` the *next* offset to consume, i.e. every record before it has been
 learned. On restart the service restores the learner and seeks to those offsets, so
 learning resumes exactly where the snapshot was taken (records after it are re-learned
