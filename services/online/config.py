@@ -59,6 +59,9 @@ class LearnerSettings(BaseModel):
     drift_detector: str = DEFAULT_DETECTOR
     drift_params: dict[str, Any] = Field(default_factory=dict)
     signal: Literal["worsening", "any"] = "worsening"
+    # The detector's latest inputs kept to estimate where a detected change began
+    # (services.online.cutpoint); 0 keeps none (the detector's own window, if any).
+    cut_window: int = Field(default=8192, ge=0)
     warmup: int = Field(default=200, ge=0)
     rolling_window: int = Field(default=1000, ge=10)
     # Largest mini-batch ``learn_many`` hands to the estimator at once: a linear model

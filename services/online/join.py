@@ -6,7 +6,8 @@ labels are :class:`services.labeljoin.BoundedJoin`'s (shared with the shadow
 evaluator's pairing); here features wait up to ``max_entries`` events and ``ttl``
 seconds, and early labels are held as many as features, because replaying a backlog
 may read the labels topic far ahead of the features topic (a label entry is about 300
-bytes). The whole object goes into the online service's snapshot.
+bytes). The features' event time is held with them (where a change began is mapped to
+it). The whole object goes into the online service's snapshot.
 """
 
 from __future__ import annotations
@@ -30,17 +31,29 @@ class Joined:
     features: dict[str, Any]
     label: float
     label_time: datetime
+    feature_time: datetime | None = None  # None: held before feature times were kept
+
+    @property
+    def event_time(self) -> datetime:
+        """When the event happened: its features' time, else (later) its label's."""
+        return self.feature_time or self.label_time
 
 
 @dataclass
-class LabelJoin(BoundedJoin[tuple[str, dict[str, Any]], tuple[float, datetime]]):
-    """Features waiting for labels and labels waiting for features, both bounded."""
+class LabelJoin(BoundedJoin[tuple[Any, ...], tuple[float, datetime]]):
+    """Features waiting for labels and labels waiting for features, both bounded.
+
+    Held features are ``(model, features, event_time)`` (``(model, features)`` in
+    snapshots written before feature times were kept).
+    """
 
     def add_features(
-        self, event_id: str, model: str, features: dict[str, Any], now: float
+        self, event_id: str, model: str, features: dict[str, Any], now: float,
+        event_time: datetime | None = None,
     ) -> Joined | None:
         """Hold one event's features; returns the joined event if its label came first."""
-        return self._as_joined(event_id, self.put_event(event_id, (model, features), now))
+        held = (model, features, event_time)
+        return self._as_joined(event_id, self.put_event(event_id, held, now))
 
     def add_label(
         self, event_id: str, model: str, label: float, label_time: datetime, now: float
@@ -50,12 +63,14 @@ class LabelJoin(BoundedJoin[tuple[str, dict[str, Any]], tuple[float, datetime]])
 
     @staticmethod
     def _as_joined(
-        event_id: str, pair: tuple[tuple[str, dict[str, Any]], tuple[float, datetime]] | None
+        event_id: str, pair: tuple[tuple[Any, ...], tuple[float, datetime]] | None
     ) -> Joined | None:
         if pair is None:
             return None
-        (model, features), (label, label_time) = pair
-        return Joined(event_id, model, features, label, label_time)
+        held, (label, label_time) = pair
+        model, features = held[0], held[1]
+        feature_time = held[2] if len(held) > 2 else None
+        return Joined(event_id, model, features, label, label_time, feature_time)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a snapshot's join, also one written before the join was shared: then

@@ -6,6 +6,9 @@ model that keeps learning, so this learner runs progressive validation (predict,
 learn, per labelled event) and feeds its error to a drift detector (ADWIN by default).
 A detection where the error *rose* becomes a :class:`DriftSignal`; the service turns it
 into a retrain request through the shared ``RetrainTrigger`` (no policy lives here).
+Each signal carries where the change is estimated to have begun, in learned events back
+(the detector's inputs since its previous detection, up to ``cut_window`` of them, are
+kept for that; see :mod:`services.online.cutpoint`).
 
 Every model's task (:class:`~services.model.task.Task`) decides what is learned, what
 a prediction is, what the detector reads and which rolling metrics are kept:
@@ -59,6 +62,7 @@ from __future__ import annotations
 import copy
 import math
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +73,7 @@ from river import base, compose, metrics, preprocessing, stats, utils
 from services.featurespec import ModelSpec
 from services.model.task import LabelError, Task
 from services.online.config import LearnerSettings, build_detector, build_estimator
+from services.online.cutpoint import estimate_post_change
 from services.online.river_names import (
     RiverNameError,
     build_river_object,
@@ -280,13 +285,25 @@ def _rolling_metrics(task: Task, window: int) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class DriftSignal:
-    """A concept-drift detection on the learner's error stream."""
+    """A concept-drift detection on the learner's error stream.
+
+    The change is estimated to have begun ``post_change`` learned events back, the
+    detection's included: at learned event ``change_learned`` (see
+    :mod:`services.online.cutpoint`; ``cut`` says how it was found).
+    """
 
     learned: int  # events learned when it fired
     event_id: str | None
     detector: str
     error_before: float  # detector's estimate of its input just before the detection
     error_after: float  # ... and right after (the recent window)
+    post_change: int = 1  # learned events since the estimated change, detection included
+    cut: str = "detection"  # split | window | detection
+
+    @property
+    def change_learned(self) -> int:
+        """The learned count of the first event after the estimated change (1-based)."""
+        return max(self.learned - self.post_change + 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +355,8 @@ class OnlineLearner:
         self.errors = 0.0  # classification: wrong predictions so far
         self.detections = 0
         self.pending_signals: list[DriftSignal] = []
+        # The detector's inputs since its last detection (bounded): where a change began.
+        self.recent_errors: deque[float] = deque(maxlen=self.config.cut_window)
         self._numeric = tuple(f.name for f in spec.numeric)
         self._categorical = tuple(f.name for f in spec.categorical)
         self._columns = self._numeric + self._categorical
@@ -367,6 +386,9 @@ class OnlineLearner:
             # A snapshot from an older configuration: its config lacks the new fields.
             state["config"] = LearnerConfig.model_validate(
                 {k: v for k, v in config.__dict__.items() if k in LearnerConfig.model_fields})
+        if "recent_errors" not in state:  # a snapshot from before change-point estimates
+            config = state.get("config")
+            state["recent_errors"] = deque(maxlen=getattr(config, "cut_window", 8192))
         self.__dict__.update(state)
         if self.healthy:
             self._remember()
@@ -587,16 +609,21 @@ class OnlineLearner:
     def _detect(self, error: float, event_id: str | None) -> DriftSignal | None:
         before = getattr(self.detector, "estimation", math.nan)
         self.detector.update(error)
+        if self.recent_errors.maxlen:
+            self.recent_errors.append(error)
         if not self.detector.drift_detected:
             return None
         self.detections += 1
         after = getattr(self.detector, "estimation", math.nan)
+        post_change, cut = estimate_post_change(self.recent_errors, self.detector)
+        self.recent_errors.clear()  # river restarts the detector on its next update
         worse = not (after <= before)  # NaN (no estimate) counts as worsening
         if self.learned <= self.config.warmup or not (self.config.signal == "any" or worse):
             return None
         signal = DriftSignal(learned=self.learned, event_id=event_id,
                              detector=self.config.drift_detector,
-                             error_before=before, error_after=after)
+                             error_before=before, error_after=after,
+                             post_change=post_change, cut=cut)
         self.pending_signals.append(signal)
         return signal
 

@@ -4,16 +4,18 @@ One consumer reads ``features`` and ``labels`` (joined by ``event_id`` in a boun
 :class:`~services.online.join.LabelJoin`), plus ``models.candidates`` and
 ``models.verdicts`` (to know when a request it made has been answered). Joined events
 are learned in mini-batches per model by :class:`~services.online.learner.OnlineLearner`;
-each drift signal on its error stream goes through the shared
-:class:`~services.drift.trigger.RetrainTrigger` (one alarm is enough by default, with the
-trigger's cooldown and in-flight rules) and may produce a ``RetrainRequest`` with
-reason ``concept``. Events of models it does not learn are ignored; a label of a learned
-model that does not fit its task (:meth:`~services.model.task.Task.label_problem`: not 0 or
-1 for binary, not a declared class for multiclass) is dead-lettered as ``invalid_value``
+each drift signal on its error stream either joins the model's open episode or goes
+through the shared :class:`~services.drift.trigger.RetrainTrigger` (one alarm is enough
+by default, with the trigger's cooldown and in-flight rules) and may produce a
+``RetrainRequest`` with reason ``concept``. Events of models it does not learn are
+ignored; a label of a learned model that does not fit its task
+(:meth:`~services.model.task.Task.label_problem`: not 0 or 1 for binary, not a declared
+class for multiclass) is dead-lettered as ``invalid_value``
 with a detail naming the field and the value (``label: a binary label is 0 or 1, got
 0.5``), and the loop goes on.
 
-Durability: the learners, the pending join and the trigger states form one
+Durability: the learners, the pending join, the trigger states and the recent event
+times form one
 :class:`~services.online.state.OnlineState`, snapshotted (atomic, verified, see
 :mod:`services.online.state`) every ``snapshot_every`` learned events or
 ``snapshot_interval_s`` seconds, together with the next offset of every partition
@@ -26,6 +28,25 @@ Messages at offsets the restored state already covers (a crash between a snapsho
 its commit, a rebalance) are skipped and counted as ``redelivered``, so each labelled
 event is learned into the state exactly once; what a killed process learned after its
 last snapshot is lost with it and learned again (the at-least-once window).
+
+Episodes (one retrain per change): a :class:`~services.episodes.reader.ControlReader`
+reads ``retrain.requests``, ``retrain.episodes`` and ``models.verdicts`` in full (no
+group: this service is one member of its own group, and every request of every model
+matters), drained at the start of each batch into an
+:class:`~services.episodes.book.EpisodeBook`. A drift signal while the book has an open
+episode for the model (opened by either detector, not stale) sends no request: it
+produces an ``EpisodeEvent`` ``joined`` (detector ``online``, the detection as
+evidence) on ``retrain.episodes``, and the trigger is left untouched (a rejected
+candidate does not end the episode, so a later alarm joins it too). Otherwise a fired
+trigger sends attempt 1 of a new episode (``episode_id`` = its ``request_id``) and an
+``opened`` event. Both steps count in ``driftloop.retrain.episodes``.
+
+Where the change began: the signal says how many learned events back
+(:mod:`services.online.cutpoint`); the model's
+:class:`~services.online.timeline.EventTimeline` (in the snapshot) maps that count to
+the event time of that event (its features' time, else its label's: later). The
+request's ``change_point`` and ``window_start`` are that time, ``window_end`` the
+detecting label's event time.
 
 Retrain request ids are ``concept-<model>-<learner uid>-<events learned>``: replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
@@ -65,6 +86,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig
+from services.episodes.reader import ControlReader
 from services.featurespec import FeatureSpec, ModelSpec
 from services.model.task import Task
 from services.model_settings import InlineSpec
@@ -77,6 +99,7 @@ from services.online.telemetry import OnlineMetrics
 from services.runtime import StreamService
 from streams.consumer import CommitPlan, Inbound, PartitionKey
 from streams.contracts import (
+    EpisodeEvent,
     FeatureEvent,
     LabelEvent,
     ModelCandidate,
@@ -88,7 +111,8 @@ from streams.contracts import (
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-MIN_REQUEST_WINDOW = timedelta(minutes=10)
+CONTROL_TOPICS = ("retrain.requests", "retrain.episodes", "models.verdicts")
+"""What the episode book of this service folds (see :class:`ControlReader`)."""
 
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
 SpecProvider = Callable[[str], ModelSpec]
@@ -154,9 +178,11 @@ class OnlineService(StreamService):
         join: LabelJoin | None = None,
         registry: Any = None,
         on_learned: LearnedHook | None = None,
+        control: ControlReader | None = None,
         **kwargs: Any,
     ) -> None:
         self.specs = dict(specs)
+        self.control = control or ControlReader(settings, topics=CONTROL_TOPICS, name="online")
         self.on_learned = on_learned
         # River models are not thread-safe: the consumer thread learns while HTTP threads
         # predict, so both hold this lock (learning per mini-batch piece, to stay short).
@@ -180,13 +206,13 @@ class OnlineService(StreamService):
         }
         self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
         self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
+        self.episode_events: deque[EpisodeEvent] = deque(maxlen=1000)  # sent, the latest
         self.redelivered = 0
         self.restored_learned = self.state.learned
         self._since_snapshot = 0
         self._dirty = False
         self._in_batch = False
         self._last_snapshot = time.monotonic()
-        self._window_start: dict[str, datetime] = {}
         super().__init__(
             settings,
             group_id="driftloop-online",
@@ -248,6 +274,7 @@ class OnlineService(StreamService):
     def handle_batch(self, batch: list[Inbound[Any]]) -> CommitPlan | None:
         """Join, learn per model, turn drift signals into requests; commit at snapshots."""
         self._in_batch = True  # stays set if this batch fails half done
+        self._drain_control()
         now = time.monotonic()
         ready: dict[str, list[tuple[Joined, Inbound[Any]]]] = {}
         for inbound in batch:
@@ -263,7 +290,8 @@ class OnlineService(StreamService):
             if isinstance(event, FeatureEvent):
                 if event.model in self.specs:
                     joined = self.state.join.add_features(
-                        event.event_id, event.model, dict(event.features), now
+                        event.event_id, event.model, dict(event.features), now,
+                        event.event_time,
                     )
             elif isinstance(event, LabelEvent):
                 if event.model in self.specs:
@@ -298,6 +326,13 @@ class OnlineService(StreamService):
         plan = self.snapshot() if due else {}
         self._in_batch = False
         return plan
+
+    def _drain_control(self) -> None:
+        """Fold what arrived on the control topics into the episode book."""
+        try:
+            self.control.drain()
+        except Exception as exc:  # the book stays as it was; the next batch tries again
+            log.error("online: control topics unreadable: %s", exc)
 
     def _answered(self, model: str, version: int, request_id: str | None = None) -> None:
         """A verdict (or promotion) for ``version`` arrived: its request is no longer in flight.
@@ -344,7 +379,6 @@ class OnlineService(StreamService):
             items = fits
             if not items:
                 return
-        self._window_start.setdefault(model, items[0][0].label_time)
         rows = [j.features for j, _ in items]
         labels = [j.label for j, _ in items]
         ids = [j.event_id for j, _ in items]
@@ -366,7 +400,10 @@ class OnlineService(StreamService):
             log.warning("online: %s refused %d non-finite input(s)/update(s) (restored: %d "
                         "so far)", model, refused, learner.refused_updates)
         learner.drain_signals()  # taken from the outcomes below, in order
-        for (joined, inbound), outcome in zip(items, outcomes, strict=True):
+        timeline = self.state.timeline(model)
+        first = learner.learned - len(outcomes) + 1
+        for n, ((joined, inbound), outcome) in enumerate(zip(items, outcomes, strict=True)):
+            timeline.record(first + n, joined.event_time)
             if outcome.drift is not None:
                 self.detections.append((model, outcome.drift))
                 self.online_metrics.detection(model)
@@ -380,30 +417,73 @@ class OnlineService(StreamService):
     ) -> None:
         at = joined.label_time
         request_id = f"concept-{model}-{learner.uid[:12]}-{signal.learned}"
+        change_point = self.change_point(model, signal, joined)
+        episode = self.control.book.open_episode(model, now=datetime.now(UTC))
+        if episode is not None:
+            self._join(model, episode.episode_id, request_id, signal, change_point, inbound)
+            return
         decision = self.triggers[model].observe(True, at, window_id=request_id)
-        log.info("online: %s concept drift at %d learned: %s", model, signal.learned,
-                 decision.reason)
+        log.info("online: %s concept drift at %d learned (change from %s): %s", model,
+                 signal.learned, change_point.isoformat(), decision.reason)
         if not decision.fire:
             return
-        # The window to retrain on: what was learned since the last request, and never
-        # less than ``MIN_REQUEST_WINDOW`` of event time (labels trail their features).
-        start = min(self._window_start.get(model, at), at - MIN_REQUEST_WINDOW)
+        requested_at = datetime.now(UTC)
         request = RetrainRequest(
             event_id=new_event_id(),
             request_id=request_id,
             model=model,
             reason="concept",
             base_version=self.champion_version(model),
-            window_start=start,
+            window_start=change_point,
             window_end=at,
             drift_report_ids=[],
-            requested_at=datetime.now(UTC),
+            requested_at=requested_at,
+            change_point=change_point,
+            episode_id=request_id,
+            attempt=1,
         )
+        context = inbound.trace_context()
         self.producer.send(self.settings.topic("retrain.requests"), request, model,
-                           context=inbound.trace_context())
+                           context=context)
         self.metrics.record_retrain_request(model, "concept")
         self.requests_sent.append(request)
-        self._window_start[model] = at
+        self._send_episode(EpisodeEvent(
+            event_id=f"{request_id}-opened", episode_id=request_id, model=model,
+            status="opened", request_id=request_id, detector="online", reason="concept",
+            change_point=change_point, evidence=[self._evidence(signal, change_point)],
+            at=requested_at), inbound)
+
+    def change_point(self, model: str, signal: DriftSignal, joined: Joined) -> datetime:
+        """The event time where ``signal``'s change began: the time of its first
+        post-change event (rounded later, see :class:`EventTimeline`), never after the
+        detecting label's time; the detecting event's own time when nothing older is
+        kept."""
+        found = self.state.timeline(model).time_of(signal.change_learned)
+        return min(found or joined.event_time, joined.label_time)
+
+    def _join(self, model: str, episode_id: str, request_id: str, signal: DriftSignal,
+              change_point: datetime, inbound: Inbound[Any]) -> None:
+        """The model's episode is open: the detection joins it as evidence, no request."""
+        log.info("online: %s concept drift at %d learned joins open episode %s", model,
+                 signal.learned, episode_id)
+        self._send_episode(EpisodeEvent(
+            event_id=f"{request_id}-joined", episode_id=episode_id, model=model,
+            status="joined", detector="online", reason="concept", change_point=change_point,
+            evidence=[self._evidence(signal, change_point)], at=datetime.now(UTC)), inbound)
+
+    def _send_episode(self, event: EpisodeEvent, inbound: Inbound[Any]) -> None:
+        self.producer.send(self.settings.topic("retrain.episodes"), event, event.model,
+                           context=inbound.trace_context())
+        self.metrics.record_episode(event.model, event.status)
+        self.episode_events.append(event)
+
+    @staticmethod
+    def _evidence(signal: DriftSignal, change_point: datetime) -> str:
+        """One line describing a detection (an episode event's evidence)."""
+        return (f"online {signal.detector}: drift at {signal.learned} learned events, "
+                f"error {signal.error_before:.3f} -> {signal.error_after:.3f}, change began "
+                f"{signal.post_change} event(s) back ({signal.cut}) at "
+                f"{change_point.isoformat()}")
 
     def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
         """Snapshot before the partitions go, so their offsets can be committed."""
@@ -494,6 +574,7 @@ class OnlineService(StreamService):
             return super().run(**kwargs)
         finally:
             self.online_metrics.close()
+            self.control.close()
 
 
 def feast_spec_provider(settings: Settings) -> SpecProvider:

@@ -2,8 +2,8 @@
 
 What is saved: the whole :class:`~services.online.learner.OnlineLearner` (river pipeline,
 drift detector, rolling metrics, counts), or an :class:`OnlineState` (the service's
-learners with its pending feature/label join and retrain-trigger states), and, beside
-it, the offsets it covers: for each
+learners with its pending feature/label join, retrain-trigger states and recent event
+times per model), and, beside it, the offsets it covers: for each
 ``(topic, partition)`` the *next* offset to consume, i.e. every record before it has been
 learned. On restart the service restores the learner and seeks to those offsets, so
 learning resumes exactly where the snapshot was taken (records after it are re-learned
@@ -58,6 +58,7 @@ import river
 from services.files import fsync_dir, write_atomic
 from services.online.join import LabelJoin
 from services.online.learner import OnlineLearner
+from services.online.timeline import EventTimeline
 from streams.settings import Settings
 
 FORMAT = "driftloop.online-snapshot/1"
@@ -78,12 +79,30 @@ def snapshot_dir(settings: Settings) -> Path:
 
 @dataclass
 class OnlineState:
-    """What the online service restores: learners per model, pending joins, trigger states."""
+    """What the online service restores: learners per model, pending joins, trigger
+    states, and the recent event times per model (where a change began, as a time)."""
 
     learners: dict[str, OnlineLearner]
     join: LabelJoin = field(default_factory=LabelJoin)
     triggers: dict[str, str] = field(default_factory=dict)  # RetrainTrigger.state_json()
     requests: dict[str, dict[int, str]] = field(default_factory=dict)  # version -> request
+    timelines: dict[str, EventTimeline] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Restore a snapshot, also one written before a field existed (its default)."""
+        state = dict(state)
+        state.setdefault("join", LabelJoin())
+        state.setdefault("triggers", {})
+        state.setdefault("requests", {})
+        state.setdefault("timelines", {})
+        self.__dict__.update(state)
+
+    def timeline(self, model: str) -> EventTimeline:
+        """The model's event timeline (created on first use)."""
+        found = self.timelines.get(model)
+        if found is None:
+            found = self.timelines[model] = EventTimeline()
+        return found
 
     @property
     def learned(self) -> int:
