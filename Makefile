@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 XDIST ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(XDIST) --dist loadfile
 
-.PHONY: install browser demo test test-unit test-integration lint bench clean
+.PHONY: install browser demo test test-unit test-integration soak lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: install browser
 
 test-unit: install
 	$(PYTEST) -m "not integration and not chaos" $(PYTEST_ARGS)
+
+# Soaks: long fuzz budgets, the multiclass and regression example loops, kills with the
+# product's session timeout, the child-process factory errors (about 15 minutes).
+soak: install browser
+	$(PYTEST) -m soak $(PYTEST_ARGS)
 
 test-integration: install
 	$(PYTEST) -m "integration or chaos" $(PYTEST_ARGS)

@@ -10,6 +10,9 @@ checks that each aimed kill saw its marker). Then the next life must redo exactl
 uncommitted work: reports again (drift), the same version re-announced (train), pairs
 and promotions not doubled (shadow), each event learned once in the state (online), rows
 not lost and labels matched (ingest).
+
+A soak (``-m soak``, ``make soak``): each kill costs a session timeout, and
+``test_service_kills.py`` runs the same scenarios in ``make test``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from chaos.ledger import FaultRecorder
 from chaos.workers.common import PRODUCT_SESSION_TIMEOUT_MS
 from streams.settings import Settings
 
-pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.slow, pytest.mark.soak]
 
 SEED = scenarios.SEED + 100
 AIMED = 2  # kills per service at the commit window

@@ -12,7 +12,7 @@ import pytest
 
 from streams.admin import create_topics, list_topics
 from streams.broker import BrokerError, EmbeddedBroker, free_port, port_accepts
-from streams.settings import Settings
+from streams.settings import TOPIC_NAMES, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,9 @@ def test_broker_start_status_stop_through_the_cli(tmp_path: Path) -> None:
         assert status.returncode == 0 and "running" in status.stderr
         created = _cli("topics", "create", "--partitions", "2", env=env)
         assert created.returncode == 0, created.stderr
-        assert created.stdout.count("created") == 8
+        assert created.stdout.count("created") == len(TOPIC_NAMES)
         again = _cli("topics", "create", env=env)
-        assert again.returncode == 0 and again.stdout.count("exists") == 8
+        assert again.returncode == 0 and again.stdout.count("exists") == len(TOPIC_NAMES)
     finally:
         stopped = _cli("broker", "stop", env=env)
     assert stopped.returncode == 0 and "stopped" in stopped.stderr

@@ -11,7 +11,7 @@ from samples.examples_loop import EXAMPLES, close_the_loop, write_report
 
 from streams.settings import Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.soak]  # -m soak
 
 
 def test_the_regression_example_closes_the_loop(

@@ -72,9 +72,13 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 # (a missing function and a return value that is not a module: tests/unit/model/
 # test_model_factory.py; here, one child process per case is the cost)
 @pytest.mark.parametrize(("factory", "words"), [
-    ("userzoo.nowhere:build", ("userzoo.nowhere:build", "import")),
+    # each case is a child `driftloop train` (about a minute and a half on 2 cores): one
+    # in make test, the other two with -m soak (tests/unit/model covers them in-process)
+    pytest.param("userzoo.nowhere:build", ("userzoo.nowhere:build", "import"),
+                 marks=pytest.mark.soak),
     ("userzoo.nets:wrong_shape", ("userzoo.nets:wrong_shape", "shape")),
-    ("userzoo.nets:raises", ("userzoo.nets:raises", "no GPU for this net")),
+    pytest.param("userzoo.nets:raises", ("userzoo.nets:raises", "no GPU for this net"),
+                 marks=pytest.mark.soak),
 ])
 def test_a_broken_factory_is_one_line_at_train_and_registers_nothing(
     snapshot: tuple[Path, str], factory: str, words: tuple[str, ...],

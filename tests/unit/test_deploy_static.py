@@ -289,6 +289,7 @@ def exposition() -> tuple[set[str], set[str]]:
     m.record_process_duration("features", "drift", 0.01)
     m.record_freshness("churn", 2.0)
     m.record_retrain_request("churn", "covariate")
+    m.record_episode("churn", "failed")
     m.record_candidate_registered("churn", "covariate", 60.0)
     m.record_training_started("churn", start_delay_seconds=1.0)
     m.record_training_finished("churn", "failed", 5.0, final_loss=0.1, error_type="OOM")
