@@ -78,6 +78,7 @@ class RunOptions:
     retrain_steps: int = 150  # each fine-tune
     min_fresh_rows: int = 400
     label_wait_s: float = 30.0
+    retry_after_s: float = 5.0  # event time runs fast here: a retry's new data comes quickly
     shadow_min_pairs: int = 300
     shadow_max_pairs: int = 1_500
     lead_windows: int = 2
@@ -99,7 +100,8 @@ class RunOptions:
                       "idle_flush_seconds": 3},
             "training": {"max_steps": self.retrain_steps, "eval_every_steps": 25},
             "retrain": {"min_fresh_rows": self.min_fresh_rows,
-                        "label_wait_s": self.label_wait_s},
+                        "label_wait_s": self.label_wait_s,
+                        "retry_after_s": self.retry_after_s},
             "shadow": {"min_pairs": self.shadow_min_pairs,
                        "look_every": self.shadow_min_pairs,
                        "max_pairs": self.shadow_max_pairs},

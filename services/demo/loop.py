@@ -73,7 +73,7 @@ class DemoConfig:
             "drift": {"window_events": 1_000, "window_seconds": 3_600,
                       "idle_flush_seconds": 10, "prediction": True},
             "training": {"max_steps": 300},
-            "retrain": {"min_fresh_rows": 1_500, "label_wait_s": 60},
+            "retrain": {"min_fresh_rows": 1_500, "label_wait_s": 60, "retry_after_s": 10},
             "shadow": {"min_pairs": 1_500, "look_every": 1_500, "max_pairs": 30_000},
         }
 
