@@ -17,6 +17,10 @@ model's ``drift.prediction`` is on) is reported on its own; with
 window drifted, as a critical feature would (:func:`with_prediction`). It never counts
 in the drifted share, which stays a share of the features.
 
+What a window is compared with is the reference profile, or, when the model declares
+a cycle (:class:`Seasonality`, ``drift.seasonality``), the profile of the reference rows
+of the window's phase (:mod:`services.drift.season`); the decision above is the same.
+
 Whether a drifted window leads to a retrain request is a separate question
 (consecutive windows, cooldown, one request in flight), answered by
 :class:`services.drift.trigger.RetrainTrigger` with the trigger numbers kept here.

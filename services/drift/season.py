@@ -188,8 +188,11 @@ class SeasonalProfiles:
         self.season = season
         width = season.period_s / season.buckets
         phase = np.mod(rows.seconds, season.period_s)
-        self._bucket = np.minimum((phase // width).astype(np.int64), season.buckets - 1)
-        self._counts = np.bincount(self._bucket, minlength=season.buckets)
+        bucket = np.minimum((phase // width).astype(np.int64), season.buckets - 1)
+        self._counts = np.bincount(bucket, minlength=season.buckets)
+        # rows in bucket order: a range's rows are one slice, or two when it wraps
+        self._frame = rows.frame.take(np.argsort(bucket, kind="stable"))
+        self._starts = np.concatenate([[0], np.cumsum(self._counts)])
         self._cache: dict[tuple[int, int], ReferenceProfile] = {}
         self._lock = threading.Lock()
 
@@ -218,9 +221,12 @@ class SeasonalProfiles:
             hit = self._cache.get(key)
         if hit is not None:
             return hit
-        mask = np.isin(self._bucket, phase.indexes())
+        end = phase.first + phase.count
+        parts = [self._frame.iloc[self._starts[phase.first]:self._starts[min(end, phase.buckets)]]]
+        if end > phase.buckets:
+            parts.append(self._frame.iloc[: self._starts[end - phase.buckets]])
         built = build_reference_profile(
-            self.rows.frame.loc[mask], self.spec,
+            parts[0] if len(parts) == 1 else pd.concat(parts), self.spec,
             f"{self.profile.snapshot_id}#phase:{self.season.period_s:g}s/"
             f"{self.season.buckets}:{phase.first}+{phase.count}",
             n_bins=self.profile.n_bins,

@@ -4,10 +4,12 @@ The monitor consumes ``features`` in batches (a consumer group: instances split 
 partitions) and keeps one open window per model, closed at ``max_events`` events or
 ``max_seconds`` of event time. Each closed window is compared with the champion's
 reference profile (the pure core in :mod:`services.drift.stats` and
-:mod:`services.drift.policy`), yields one ``drift.reports`` event, and feeds the
-model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
-``retrain.requests`` event goes out whose ``request_id`` is derived from the model,
-the reference and the model's latest request on ``retrain.requests``
+:mod:`services.drift.policy`; under a declared cycle, ``drift.seasonality``, with the
+profile of the reference rows of the window's phase, named in the report's
+``reference_phase``: :mod:`services.drift.comparison`), yields one ``drift.reports``
+event, and feeds the model's :class:`~services.drift.trigger.RetrainTrigger`; when it
+fires, a ``retrain.requests`` event goes out whose ``request_id`` is derived from the
+model, the reference and the model's latest request on ``retrain.requests``
 (:func:`~services.drift.report.episode_request_id`): a recomputed window, or another
 replica alarming at the same moment, yields the same key, never a second retrain.
 
