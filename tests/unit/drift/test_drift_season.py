@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from services.cli.main import app
 from services.drift.check import check_frame, reference_from_frame
 from services.drift.comparison import WindowReference
 from services.drift.policy import DriftSettings, Seasonality
@@ -207,3 +211,30 @@ def test_weekly_labels_name_the_day() -> None:
     start = datetime(1970, 1, 3, 13, tzinfo=UTC) + timedelta(weeks=2900)  # phase: epoch
     assert window_range(start, start + timedelta(hours=2), weekly).label() == (
         "2d 12:00:00-3d 00:00:00 of 7d")
+
+
+def test_drift_check_applies_the_models_declared_cycle(tmp_path: Path,
+                                                      reference: tuple) -> None:
+    frame = reference[0]
+    ref, win = tmp_path / "ref.parquet", tmp_path / "live.parquet"
+    frame.to_parquet(ref)
+    _live(9).to_parquet(win)
+    config = tmp_path / "driftloop.yaml"
+    config.write_text("models:\n  cyc:\n    drift:\n      seasonality: {period: P1D}\n")
+    args = ["drift", "check", "--model", "cyc", "--reference", str(ref), "--input", str(win),
+            "--window-size", "500", "--json"]
+    plain = CliRunner().invoke(app, args)
+    phased = CliRunner().invoke(app, ["--config", str(config), *args])
+    assert plain.exit_code == phased.exit_code == 0, (plain.output, phased.output)
+
+    def reports(output: str) -> list[dict]:
+        return [json.loads(line)["report"] for line in output.splitlines()
+                if line.startswith("{")]
+
+    assert sum(r["drifted"] for r in reports(plain.output)) >= 6
+    assert all("reference_phase" not in r for r in reports(plain.output))
+    assert [r["drifted"] for r in reports(phased.output)] == [False] * 12
+    assert reports(phased.output)[0]["reference_phase"].startswith("00:00:00-0")
+    frame.drop(columns=["event_timestamp"]).to_parquet(ref)
+    untimed = CliRunner().invoke(app, ["--config", str(config), *args])
+    assert untimed.exit_code == 2 and "no event-time column" in untimed.output
