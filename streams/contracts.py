@@ -129,6 +129,11 @@ class DriftReport(Event, tag="drift_report/1", kw_only=True):
     # reference snapshot (``drift.prediction``); ``name`` says what was compared:
     # ``prediction`` (binary P(1), regression value) or ``predicted_class``.
     prediction: FeatureDrift | None = None
+    # With a declared cycle (``drift.seasonality``): the phase range of the reference the
+    # window was compared with, e.g. ``02:00:00-04:00:00 of 1d (250 reference rows)``.
+    # Absent (not encoded at all) without one, so those reports stay byte-for-byte as
+    # they were.
+    reference_phase: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):

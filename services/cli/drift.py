@@ -137,13 +137,14 @@ def check(
                       highlight=False)
         spec, profile = reference_from_frame(ref_frame, _file_id(reference), columns,
                                              model=model or "adhoc")
+        rows = _reference_rows(ref_frame, spec, time_column) if drift.seasonality else None
     else:
         assert model is not None
-        spec, profile = _champion_reference(settings, model)
+        spec, profile, rows = _champion_reference(settings, model)
         err.print(f"comparing {len(spec.features)} features of {model}'s FeatureService "
                   f"with snapshot {profile.snapshot_id}", highlight=False)
     results = check_frame(frame, spec, profile, drift, window_size=window_size,
-                          time_column=time_column, source=input.name)
+                          time_column=time_column, source=input.name, rows=rows)
     if as_json:
         for i, r in enumerate(results):
             doc = {"window": i, "report": msgspec.to_builtins(r.report),
@@ -157,15 +158,26 @@ def check(
         raise typer.Exit(3)
 
 
-def _champion_reference(settings: Any, model: str) -> tuple[Any, Any]:
-    """The model's spec and its champion's reference profile, as the monitor loads them."""
+def _reference_rows(frame: Any, spec: Any, time_column: str) -> Any:
+    """The reference file's rows and event times (a declared cycle compares by phase)."""
+    from services.drift.season import ReferenceRows
+
+    try:
+        return ReferenceRows.from_frame(frame, spec, time_column)
+    except KeyError as exc:
+        raise UserError(f"reference: {exc.args[0]}") from None
+
+
+def _champion_reference(settings: Any, model: str) -> tuple[Any, Any, Any]:
+    """The model's spec, its champion's reference profile and (under a declared cycle)
+    its rows, as the monitor loads them."""
     from services.drift.references import FeastReferences
 
     reference = FeastReferences(settings).reference_for(model)
     if reference is None:
         raise UserError(f"{model} has no champion yet: train one (`driftloop train --model "
                         f"{model} --snapshot ID`) or compare with --reference FILE")
-    return reference.spec, reference.profile
+    return reference.spec, reference.profile, reference.rows
 
 
 def _fmt(v: float | None, spec: str = ".4f") -> str:

@@ -12,7 +12,9 @@ from typing import Any
 
 _WHERE = {
     "DriftPolicy": "policy", "FeatureVerdict": "policy", "WindowVerdict": "policy",
-    "evaluate_window": "policy",
+    "evaluate_window": "policy", "Seasonality": "policy",
+    "WindowReference": "comparison", "ReferenceRows": "season",
+    "SeasonalProfiles": "season",
     "ProfileCache": "profile", "ReferenceProfile": "profile",
     "build_reference_profile": "profile",
     "build_drift_report": "report", "drift_report_id": "report",

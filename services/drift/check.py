@@ -6,6 +6,9 @@ statistics, verdict and ``DriftReport`` as on the live stream, and goes through 
 monitor's own decision path (:func:`services.drift.policy.decide_window`: windows under
 ``min_window_events`` never trigger; then consecutive windows, cooldown, one request in
 flight), so the result also says whether the monitor would have asked for a retrain.
+Under a declared cycle (``drift.seasonality``) each window is compared with the
+reference rows of its phase, as the monitor does (:mod:`services.drift.comparison`;
+the reference's rows and event times are then needed).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from services.drift.comparison import WindowReference
 from services.drift.policy import DriftSettings, WindowVerdict, decide_window, evaluate_window
 from services.drift.profile import ReferenceProfile, build_reference_profile, infer_spec
 from services.drift.report import build_drift_report, retrain_request_id, window_key
-from services.drift.stats import WindowStatsEngine
+from services.drift.season import ReferenceRows
 from services.drift.trigger import RetrainTrigger, TriggerDecision
 from services.featurespec import ModelSpec
 from streams.contracts import DriftReport, PartitionRange, WindowBounds
@@ -108,21 +112,29 @@ def check_frame(
     time_column: str | None = "event_timestamp",
     source: str = "input",
     now: datetime | None = None,
+    rows: ReferenceRows | None = None,
 ) -> list[WindowCheck]:
     """Windows of ``window_size`` rows (0: the whole frame) checked against ``profile``.
 
     ``drift`` holds every number the live monitor applies (policy, ``min_window_events``,
-    ``ks_method``, trigger); rows are taken in time order when ``time_column`` exists.
+    ``ks_method``, trigger, ``seasonality``); rows are taken in time order when
+    ``time_column`` exists. ``rows``: the reference's rows and event times, which a
+    declared cycle needs (without them the whole reference is used, and that is logged);
+    a declared cycle also needs the input's times (``time_column``).
     """
     drift = drift or DriftSettings()
     if len(frame) == 0:
         raise ValueError("the input has no rows")
     now = now or datetime.now(UTC)
     times = _times(frame, time_column)
+    if drift.seasonality is not None and times is None:
+        raise ValueError(f"seasonality declared but the input has no event-time column "
+                         f"{time_column!r}: a window's phase comes from its event times")
     if times is not None:
         order = np.argsort(times.to_numpy(), kind="stable")
         frame, times = frame.iloc[order], times.iloc[order]
-    engine = WindowStatsEngine(profile, spec, ks_method=drift.ks_method)
+    compare = WindowReference(profile, spec, ks_method=drift.ks_method,
+                              seasonality=drift.seasonality, rows=rows)
     trigger = RetrainTrigger(drift.trigger_config())
     numeric, categorical = frame_columns(frame, spec)
     size = window_size if window_size > 0 else len(frame)
@@ -130,13 +142,14 @@ def check_frame(
     for start in range(0, len(frame), size):
         stop = min(start + size, len(frame))
         cats = {k: v[start:stop] for k, v in categorical.items()}
-        stats = engine.compute(numeric[start:stop], cats)
-        verdict = evaluate_window(stats, spec, drift)
         if times is not None:
             chunk = times.iloc[start:stop]
             t0, t1 = chunk.min().to_pydatetime(), chunk.max().to_pydatetime()
         else:
             t0 = t1 = now
+        against = compare.for_window(t0, t1)
+        stats = against.engine.compute(numeric[start:stop], cats)
+        verdict = evaluate_window(stats, spec, drift)
         bounds = WindowBounds(
             start_time=t0,
             end_time=t1,
@@ -146,7 +159,8 @@ def check_frame(
             ],
         )
         report = build_drift_report(
-            spec.model, bounds, verdict, profile.snapshot_id, created_at=now
+            spec.model, bounds, verdict, profile.snapshot_id, created_at=now,
+            reference_phase=against.phase,
         )
         key = window_key(bounds)
         decision = decide_window(

@@ -17,6 +17,10 @@ model's ``drift.prediction`` is on) is reported on its own; with
 window drifted, as a critical feature would (:func:`with_prediction`). It never counts
 in the drifted share, which stays a share of the features.
 
+What a window is compared with is the reference profile, or, when the model declares
+a cycle (:class:`Seasonality`, ``drift.seasonality``), the profile of the reference rows
+of the window's phase (:mod:`services.drift.season`); the decision above is the same.
+
 Whether a drifted window leads to a retrain request is a separate question
 (consecutive windows, cooldown, one request in flight), answered by
 :class:`services.drift.trigger.RetrainTrigger` with the trigger numbers kept here.
@@ -29,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.drift.trigger import RetrainTrigger, TriggerConfig, TriggerDecision
 from services.featurespec import FeatureKind, ModelSpec
@@ -73,6 +77,37 @@ class DriftPolicy(BaseModel):
         )
 
 
+class Seasonality(BaseModel):
+    """A cycle the model's data follows (``drift.seasonality``): each window is compared
+    with the reference rows of the same phase of the cycle, not with all of them.
+
+    The phase of an event is its event time (epoch seconds, UTC) modulo ``period``,
+    counted in ``buckets`` equal parts; a window's phase range is the buckets from its
+    first to its last event time, widened one bucket on each side while it holds fewer
+    than ``min_reference_rows`` reference rows (see :mod:`services.drift.season`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    period: timedelta  # e.g. P1D (a daily cycle), P7D (a weekly one)
+    buckets: int = Field(24, ge=1)  # phase resolution: ranges start and end on buckets
+    # Fewer rows than this in a window's phase range: the range widens (PSI's quantile
+    # bins and KS need enough reference rows: 20 per bin at the default 10 bins).
+    min_reference_rows: int = Field(200, ge=1)
+
+    @field_validator("period")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("seasonality.period must be > 0")
+        return value
+
+    @property
+    def period_s(self) -> float:
+        """The period in seconds."""
+        return self.period.total_seconds()
+
+
 class DriftSettings(DriftPolicy):
     """A model's ``drift`` section: the policy plus how its windows are cut and counted.
 
@@ -92,6 +127,9 @@ class DriftSettings(DriftPolicy):
     # Compare the champion's predictions per window with its predictions on its
     # reference snapshot (a ``prediction`` entry in each report; scores every window).
     prediction: bool = False
+    # A declared cycle: windows compared with the reference rows of their phase
+    # (default off: every window against the whole reference).
+    seasonality: Seasonality | None = None
 
     @property
     def idle_flush(self) -> float:

@@ -2,8 +2,11 @@
 
 The default :class:`FeastReferences` reads the model's features from its Feast
 FeatureService, the champion version from the registry's ``champion`` alias, and
-that version's training snapshot's profile (cached by snapshot id). Tests and
-benchmarks of models outside the Feast repo pass a :class:`StaticReferences`.
+that version's training snapshot's profile (cached by snapshot id); for a model that
+declares a cycle (``drift.seasonality``) also the snapshot's rows with their event
+times, read once per reference, so each window can be compared with the rows of its
+phase (:mod:`services.drift.season`). Tests and benchmarks of models outside the Feast
+repo pass a :class:`StaticReferences`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.drift.profile import ReferenceProfile
 from services.featurespec import ModelSpec
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from services.drift.season import ReferenceRows
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,8 @@ class ModelReference:
     spec: ModelSpec
     profile: ReferenceProfile
     champion_version: int | None
+    # the reference's rows and event times: needed only under a declared cycle
+    rows: ReferenceRows | None = None
 
     @property
     def snapshot_id(self) -> str:
@@ -111,4 +119,12 @@ class FeastReferences:
         snapshot_id = self.registry.manifest(model, version).lineage.training_snapshot_id
         profile = load_profile_for_snapshot(self.store, spec, snapshot_id, self.cache_root)
         log.info("%s: reference is champion v%d's snapshot %s", model, version, snapshot_id)
-        return ModelReference(spec=spec, profile=profile, champion_version=version)
+        rows = None
+        if self._settings.model(model).drift.seasonality is not None:
+            from services.drift.season import ReferenceRows
+            from services.features.feast_repo import TIMESTAMP_COLUMN
+            from services.features.snapshot import load_snapshot_frame
+
+            frame = load_snapshot_frame(self.store, snapshot_id)
+            rows = ReferenceRows.from_frame(frame, spec, TIMESTAMP_COLUMN)
+        return ModelReference(spec=spec, profile=profile, champion_version=version, rows=rows)

@@ -74,11 +74,13 @@ def build_drift_report(
     reference_summaries: Mapping[str, Summary] | None = None,
     window_summaries: Mapping[str, Summary] | None = None,
     prediction: FeatureDrift | None = None,
+    reference_phase: str | None = None,
 ) -> DriftReport:
     """The ``drift.reports`` event of one window (with each feature's PSI histogram
     unless ``histograms`` is false; ``invalid``: per feature, values that were not finite
     numbers; the summaries: per feature, reference and window summary statistics;
-    ``prediction``: the champion's prediction drift entry)."""
+    ``prediction``: the champion's prediction drift entry; ``reference_phase``: under a
+    declared cycle, the reference phase range the window was compared with)."""
     invalid = invalid or {}
     ref_summary = reference_summaries or {}
     win_summary = window_summaries or {}
@@ -115,4 +117,5 @@ def build_drift_report(
         drifted=verdict.drifted,
         created_at=created_at or datetime.now(UTC),
         prediction=prediction,
+        **({"reference_phase": reference_phase} if reference_phase is not None else {}),
     )

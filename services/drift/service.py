@@ -4,10 +4,12 @@ The monitor consumes ``features`` in batches (a consumer group: instances split 
 partitions) and keeps one open window per model, closed at ``max_events`` events or
 ``max_seconds`` of event time. Each closed window is compared with the champion's
 reference profile (the pure core in :mod:`services.drift.stats` and
-:mod:`services.drift.policy`), yields one ``drift.reports`` event, and feeds the
-model's :class:`~services.drift.trigger.RetrainTrigger`; when it fires, a
-``retrain.requests`` event goes out whose ``request_id`` is derived from the model,
-the reference and the model's latest request on ``retrain.requests``
+:mod:`services.drift.policy`; under a declared cycle, ``drift.seasonality``, with the
+profile of the reference rows of the window's phase, named in the report's
+``reference_phase``: :mod:`services.drift.comparison`), yields one ``drift.reports``
+event, and feeds the model's :class:`~services.drift.trigger.RetrainTrigger`; when it
+fires, a ``retrain.requests`` event goes out whose ``request_id`` is derived from the
+model, the reference and the model's latest request on ``retrain.requests``
 (:func:`~services.drift.report.episode_request_id`): a recomputed window, or another
 replica alarming at the same moment, yields the same key, never a second retrain.
 
@@ -61,6 +63,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from services.drift.comparison import WindowReference
 from services.drift.policy import (
     DriftSettings,
     WindowVerdict,
@@ -73,7 +76,6 @@ from services.drift.prediction import (
     build_prediction_reference,
     prediction_drift,
 )
-from services.drift.profile import profile_summaries
 from services.drift.references import (
     FeastReferences,
     ModelReference,
@@ -81,7 +83,6 @@ from services.drift.references import (
     UnknownModelError,
 )
 from services.drift.report import build_drift_report, episode_request_id, window_key
-from services.drift.stats import WindowStatsEngine
 from services.drift.trigger import RetrainTrigger
 from services.drift.window import ClosedWindow, WindowAccumulator, window_summaries
 from services.episodes.reader import ControlReader
@@ -96,7 +97,6 @@ from streams.contracts import (
     ModelPromotion,
     RetrainRequest,
     ShadowVerdict,
-    Summary,
     new_event_id,
 )
 from streams.settings import Settings
@@ -155,12 +155,11 @@ class ModelMonitor:
 
     reference: ModelReference
     config: DriftSettings
-    engine: WindowStatsEngine
+    compare: WindowReference  # the whole profile, or per phase under a declared cycle
     window: WindowAccumulator
     trigger: RetrainTrigger
     recent: dict[str, _Recent] = field(default_factory=dict)
     last_event_at: float = 0.0
-    summaries: dict[str, Summary] = field(default_factory=dict)  # the reference's
     prediction: PredictionReference | None = None
     predict: Predict | None = None
 
@@ -227,12 +226,9 @@ class DriftMonitor(StreamService):
             return None
         config = self.settings.model(model).drift
         monitor = ModelMonitor(
-            reference=reference, config=config,
-            engine=WindowStatsEngine(reference.profile, reference.spec,
-                                     ks_method=config.ks_method),
+            reference=reference, config=config, compare=_window_reference(reference, config),
             window=WindowAccumulator(reference.spec, config.window_events, config.window_seconds),
             trigger=self._load_trigger(model, config),
-            summaries=profile_summaries(reference.profile),
         )
         self._load_prediction(model, monitor)
         self.monitors[model] = monitor
@@ -249,9 +245,7 @@ class DriftMonitor(StreamService):
         if reference is None or reference.snapshot_id == monitor.reference.snapshot_id:
             return
         monitor.reference = reference
-        monitor.engine = WindowStatsEngine(reference.profile, reference.spec,
-                                           ks_method=monitor.config.ks_method)
-        monitor.summaries = profile_summaries(reference.profile)
+        monitor.compare = _window_reference(reference, monitor.config)
         self._load_prediction(model, monitor)
         monitor.trigger.state.streak_windows.clear()
         self.stats.reference_switches += 1
@@ -440,7 +434,8 @@ class DriftMonitor(StreamService):
                 "driftloop.reference_snapshot_id": reference.snapshot_id,
             },
         ) as span:
-            stats = monitor.engine.compute(window.numeric, window.categorical)
+            compare = monitor.compare.for_window(bounds.start_time, bounds.end_time)
+            stats = compare.engine.compute(window.numeric, window.categorical)
             verdict = evaluate_window(stats, reference.spec, monitor.config)
             prediction = self._prediction_entry(model, monitor, window)
             verdict = with_prediction(verdict, prediction and prediction.drifted,
@@ -449,15 +444,16 @@ class DriftMonitor(StreamService):
                 model, bounds, verdict, reference.snapshot_id,
                 champion_version=reference.champion_version,
                 invalid=window.invalid_by_feature,
-                reference_summaries=monitor.summaries,
+                reference_summaries=compare.summaries,
                 window_summaries=window_summaries(window, reference.spec),
-                prediction=prediction,
+                prediction=prediction, reference_phase=compare.phase,
             )
             span.set_attributes({
                 "driftloop.report_id": report.event_id,
                 "driftloop.drifted": report.drifted,
                 "driftloop.drifted_features": list(verdict.drifted_features),
                 "driftloop.drifted_share": report.drifted_share,
+                **({"driftloop.reference_phase": compare.phase} if compare.phase else {}),
             })
             self.producer.send(self.settings.topic("drift.reports"), report, key=model)
             self.metrics.record_drift_report(report)
@@ -543,6 +539,12 @@ class DriftMonitor(StreamService):
         self.stats.joined += 1
         log.info("%s: drifted windows joined open episode %s (%s)", model,
                  episode.episode_id, episode.reason)
+
+
+def _window_reference(reference: ModelReference, config: DriftSettings) -> WindowReference:
+    """What the model's windows are compared with (per phase under a declared cycle)."""
+    return WindowReference(reference.profile, reference.spec, ks_method=config.ks_method,
+                           seasonality=config.seasonality, rows=reference.rows)
 
 
 def build(settings: Settings) -> DriftMonitor:
