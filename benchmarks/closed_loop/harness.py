@@ -92,12 +92,17 @@ class RunOptions:
         task: Any = scenario.task
         if scenario.task == "multiclass":
             task = {"kind": "multiclass", "classes": [0, 1, 2]}
+        drift: dict[str, Any] = {
+            "window_events": scenario.window,
+            # windows close by count: their event-time limit is twice their span
+            "window_seconds": 2 * scenario.window_minutes * 60.0,
+            "idle_flush_seconds": 3,
+        }
+        if scenario.name == "recurring":  # the model declares its daily cycle
+            drift["seasonality"] = {"period": "P1D", "buckets": 24}
         return {
             "task": task,
-            "drift": {"window_events": scenario.window,
-                      # windows close by count: their event-time limit is twice their span
-                      "window_seconds": 2 * scenario.window_minutes * 60.0,
-                      "idle_flush_seconds": 3},
+            "drift": drift,
             "training": {"max_steps": self.retrain_steps, "eval_every_steps": 25},
             "retrain": {"min_fresh_rows": self.min_fresh_rows,
                         "label_wait_s": self.label_wait_s,

@@ -328,7 +328,7 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
             while time.monotonic() < deadline:
                 watcher.poll(observed)
                 live.update(_view(observed, services, counter["replayed"], config, shift_at))
-                if len(_after_promotion(observed)) >= config.quiet_windows:
+                if len(windows_after_promotion(observed)) >= config.quiet_windows:
                     break
                 if not any(t.is_alive() for t in threads):
                     break
@@ -340,7 +340,7 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
             service.stop()
         for thread in threads:
             thread.join(30)
-    after = _after_promotion(observed)[: config.quiet_windows]
+    after = windows_after_promotion(observed)[: config.quiet_windows]
     if len(after) == config.quiet_windows and not any(r.drifted for r in after):
         observed.mark("quiet after promotion", after[-1].window.end_time,
                       f"{len(after)} windows against v{after[-1].champion_version}, none drifted")
@@ -358,7 +358,7 @@ def run_loop_demo(settings: Settings, console: Console, config: DemoConfig | Non
     return 0
 
 
-def _after_promotion(observed: Observed) -> list[DriftReport]:
+def windows_after_promotion(observed: Observed) -> list[DriftReport]:
     """Windows judged against the promoted champion's reference, in event-time order."""
     if observed.promoted is None:
         return []
@@ -386,7 +386,7 @@ def main_path_problems(observed: Observed, quiet_windows: int) -> list[str]:
         problems.append(f"the episode was opened by {what}, not by the drift monitor")
     elif observed.request_traces.get(opener.request_id) != observed.promotion_trace:
         problems.append("the promotion is not in the trace of the drift decision")
-    after = _after_promotion(observed)[:quiet_windows]
+    after = windows_after_promotion(observed)[:quiet_windows]
     if len(after) < quiet_windows:
         problems.append(f"{len(after)} of {quiet_windows} windows against the new champion")
     elif any(r.drifted for r in after):

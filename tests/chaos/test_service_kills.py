@@ -254,7 +254,9 @@ def _retrain_requests(base_version: int) -> list[RetrainRequest]:
     return [
         RetrainRequest(
             event_id=new_event_id(), request_id=f"req-{i}-{uuid.uuid4().hex[:6]}",
-            model=train_worker.MODEL, reason="covariate", base_version=base_version,
+            # manual: each request is its own episode (detector requests of one model
+            # would join the first one, and only it would be trained)
+            model=train_worker.MODEL, reason="manual", base_version=base_version,
             window_start=HISTORY_END + timedelta(seconds=2 * i),
             window_end=HISTORY_END + timedelta(seconds=41), drift_report_ids=[f"r{i}"],
             requested_at=datetime.now(UTC),

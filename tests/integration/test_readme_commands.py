@@ -87,6 +87,7 @@ def _find(ran: list[Ran], *words: str) -> Ran:
     return hits[0]
 
 
+@pytest.mark.timeout(600)  # about 25 child commands, each importing Feast and torch
 def test_every_readme_command_runs_as_written(tmp_path: Path) -> None:
     commands = readme_commands(README.read_text(encoding="utf-8"))
     documented = ["broker start", "topics create", "demo roundtrip", "data generate",

@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from services.cli.main import app
 from services.cli.services import build_service
-from services.demo.loop import STAGES, Observed, TopicWatcher
+from services.demo.loop import STAGES, Observed, TopicWatcher, windows_after_promotion
 from services.features.feast_repo import copy_repo
 from services.model.task import Task
 from services.registry.store import ModelRegistry
@@ -43,7 +43,8 @@ from streams.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("ingest", "drift", "train", "shadow")
-HISTORY, LIVE, SHIFT_AT = 2000, 20_000, 1000
+HISTORY, LIVE, SHIFT_AT = 2000, 30_000, 1000
+QUIET_WINDOWS = 2  # windows against the promoted champion that must not drift
 RATE = 400.0  # live events per wall-clock second
 LOOP_TIMEOUT_S = 200.0
 
@@ -147,7 +148,8 @@ def close_the_loop(
     )
     started = time.monotonic()
     try:
-        while time.monotonic() - started < LOOP_TIMEOUT_S and "promotion" not in observed.stages:
+        while (time.monotonic() - started < LOOP_TIMEOUT_S
+               and len(windows_after_promotion(observed)) < QUIET_WINDOWS):
             watcher.poll(observed)
             assert all(t.is_alive() for t in threads), "a service stopped"
             if sender.poll() is not None:
@@ -161,8 +163,12 @@ def close_the_loop(
         for thread in threads:
             thread.join(30)
     took = time.monotonic() - started
-    missing = [s for s in STAGES if s not in observed.stages]
+    missing = [s for s in STAGES[:-1] if s not in observed.stages]  # the demo marks the last
     assert not missing, f"after {took:.0f}s: missing {missing}; seen {observed.stages}"
+    # the promoted champion's reference is the post-change data: its windows are quiet
+    after = windows_after_promotion(observed)[:QUIET_WINDOWS]
+    assert len(after) == QUIET_WINDOWS and not any(r.drifted for r in after), [
+        (r.window.end_time, r.champion_version, r.drifted_share) for r in after]
     before = [r for r in observed.reports
               if r.model == example.model and r.window.end_time < shift_time]
     assert before and not any(r.drifted for r in before), "drift before the shift"
