@@ -24,6 +24,7 @@ from services.model.task import Task
 from streams.consumer import ConsumerLoop, Inbound
 from streams.contracts import (
     DriftReport,
+    EpisodeEvent,
     Event,
     FeatureDrift,
     FeatureEvent,
@@ -71,6 +72,12 @@ def sample_events(model: str = "fraud") -> dict[str, Event]:
             event_id=new_event_id(), request_id=request_id, model=model, reason="covariate",
             base_version=1, window_start=now - timedelta(seconds=60), window_end=now,
             drift_report_ids=[report_id], requested_at=now,
+            change_point=now - timedelta(seconds=60), episode_id=request_id, attempt=1,
+        ),
+        "retrain.episodes": EpisodeEvent(
+            event_id=new_event_id(), episode_id=request_id, model=model, status="opened",
+            request_id=request_id, detector="drift", reason="covariate",
+            change_point=now - timedelta(seconds=60), evidence=[report_id], at=now,
         ),
         "models.candidates": ModelCandidate(
             event_id=new_event_id(), model=model, version=2, parent_version=1,
