@@ -79,9 +79,14 @@ class Tally:
         return dict(Counter(r.reason for r in self.requests.values()))
 
     def episodes(self) -> set[str]:
-        """Distinct episode ids: of the requests and of the episode events."""
-        return ({r.episode for r in self.requests.values()}
-                | {e.episode_id for e in self.episode_events.values()})
+        """The model's episodes as the services' own book folds them: a request that raced
+        the first of an open episode (both detectors alarming before either read the
+        other) is folded into it, not counted as an episode (see :meth:`absorbed`)."""
+        return {e.episode_id for e in self.book.for_model(self.model)}
+
+    def absorbed(self) -> int:
+        """Requests folded into another open episode (never trained)."""
+        return sum(1 for r in self.requests.values() if self.book.absorbed(r) is not None)
 
     def episode_statuses(self) -> dict[str, int]:
         return dict(Counter(e.status for e in self.episode_events.values()))

@@ -72,6 +72,7 @@ def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
         "episodes": len(tally.episodes()),
         "episode_events": tally.episode_statuses(),
         "joined": tally.episode_statuses().get("joined", 0),
+        "absorbed": tally.absorbed(),
         "candidates": len(tally.candidates),
         "verdicts": {d: sum(1 for v in tally.verdicts.values() if v.decision == d)
                      for d in ("promote", "reject")},

@@ -169,12 +169,23 @@ class EpisodeBook:
 
     def _episode_event(self, event: EpisodeEvent) -> None:
         episode = self.episodes.get(event.episode_id)
+        if episode is None and event.episode_id in self._of_request:
+            # the opener raced another open episode and was folded into it: so are its steps
+            episode = self.episodes[self._of_request[event.episode_id]]
         if episode is None:
             if event.status != "opened":
                 self._waiting.setdefault(event.episode_id, []).append(event)
                 return
-            episode = self._new(event.episode_id, event.model, event.reason or "covariate",
-                                event.change_point or event.at, event.at)
+            open_one = self._open.get(event.model)
+            if open_one is not None and event.reason != "manual":
+                # read before its own request, which raced the open episode: absorbed
+                episode = self.episodes[open_one]
+                episode.absorbed_requests.append(event.episode_id)
+                self._of_request[event.episode_id] = open_one
+            else:
+                episode = self._new(event.episode_id, event.model,
+                                    event.reason or "covariate",
+                                    event.change_point or event.at, event.at)
         episode.touch(event.at)
         if event.status == "joined":
             if all(e.event_id != event.event_id for e in episode.joined):

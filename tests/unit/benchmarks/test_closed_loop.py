@@ -238,3 +238,23 @@ def test_gradual_promotion_is_after_the_ramp_when_its_request_starts_after_it() 
     [p] = measure(s, tally)["promotions"]
     assert p["after_settled"]
     assert judge("gradual", measure(s, tally)) == (False, "1 promotions after the ramp (v2)")
+
+
+def test_a_request_racing_the_open_episode_is_absorbed_not_a_second_episode() -> None:
+    """Bug caught: both detectors alarming in the same second (each opened before it read
+    the other's request) counted as two episodes although the services' book folds the
+    second into the first and the trainer never trains it."""
+    s = scenario("covariate", change_window=8)
+    tally = Tally(MODEL)
+    racer = RetrainRequest(
+        event_id="r-c1", request_id="c1", model=MODEL, reason="concept", base_version=1,
+        window_start=s.change_time, window_end=s.change_time, requested_at=START,
+        change_point=s.change_time, episode_id="c1")
+    for event in (request("r1", s.change_time), racer,
+                  EpisodeEvent(event_id="o1", episode_id="r1", model=MODEL, status="opened",
+                               detector="drift", at=START),
+                  EpisodeEvent(event_id="o2", episode_id="c1", model=MODEL, status="opened",
+                               detector="online", at=START)):
+        tally.fold(event)
+    m = measure(s, tally)
+    assert (m["requests"], m["episodes"], m["absorbed"]) == (2, 1, 1)

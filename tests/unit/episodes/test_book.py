@@ -102,3 +102,17 @@ def test_manual_requests_neither_block_nor_join() -> None:
     book.fold(request("manual-2", "manual"))
     assert book.open_episode("m").episode_id == "r1"
     assert book.absorbed(request("manual-2", "manual")) is None
+
+
+def test_a_racing_openers_own_opened_event_is_folded_in_whatever_the_order() -> None:
+    """Bug caught: the racer's 'opened' event, read before (or after) its request,
+    made a second episode and replaced the open one."""
+    for order in ("event first", "request first"):
+        book = EpisodeBook()
+        book.fold(request("r1"))
+        racer = request("c1", "concept", episode="c1")
+        opened = event("c1", "opened", reason="concept")
+        book.fold_all([opened, racer] if order == "event first" else [racer, opened])
+        assert [e.episode_id for e in book.for_model("m")] == ["r1"], order
+        assert book.open_episode("m").episode_id == "r1", order
+        assert book.absorbed(racer).episode_id == "r1", order
