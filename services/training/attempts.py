@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from services.episodes.book import EpisodeBook, attempt_request_id
 from streams.contracts import EpisodeEvent, EpisodeStatus, RetrainRequest, new_event_id
@@ -108,3 +108,14 @@ def episode_event(request: RetrainRequest, status: EpisodeStatus, at: datetime, 
         request_id=request_id or request.request_id, detector="trainer",
         reason=request.reason, change_point=request.change_start, detail=detail, at=at,
     )
+
+
+def attempt_training_config(request: RetrainRequest, model_settings: Any) -> Any:
+    """The model's training config for this attempt: a ``concept`` episode's fine-tune
+    replays ``retrain.concept_replay_ratio`` of the parent's rows (their labels follow
+    the relation that changed) instead of ``training.data.replay_ratio``."""
+    config = model_settings.training
+    if request.reason != "concept":
+        return config
+    return config.with_overrides(
+        {"data": {"replay_ratio": model_settings.retrain.concept_replay_ratio}})

@@ -130,7 +130,10 @@ class RetrainSettings(_Frozen):
     A data-starved or rejected attempt of a detector's episode is retried (a new request,
     not started before ``retry_after_s`` from then) until the episode has had
     ``episode_attempts`` attempts; then the episode is reported failed. ``attempts``
-    is about something else: tries of one attempt against transient errors.
+    is about something else: tries of one attempt against transient errors. A
+    ``concept`` episode (the labels' relation changed) replays
+    ``concept_replay_ratio`` of the parent's rows (default none: their labels follow the
+    old relation), a covariate one ``training.data.replay_ratio``.
     """
 
     min_fresh_rows: int = Field(500, ge=0)  # labelled events after the change point ...
@@ -138,6 +141,9 @@ class RetrainSettings(_Frozen):
     attempts: int = Field(3, ge=1)  # tries for transient failures
     retry_after_s: float = Field(300.0, ge=0)  # an episode's next attempt starts after this
     episode_attempts: int = Field(3, ge=1)  # trained or data-starved attempts per episode
+    # A concept change makes the parent's labels wrong for today: a concept episode's
+    # fine-tune replays this share of them instead of ``training.data.replay_ratio``.
+    concept_replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

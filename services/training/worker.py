@@ -69,6 +69,7 @@ from services.training.attempts import (
     Next,
     after_attempt,
     after_rejection,
+    attempt_training_config,
     enough_rows,
     episode_event,
     fresh_window,
@@ -421,7 +422,8 @@ class TrainingWorker(StreamService):
             "driftloop.fresh_end": window.end.isoformat(),
             "driftloop.fresh_rows": snapshot.rows,
         })
-        config = model_settings.training
+        config = attempt_training_config(request, model_settings)
+        span.set_attribute("driftloop.replay_ratio", config.data.replay_ratio)
         job = TrainingJob(
             model=request.model, request_id=request.request_id, reason=request.reason,
             training_snapshot_id=snapshot.snapshot_id, fresh=load_snapshot_frame(

@@ -113,3 +113,20 @@ def test_a_stale_open_episode_does_not_absorb_the_next_change() -> None:
     book.fold(later)
     assert skip_reason(book, later) is None
     assert book.open_episode("m").episode_id == "r2"
+
+
+def test_a_concept_attempt_replays_the_concept_share_of_the_parents_rows() -> None:
+    """Bug caught: a concept episode's fine-tune replaying 30% of rows labelled by the
+    relation that changed (its candidate lands between the old and the new concept)."""
+    from services.model_settings import ModelSettings
+    from services.training.attempts import attempt_training_config
+
+    settings = ModelSettings.model_validate(
+        {"training": {"data": {"replay_ratio": 0.3}}, "retrain": {"concept_replay_ratio": 0.1}})
+    def ratio(reason: str) -> float:
+        req = RetrainRequest(event_id="e", request_id="r", model="m", reason=reason,
+                             base_version=1, window_start=T0, window_end=T0, requested_at=T0)
+        return attempt_training_config(req, settings).data.replay_ratio
+
+    assert (ratio("covariate"), ratio("manual"), ratio("concept")) == (0.3, 0.3, 0.1)
+    assert ModelSettings().retrain.concept_replay_ratio == 0.0
