@@ -38,13 +38,13 @@ demo: install
 	$(BIN)/python -m services.demo.run
 
 test: install browser
-	$(PYTEST) $(PYTEST_ARGS)
+	$(PYTEST) --durations=25 $(PYTEST_ARGS)
 
 test-unit: install
 	$(PYTEST) -m "not integration and not chaos" $(PYTEST_ARGS)
 
 # Soaks: long fuzz budgets, the multiclass and regression example loops, kills with the
-# product's session timeout, the child-process factory errors (about 15 minutes).
+# product's session timeout, the child-process training errors (about 20 minutes).
 soak: install browser
 	$(PYTEST) -m soak $(PYTEST_ARGS)
 

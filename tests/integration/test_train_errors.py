@@ -14,7 +14,11 @@ from test_cli_errors import driftloop, one_error_line
 from services.features.feast_repo import apply_repo, copy_repo, open_repo
 from services.registry.store import ModelRegistry
 
-pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+# A soak (-m soak, make soak): every case is a child `driftloop train` after a module
+# fixture of child commands (about 6 minutes on 2 cores); tests/unit/model covers the
+# factory errors in-process and tests/unit/model/test_task.py the label checks.
+pytestmark = [pytest.mark.integration, pytest.mark.soak,
+              pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 
 FACTORIES = '''
 import torch
@@ -72,13 +76,9 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 # (a missing function and a return value that is not a module: tests/unit/model/
 # test_model_factory.py; here, one child process per case is the cost)
 @pytest.mark.parametrize(("factory", "words"), [
-    # each case is a child `driftloop train` (about a minute and a half on 2 cores): one
-    # in make test, the other two with -m soak (tests/unit/model covers them in-process)
-    pytest.param("userzoo.nowhere:build", ("userzoo.nowhere:build", "import"),
-                 marks=pytest.mark.soak),
+    ("userzoo.nowhere:build", ("userzoo.nowhere:build", "import")),
     ("userzoo.nets:wrong_shape", ("userzoo.nets:wrong_shape", "shape")),
-    pytest.param("userzoo.nets:raises", ("userzoo.nets:raises", "no GPU for this net"),
-                 marks=pytest.mark.soak),
+    ("userzoo.nets:raises", ("userzoo.nets:raises", "no GPU for this net")),
 ])
 def test_a_broken_factory_is_one_line_at_train_and_registers_nothing(
     snapshot: tuple[Path, str], factory: str, words: tuple[str, ...],
