@@ -3,7 +3,6 @@ reference holds asks for nothing, a real shift in the same stream still does."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer
+from samples.topic_reader import read_events
 
 from services.drift.check import check_frame
 from services.drift.policy import DriftSettings
@@ -20,7 +19,6 @@ from services.drift.references import ModelReference, StaticReferences
 from services.drift.season import ReferenceRows
 from services.drift.service import DriftMonitor
 from services.featurespec import FeatureSpec, ModelSpec
-from streams.codec import decode
 from streams.contracts import DriftReport, EpisodeEvent, FeatureEvent, RetrainRequest
 from streams.producer import EventProducer
 from streams.settings import Settings, load_settings
@@ -75,22 +73,7 @@ def _events(frame: pd.DataFrame) -> list[FeatureEvent]:
     ]
 
 
-def _read(settings: Settings, topic: str, event_type: type, min_count: int,
-          timeout: float = 20) -> list[Any]:
-    consumer = Consumer(settings.kafka.consumer_config(f"r-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([settings.topic(topic)])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    quiet_until = None
-    while time.monotonic() < deadline:
-        got = [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
-        out += [decode(m.value(), event_type) for m in got]
-        if len(out) >= min_count:
-            quiet_until = quiet_until or time.monotonic() + 1.5
-            if time.monotonic() > quiet_until:
-                break
-    consumer.close()
-    return out
+_read = read_events
 
 
 def test_a_declared_cycle_asks_for_nothing_until_a_real_shift(settings: Settings) -> None:

@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer
+from samples.topic_reader import read_events
 
 from services.drift.profile import build_reference_profile
 from services.drift.references import ModelReference, StaticReferences
 from services.drift.service import DriftMonitor
 from services.featurespec import FeatureSpec, ModelSpec
 from services.observability.setup import in_memory_telemetry
-from streams.codec import decode
 from streams.contracts import (
     DriftReport,
     EpisodeEvent,
@@ -71,22 +70,7 @@ def _settings(settings: Settings, **drift: Any) -> Settings:
     return load_settings(**{**settings.model_dump(), "models": {"m1": {"drift": options}}})
 
 
-def _read(settings: Settings, topic: str, event_type: type, min_count: int,
-          timeout: float = 20) -> list[Any]:
-    consumer = Consumer(settings.kafka.consumer_config(f"r-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([settings.topic(topic)])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    quiet_until = None
-    while time.monotonic() < deadline:
-        got = [m for m in consumer.consume(500, timeout=0.5) if m.error() is None]
-        out += [decode(m.value(), event_type) for m in got]
-        if len(out) >= min_count:
-            quiet_until = quiet_until or time.monotonic() + 1.5
-            if time.monotonic() > quiet_until:
-                break
-    consumer.close()
-    return out
+_read = read_events
 
 
 def _produce(settings: Settings, events: list[FeatureEvent], extra: list[bytes] = ()) -> None:
