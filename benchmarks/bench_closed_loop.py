@@ -37,7 +37,13 @@ from typing import Any
 
 from benchmarks.children import run_in_child
 from benchmarks.closed_loop.harness import RunOptions, child
-from benchmarks.closed_loop.scenarios import SCENARIOS, TASKS, Scenario
+from benchmarks.closed_loop.scenarios import (
+    LIVE_WINDOWS,
+    SCENARIO_WINDOWS,
+    SCENARIOS,
+    TASKS,
+    Scenario,
+)
 from benchmarks.closed_loop.targets import judge
 
 ROOT = Path(__file__).resolve().parent
@@ -119,14 +125,19 @@ def main(argv: list[str] | None = None) -> int:
                        SCENARIOS, "scenario")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     window = args.window or (200 if args.quick else 250)
-    events = args.events or (42 if args.quick else 48) * window
+
+    def events_of(name: str) -> int:
+        return args.events or (42 if args.quick else SCENARIO_WINDOWS.get(name, LIVE_WINDOWS)
+                               ) * window
+
     options = RunOptions(drain_s=60.0 if args.quick else 90.0)
 
     results = []
     for name in scenarios:
         for task in tasks:
             for seed in seeds:
-                scenario = Scenario.make(name, task, seed=seed, events=events, window=window)
+                scenario = Scenario.make(name, task, seed=seed, events=events_of(name),
+                                         window=window)
                 workdir = Path(tempfile.mkdtemp(prefix=f"closed-loop-{name}-{task}-{seed}-"))
                 started = time.monotonic()
                 result, failure = run_in_child(child, (scenario, options, str(workdir)),
@@ -155,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "closed_loop", "quick": args.quick, "python": platform.python_version(),
-        "tasks": tasks, "scenarios": scenarios, "seeds": seeds, "events": events,
+        "tasks": tasks, "scenarios": scenarios, "seeds": seeds,
+        "events": {name: events_of(name) for name in scenarios},
         "window": window, "options": options.__dict__, "targets": passed, "runs": results,
     }, indent=2, default=str))
     print(f"wrote {args.out}")

@@ -21,6 +21,7 @@ BENCHMARKS = (
     "bench_shadow",
     "bench_online",
     "bench_prediction_drift",
+    "bench_closed_loop",  # last: every service end to end (about an hour; --quick: minutes)
 )
 
 

@@ -146,7 +146,10 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     the online learner's detector cut point): the trainer's fresh data is what came after
     it. Requests written before these fields existed read as attempt 1 of their own
     episode with the window's start as the change point. ``not_before`` (a retry's)
-    asks the trainer not to start it earlier.
+    asks the trainer not to start it earlier. ``refinement``: the next attempt of an
+    episode that already promoted a candidate trained on few post-change rows (a concept
+    episode's); it trains on everything after the change point that has arrived since,
+    from the promoted champion, and its rejection ends nothing.
     """
 
     request_id: NonEmptyStr
@@ -161,6 +164,7 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     episode_id: NonEmptyStr | None = None
     attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
     not_before: Timestamp | None = None
+    refinement: bool = False
 
     @property
     def episode(self) -> str:
@@ -173,7 +177,8 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
         return self.change_point or self.window_start
 
 
-EpisodeStatus = Literal["opened", "joined", "insufficient_data", "retrying", "failed"]
+EpisodeStatus = Literal["opened", "joined", "insufficient_data", "retrying", "refining",
+                        "failed"]
 
 
 class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
@@ -184,7 +189,9 @@ class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
     raced the first) joined the open episode instead of asking again; ``evidence`` holds
     its report ids or detection. ``insufficient_data``: an attempt found too few labelled
     rows after the change point in time and will be retried. ``retrying``: a new attempt
-    was requested after a rejected candidate or missing data. ``failed``: the episode
+    was requested after a rejected candidate or missing data. ``refining``: the episode
+    promoted a candidate trained on few post-change rows and a refinement attempt was
+    requested (see :class:`RetrainRequest`). ``failed``: the episode
     ran out of attempts and the model stays unadapted. Requests, verdicts and
     promotions tell the rest (an episode closes with a promotion of one of its
     candidates).

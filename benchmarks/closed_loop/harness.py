@@ -79,6 +79,7 @@ class RunOptions:
     min_fresh_rows: int = 400
     label_wait_s: float = 30.0
     retry_after_s: float = 5.0  # event time runs fast here: a retry's new data comes quickly
+    refine_after_s: float = 5.0  # ... and a refinement's
     shadow_min_pairs: int = 300
     shadow_max_pairs: int = 1_500
     lead_windows: int = 2
@@ -106,7 +107,8 @@ class RunOptions:
             "training": {"max_steps": self.retrain_steps, "eval_every_steps": 25},
             "retrain": {"min_fresh_rows": self.min_fresh_rows,
                         "label_wait_s": self.label_wait_s,
-                        "retry_after_s": self.retry_after_s},
+                        "retry_after_s": self.retry_after_s,
+                        "refine_after_s": self.refine_after_s},
             "shadow": {"min_pairs": self.shadow_min_pairs,
                        "look_every": self.shadow_min_pairs,
                        "max_pairs": self.shadow_max_pairs},

@@ -36,6 +36,11 @@ DAY_S = 86_400.0
 CLASSES = (0, 1, 2)
 SCENARIOS = ("no_drift", "covariate", "concept", "gradual", "recurring")
 TASKS = ("binary", "multiclass", "regression")
+LIVE_WINDOWS = 48  # live windows per run by default ...
+# ... and per scenario: a concept episode's first candidate learns from the few rows
+# after the change and is refined once (retrain.concept_refine_rows); the stream goes on
+# long enough for that refinement to be trained and decided in shadow.
+SCENARIO_WINDOWS = {"concept": 80}
 ENTITY, EVENT_KEY, LABEL = "unit_id", "event_id", "target"
 
 

@@ -9,7 +9,10 @@ detector sends for it (``retrain.requests``, attempt 1). Until the episode close
   post-change data (``insufficient_data``) leaves it open for the next attempt.
 
 It closes with the promotion of one of its candidates (a ``promote`` verdict naming one of
-its requests) or as ``failed`` (``retrain.episodes``). Manual requests are episodes of
+its requests) or as ``failed`` (``retrain.episodes``). A promoted episode may still get
+one *refinement* attempt (``RetrainRequest.refinement``): it stays closed (no alarm joins
+it, nothing waits for it) and a promotion of the refinement's candidate becomes its
+``promoted_version``. Manual requests are episodes of
 their own that never block or absorb the detectors'.
 
 Every service folds the same topics in the same per-model order (one partition per
@@ -60,6 +63,7 @@ class Episode:
     closed_at: datetime | None = None
     promoted_version: int | None = None
     failure: str = ""
+    refinements: list[str] = field(default_factory=list)  # refinement request ids
 
     @property
     def is_open(self) -> bool:
@@ -133,7 +137,13 @@ class EpisodeBook:
         if request.request_id in self._of_request:
             return  # a duplicate
         episode = self.episodes.get(request.episode)
-        if episode is None:
+        if request.refinement:  # of a promoted episode: it never opens one
+            if episode is None:
+                episode = self._new(request.episode, request.model, request.reason,
+                                    request.change_start, request.requested_at)
+                self._close(episode, "promoted", request.requested_at)
+            episode.refinements.append(request.request_id)
+        elif episode is None:
             open_one = self._open.get(request.model)
             if open_one is not None and (request.requested_at
                                          - self.episodes[open_one].last_activity
@@ -192,7 +202,7 @@ class EpisodeBook:
                 episode.joined.append(event)
         elif event.status == "insufficient_data":
             episode.insufficient += 1
-        elif event.status == "retrying":
+        elif event.status in ("retrying", "refining"):
             episode.attempts = max(episode.attempts, event.attempt)
         elif event.status == "failed" and episode.is_open:
             self._close(episode, "failed", event.at)
@@ -207,9 +217,10 @@ class EpisodeBook:
             return
         self._verdicts.add(verdict.event_id)
         episode.touch(verdict.decided_at)
-        if verdict.decision == "promote" and episode.state != "promoted":
-            self._close(episode, "promoted", verdict.decided_at)
-            episode.promoted_version = verdict.candidate
+        if verdict.decision == "promote":
+            if episode.state != "promoted":
+                self._close(episode, "promoted", verdict.decided_at)
+            episode.promoted_version = verdict.candidate  # a refinement's, when later
         elif verdict.decision == "reject":
             episode.rejected += 1
 

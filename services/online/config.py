@@ -63,6 +63,10 @@ class LearnerSettings(BaseModel):
     # (services.online.cutpoint); 0 keeps none (the detector's own window, if any).
     cut_window: int = Field(default=8192, ge=0)
     warmup: int = Field(default=200, ge=0)
+    # Also score each labelled event with the registry's champion and watch its error
+    # with a detector of its own (services.online.champion_watch): a concept change the
+    # learner adapts to before its detector is sure still shows in the champion's error.
+    champion_watch: bool = True
     rolling_window: int = Field(default=1000, ge=10)
     # Largest mini-batch ``learn_many`` hands to the estimator at once: a linear model
     # takes one gradient step per mini-batch, so a consumer batch of thousands of events

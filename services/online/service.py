@@ -48,7 +48,19 @@ the event time of that event (its features' time, else its label's: later). The
 request's ``change_point`` and ``window_start`` are that time, ``window_end`` the
 detecting label's event time.
 
-Retrain request ids are ``concept-<model>-<learner uid>-<events learned>``: replaying the
+The champion watch (``online.champion_watch``, on by default): each learned mini-batch is
+also scored by the registry's champion (alias read at most every
+:data:`CHAMPION_RESOLVE_S`, each version loaded and verified once) and its error feeds a
+:class:`~services.online.champion_watch.ChampionWatch`, which follows a new champion with
+a fresh detector. Its detections take the same path as the learner's (join the open
+episode, else a ``concept`` request through the trigger), with the champion named in the
+evidence; its change point is the watch's own split, kept as event times. No champion,
+one that cannot be loaded or scored, or one of another task: nothing is watched, and
+the problem is logged once. A detection while this service's own request is in flight
+but not yet read back into the book joins that request's episode.
+
+Retrain request ids are ``concept-<model>-<learner uid>-<events learned>`` (the watch's:
+``concept-<model>-champion-<watch uid>-v<version>-<events watched>``): replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
 idempotency turns a repeat into a no-op. A request stays in flight until its verdict:
 the ``models.verdicts`` event names the request it answers and clears it; for a verdict
@@ -91,6 +103,7 @@ from services.featurespec import FeatureSpec, ModelSpec
 from services.model.task import Task
 from services.model_settings import InlineSpec
 from services.observability.health import PostHandler
+from services.online.champion_watch import ChampionSignal, ChampionWatch
 from services.online.join import Joined, LabelJoin
 from services.online.learner import DriftSignal, LearnerConfig, OnlineLearner, Outcome
 from services.online.predict import Answer, answer_doc, online_answer, predict_champion
@@ -115,6 +128,7 @@ CONTROL_TOPICS = ("retrain.requests", "retrain.episodes", "models.verdicts")
 """What the episode book of this service folds (see :class:`ControlReader`)."""
 
 CONCEPT_TRIGGER = TriggerConfig(consecutive=1, cooldown=timedelta(minutes=15))
+CHAMPION_RESOLVE_S = 2.0  # how often the champion alias is read for the watch
 SpecProvider = Callable[[str], ModelSpec]
 LearnedHook = Callable[[str, Sequence[Joined], Sequence[Outcome]], None]
 """``hook(model, joined, outcomes)`` after each learned mini-batch (tests, benchmarks)."""
@@ -205,7 +219,9 @@ class OnlineService(StreamService):
             for m in self.specs
         }
         self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
-        self.detections: deque[tuple[str, DriftSignal]] = deque(maxlen=1000)
+        self.detections: deque[tuple[str, DriftSignal | ChampionSignal]] = deque(maxlen=1000)
+        self._watched: dict[str, tuple[float, Any]] = {}  # model -> (resolved at, Scorer)
+        self._watch_problem: dict[str, str] = {}  # model -> the last problem logged
         self.episode_events: deque[EpisodeEvent] = deque(maxlen=1000)  # sent, the latest
         self.redelivered = 0
         self.restored_learned = self.state.learned
@@ -408,6 +424,8 @@ class OnlineService(StreamService):
                 self.detections.append((model, outcome.drift))
                 self.online_metrics.detection(model)
                 self._on_drift(model, learner, outcome.drift, joined, inbound)
+        if learner.config.champion_watch:
+            self._watch_champion(model, items)
         if self.on_learned is not None:
             self.on_learned(model, [j for j, _ in items], outcomes)
 
@@ -415,16 +433,95 @@ class OnlineService(StreamService):
         self, model: str, learner: OnlineLearner, signal: DriftSignal, joined: Joined,
         inbound: Inbound[Any],
     ) -> None:
-        at = joined.label_time
         request_id = f"concept-{model}-{learner.uid[:12]}-{signal.learned}"
         change_point = self.change_point(model, signal, joined)
+        log.info("online: %s concept drift at %d learned (change from %s)", model,
+                 signal.learned, change_point.isoformat())
+        self._concept_alarm(model, request_id, change_point,
+                            self._evidence(signal, change_point), joined, inbound)
+
+    def _watch_champion(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
+        """Score the learned events with the champion and feed its error to the watch."""
+        scorer = self._champion_scorer(model)
+        if scorer is None:
+            return
+        watch = self.state.watches.get(model)
+        if watch is None:
+            watch = self.state.watches[model] = ChampionWatch(
+                self.state.learners[model].config, self.tasks[model])
+        if watch.follow(scorer.version):
+            log.info("online: %s: watching champion v%d's error", model, scorer.version)
+        joined = [j for j, _ in items]
+        try:
+            predictions = scorer.predict([j.features for j in joined])
+        except Exception as exc:  # a champion that cannot score these rows: not an alarm
+            self._watch_trouble(model, f"champion v{scorer.version} could not score: {exc}")
+            return
+        signals = watch.observe([j.label for j in joined], predictions,
+                                [j.event_time for j in joined], [j.event_id for j in joined])
+        by_id = {j.event_id: n for n, j in enumerate(joined)}
+        for signal in signals:
+            n = by_id.get(signal.event_id or "", len(items) - 1)
+            self.detections.append((model, signal))
+            self.online_metrics.detection(model)
+            change_point = min(signal.change_time, joined[n].label_time)
+            log.info("online: %s champion v%d's error rose at %d watched (change from %s)",
+                     model, signal.version, signal.watched, change_point.isoformat())
+            self._concept_alarm(
+                model, f"concept-{model}-champion-{watch.uid}-v{signal.version}-"
+                       f"{signal.watched}", change_point,
+                self._champion_evidence(signal, change_point), joined[n], items[n][1])
+
+    def _champion_scorer(self, model: str) -> Any:
+        """The champion's :class:`~services.model.scoring.Scorer` (the alias read at most
+        every :data:`CHAMPION_RESOLVE_S`), or None: no champion, or it cannot be loaded."""
+        from services.model.scoring import Scorer
+
+        now = time.monotonic()
+        resolved_at, scorer = self._watched.get(model, (-1e18, None))
+        if now - resolved_at < CHAMPION_RESOLVE_S:
+            return scorer
+        try:
+            version = self.registry.get_alias(model, "champion")
+            if version is None:
+                scorer = None
+            elif scorer is None or scorer.version != version:
+                scorer = Scorer.from_loaded(self.champions.load(model, "champion"))
+                if scorer.task != self.tasks[model]:
+                    self._watch_trouble(model, f"champion v{scorer.version} is a "
+                                               f"{scorer.task.kind} model, the learner "
+                                               f"{self.tasks[model].kind}; not watched")
+                    scorer = None
+        except Exception as exc:  # unreadable now: tried again at the next resolve
+            self._watch_trouble(model, f"champion unreadable: {exc}")
+            scorer = None
+        self._watched[model] = (now, scorer)
+        return scorer
+
+    def _watch_trouble(self, model: str, problem: str) -> None:
+        """Log a champion-watch problem once per distinct problem (not every batch)."""
+        if self._watch_problem.get(model) != problem:
+            self._watch_problem[model] = problem
+            log.warning("online: %s: %s", model, problem)
+
+    def _concept_alarm(self, model: str, request_id: str, change_point: datetime,
+                       evidence: str, joined: Joined, inbound: Inbound[Any]) -> None:
+        """A concept detection: it joins the model's open episode, or through the trigger
+        it opens one with a ``concept`` request."""
+        at = joined.label_time
         episode = self.control.book.open_episode(model, now=datetime.now(UTC))
-        if episode is not None:
-            self._join(model, episode.episode_id, request_id, signal, change_point, inbound)
+        # The book learns of this service's own request only when it is read back: until
+        # then the request in flight is the open episode (its id is the episode's).
+        open_id = episode.episode_id if episode is not None else None
+        in_flight = self.triggers[model].in_flight
+        if open_id is None and in_flight is not None and (
+                self.control.book.of_request(in_flight) is None):
+            open_id = in_flight
+        if open_id is not None:
+            self._join(model, open_id, request_id, evidence, change_point, inbound)
             return
         decision = self.triggers[model].observe(True, at, window_id=request_id)
-        log.info("online: %s concept drift at %d learned (change from %s): %s", model,
-                 signal.learned, change_point.isoformat(), decision.reason)
+        log.info("online: %s concept alarm %s: %s", model, request_id, decision.reason)
         if not decision.fire:
             return
         requested_at = datetime.now(UTC)
@@ -450,8 +547,7 @@ class OnlineService(StreamService):
         self._send_episode(EpisodeEvent(
             event_id=f"{request_id}-opened", episode_id=request_id, model=model,
             status="opened", request_id=request_id, detector="online", reason="concept",
-            change_point=change_point, evidence=[self._evidence(signal, change_point)],
-            at=requested_at), inbound)
+            change_point=change_point, evidence=[evidence], at=requested_at), inbound)
 
     def change_point(self, model: str, signal: DriftSignal, joined: Joined) -> datetime:
         """The event time where ``signal``'s change began: the time of its first
@@ -461,15 +557,15 @@ class OnlineService(StreamService):
         found = self.state.timeline(model).time_of(signal.change_learned)
         return min(found or joined.event_time, joined.label_time)
 
-    def _join(self, model: str, episode_id: str, request_id: str, signal: DriftSignal,
+    def _join(self, model: str, episode_id: str, request_id: str, evidence: str,
               change_point: datetime, inbound: Inbound[Any]) -> None:
         """The model's episode is open: the detection joins it as evidence, no request."""
-        log.info("online: %s concept drift at %d learned joins open episode %s", model,
-                 signal.learned, episode_id)
+        log.info("online: %s concept alarm %s joins open episode %s", model, request_id,
+                 episode_id)
         self._send_episode(EpisodeEvent(
             event_id=f"{request_id}-joined", episode_id=episode_id, model=model,
             status="joined", detector="online", reason="concept", change_point=change_point,
-            evidence=[self._evidence(signal, change_point)], at=datetime.now(UTC)), inbound)
+            evidence=[evidence], at=datetime.now(UTC)), inbound)
 
     def _send_episode(self, event: EpisodeEvent, inbound: Inbound[Any]) -> None:
         self.producer.send(self.settings.topic("retrain.episodes"), event, event.model,
@@ -484,6 +580,14 @@ class OnlineService(StreamService):
                 f"error {signal.error_before:.3f} -> {signal.error_after:.3f}, change began "
                 f"{signal.post_change} event(s) back ({signal.cut}) at "
                 f"{change_point.isoformat()}")
+
+    @staticmethod
+    def _champion_evidence(signal: ChampionSignal, change_point: datetime) -> str:
+        """One line describing a champion-watch detection (an episode event's evidence)."""
+        return (f"champion v{signal.version} {signal.detector}: its error rose at "
+                f"{signal.watched} watched events, {signal.error_before:.3f} -> "
+                f"{signal.error_after:.3f}, change began {signal.post_change} event(s) back "
+                f"({signal.cut}) at {change_point.isoformat()}")
 
     def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
         """Snapshot before the partitions go, so their offsets can be committed."""

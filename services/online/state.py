@@ -56,6 +56,7 @@ from urllib.parse import urlparse
 import river
 
 from services.files import fsync_dir, write_atomic
+from services.online.champion_watch import ChampionWatch
 from services.online.join import LabelJoin
 from services.online.learner import OnlineLearner
 from services.online.timeline import EventTimeline
@@ -80,13 +81,15 @@ def snapshot_dir(settings: Settings) -> Path:
 @dataclass
 class OnlineState:
     """What the online service restores: learners per model, pending joins, trigger
-    states, and the recent event times per model (where a change began, as a time)."""
+    states, the recent event times per model (where a change began, as a time) and the
+    champion watches."""
 
     learners: dict[str, OnlineLearner]
     join: LabelJoin = field(default_factory=LabelJoin)
     triggers: dict[str, str] = field(default_factory=dict)  # RetrainTrigger.state_json()
     requests: dict[str, dict[int, str]] = field(default_factory=dict)  # version -> request
     timelines: dict[str, EventTimeline] = field(default_factory=dict)
+    watches: dict[str, ChampionWatch] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Restore a snapshot, also one written before a field existed (its default)."""
@@ -95,6 +98,7 @@ class OnlineState:
         state.setdefault("triggers", {})
         state.setdefault("requests", {})
         state.setdefault("timelines", {})
+        state.setdefault("watches", {})
         self.__dict__.update(state)
 
     def timeline(self, model: str) -> EventTimeline:

@@ -8,7 +8,9 @@ trains on the rows after the change point up to the newest labelled one; and an
 attempt that ends without a promotion -- too few labelled rows after the change, or a
 rejected candidate -- is followed by the next attempt (a request with a deterministic
 id, so two workers deciding it train once) until ``retrain.episode_attempts``, then the
-episode fails. Manual requests stand outside episodes: always trained, never retried.
+episode fails. A concept episode whose promoted candidate learned from few post-change
+rows gets one refinement attempt (:func:`wants_refinement`). Manual requests stand
+outside episodes: always trained, never retried.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def skip_reason(book: EpisodeBook, request: RetrainRequest) -> str | None:
     episode = book.of_request(request.request_id)
     if episode is None:
         return None
+    if request.refinement:
+        if episode.state != "promoted":
+            return f"a refinement of episode {episode.episode_id}, which is {episode.state}"
+        if episode.attempts > request.attempt:
+            return (f"refinement {request.attempt} of episode {episode.episode_id} was "
+                    f"superseded by attempt {episode.attempts}")
+        return None
     if not episode.is_open:
         return f"episode {episode.episode_id} is already {episode.state}"
     if episode.attempts > request.attempt:
@@ -73,7 +82,7 @@ def after_rejection(book: EpisodeBook, request: RetrainRequest,
                     episode_attempts: int) -> Next | None:
     """What a ``reject`` verdict on ``request``'s candidate calls for; ``None``: nothing
     (a manual request, an episode already closed, or its next attempt already asked for)."""
-    if request.reason == "manual":
+    if request.reason == "manual" or request.refinement:
         return None
     episode = book.of_request(request.request_id)
     if episode is None or not episode.is_open or episode.attempts > request.attempt:
@@ -83,18 +92,51 @@ def after_rejection(book: EpisodeBook, request: RetrainRequest,
     return after_attempt(request.attempt, episode_attempts)
 
 
-def next_attempt(request: RetrainRequest, now: datetime, retry_after_s: float) -> RetrainRequest:
+def concept_only(book: EpisodeBook, request: RetrainRequest) -> bool:
+    """Whether ``request``'s episode is a change of the labels' relation alone: a
+    ``concept`` request whose episode the drift monitor has not joined. When the features
+    moved too (a covariate shift raises the champion's error as well, so a concept
+    detector may open its episode first), the parent's labels still hold where its data
+    was: that episode replays and is not refined like a concept one."""
+    if request.reason != "concept":
+        return False
+    episode = book.of_request(request.request_id)
+    return episode is None or not any(e.detector == "drift" for e in episode.joined)
+
+
+def wants_refinement(book: EpisodeBook, request: RetrainRequest, fresh_rows: int | None,
+                     refine_rows: int) -> bool:
+    """Whether the promotion of ``request``'s candidate, trained on ``fresh_rows``
+    post-change rows, calls for a refinement attempt: a concept episode's (no replay:
+    the post-change rows are all it learned the new relation from) with fewer than
+    ``refine_rows`` of them, once per episode (not a refinement's own promotion, nor one
+    already requested)."""
+    if not concept_only(book, request) or request.refinement or refine_rows <= 0:
+        return False
+    if fresh_rows is None or fresh_rows >= refine_rows:
+        return False
+    episode = book.of_request(request.request_id)
+    if (episode is None or episode.state != "promoted" or episode.refinements
+            or episode.attempts > request.attempt):
+        return False
+    return book.of_request(attempt_request_id(episode.episode_id, request.attempt + 1)) is None
+
+
+def next_attempt(request: RetrainRequest, now: datetime, retry_after_s: float, *,
+                 refinement: bool = False, base_version: int | None = None) -> RetrainRequest:
     """The request of the attempt after ``request``: same episode and change point, the
-    deterministic id of its attempt number, not to start before ``retry_after_s``."""
+    deterministic id of its attempt number, not to start before ``retry_after_s``
+    (``refinement``: of a promoted episode, based on its promoted candidate)."""
     attempt = request.attempt + 1
     return RetrainRequest(
         event_id=new_event_id(),
         request_id=attempt_request_id(request.episode, attempt),
-        model=request.model, reason=request.reason, base_version=request.base_version,
+        model=request.model, reason=request.reason,
+        base_version=request.base_version if base_version is None else base_version,
         window_start=request.window_start, window_end=request.window_end,
         drift_report_ids=list(request.drift_report_ids), requested_at=now,
         change_point=request.change_start, episode_id=request.episode, attempt=attempt,
-        not_before=now + timedelta(seconds=retry_after_s),
+        not_before=now + timedelta(seconds=retry_after_s), refinement=refinement,
     )
 
 
@@ -110,12 +152,16 @@ def episode_event(request: RetrainRequest, status: EpisodeStatus, at: datetime, 
     )
 
 
-def attempt_training_config(request: RetrainRequest, model_settings: Any) -> Any:
-    """The model's training config for this attempt: a ``concept`` episode's fine-tune
-    replays ``retrain.concept_replay_ratio`` of the parent's rows (their labels follow
-    the relation that changed) instead of ``training.data.replay_ratio``."""
+def attempt_training_config(request: RetrainRequest, model_settings: Any,
+                            book: EpisodeBook | None = None) -> Any:
+    """The model's training config for this attempt: a concept-only episode's fine-tune
+    (:func:`concept_only`; without a book, any ``concept`` request's) replays
+    ``retrain.concept_replay_ratio`` of the parent's rows (their labels follow the
+    relation that changed) instead of ``training.data.replay_ratio``."""
     config = model_settings.training
-    if request.reason != "concept":
+    concept = (request.reason == "concept" if book is None
+               else concept_only(book, request))
+    if not concept:
         return config
     return config.with_overrides(
         {"data": {"replay_ratio": model_settings.retrain.concept_replay_ratio}})

@@ -133,7 +133,9 @@ class RetrainSettings(_Frozen):
     is about something else: tries of one attempt against transient errors. A
     ``concept`` episode (the labels' relation changed) replays
     ``concept_replay_ratio`` of the parent's rows (default none: their labels follow the
-    old relation), a covariate one ``training.data.replay_ratio``.
+    old relation), a covariate one ``training.data.replay_ratio``; a promoted concept
+    candidate trained on fewer than ``concept_refine_rows`` post-change rows is refined
+    once, ``refine_after_s`` later.
     """
 
     min_fresh_rows: int = Field(500, ge=0)  # labelled events after the change point ...
@@ -144,6 +146,12 @@ class RetrainSettings(_Frozen):
     # A concept change makes the parent's labels wrong for today: a concept episode's
     # fine-tune replays this share of them instead of ``training.data.replay_ratio``.
     concept_replay_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    # ... so its first candidate learns from the post-change rows alone, which may be
+    # few: when the promoted one had fewer than ``concept_refine_rows`` of them, one
+    # refinement attempt (on everything after the change point by then, from the
+    # promoted champion) is requested to start ``refine_after_s`` later. 0: never.
+    concept_refine_rows: int = Field(5000, ge=0)
+    refine_after_s: float = Field(3600.0, ge=0)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

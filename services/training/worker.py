@@ -37,6 +37,14 @@ the partitions):
    At ``retrain.episode_attempts`` the episode is reported ``failed`` instead (event,
    metric, one error line). Every episode status sent is counted
    (``driftloop.retrain.episodes``).
+7. A ``promote`` verdict on a concept episode's candidate that learned from fewer than
+   ``retrain.concept_refine_rows`` post-change rows (its lineage's ``fresh_rows``) is
+   followed by one refinement attempt (``refinement: true``, the next attempt's
+   deterministic id, based on the promoted version, ``not_before`` = now +
+   ``retrain.refine_after_s``) and a ``refining`` event. It trains like any attempt, from
+   the champion of the moment, on every labelled row after the change point by then; a
+   rejected, data-starved or failed refinement ends there (the episode keeps its
+   promotion).
 
 The model's task and factory come from its settings (``models.<m>.task``/``.factory``).
 A request that cannot be trained -- no champion, no data, a label that does not fit
@@ -55,6 +63,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,11 +79,13 @@ from services.training.attempts import (
     after_attempt,
     after_rejection,
     attempt_training_config,
+    concept_only,
     enough_rows,
     episode_event,
     fresh_window,
     next_attempt,
     skip_reason,
+    wants_refinement,
 )
 from streams.consumer import CommitPlan, Inbound
 from streams.contracts import (
@@ -110,6 +121,7 @@ class WorkerStats:
     insufficient: int = 0  # attempts answered insufficient_data
     retries: int = 0  # next attempts requested
     episodes_failed: int = 0
+    refinements: int = 0  # refinement attempts requested after a promotion
 
 
 class _SpanProgress:
@@ -168,6 +180,7 @@ class TrainingWorker(StreamService):
         self.control = ControlReader(settings, name="train-control")
         self._requests: dict[str, RetrainRequest] = {}  # every request read, by id
         self._rejections: list[ShadowVerdict] = []  # waiting for their request
+        self._promotions: list[ShadowVerdict] = []  # promote verdicts, the same way
         self._answered: set[str] = set()  # rejected request ids already followed up
 
     @property
@@ -240,7 +253,7 @@ class TrainingWorker(StreamService):
                     request.model, "failed", 0.0, error_type=type(exc).__name__)
                 self.loop.dead_letter(inbound.message, "training_failed", str(exc))
                 log.exception("retrain request %s failed", request.request_id)
-                if request.reason != "manual":
+                if request.reason != "manual" and not request.refinement:
                     self._continue_episode(request, "failed", f"training failed: {exc}")
                 return True
 
@@ -256,24 +269,66 @@ class TrainingWorker(StreamService):
             for event in events:
                 if isinstance(event, RetrainRequest):
                     self._requests.setdefault(event.request_id, event)
-                elif (isinstance(event, ShadowVerdict) and event.decision == "reject"
-                      and event.request_id):
-                    self._rejections.append(event)
-            waiting: list[ShadowVerdict] = []
-            for verdict in self._rejections:
-                assert verdict.request_id is not None
-                if verdict.request_id in self._answered:
-                    continue
-                request = self._requests.get(verdict.request_id)
-                if request is None:
-                    waiting.append(verdict)  # its request is not read yet
-                    continue
-                self._answered.add(verdict.request_id)
-                self._after_rejection(request, verdict)
-            self._rejections = waiting[-MAX_PENDING_REJECTIONS:]
+                elif isinstance(event, ShadowVerdict) and event.request_id:
+                    if event.decision == "reject":
+                        self._rejections.append(event)
+                    elif event.decision == "promote":
+                        self._promotions.append(event)
+            self._rejections = self._follow_verdicts(self._rejections, self._after_rejection)
+            self._promotions = self._follow_verdicts(self._promotions, self._after_promotion)
         except Exception as exc:
             log.warning("train: following the control topics failed (%s: %s); retrying at "
                         "the next batch", type(exc).__name__, exc)
+
+    def _follow_verdicts(
+        self, verdicts: list[ShadowVerdict],
+        follow: Callable[[RetrainRequest, ShadowVerdict], None],
+    ) -> list[ShadowVerdict]:
+        """Follow up each verdict once its request is read (once per request); returns
+        those still waiting for their request (bounded)."""
+        waiting: list[ShadowVerdict] = []
+        for verdict in verdicts:
+            assert verdict.request_id is not None
+            if verdict.request_id in self._answered:
+                continue
+            request = self._requests.get(verdict.request_id)
+            if request is None:
+                waiting.append(verdict)  # its request is not read yet
+                continue
+            self._answered.add(verdict.request_id)
+            follow(request, verdict)
+        return waiting[-MAX_PENDING_REJECTIONS:]
+
+    def _after_promotion(self, request: RetrainRequest, verdict: ShadowVerdict) -> None:
+        """A concept candidate promoted from few post-change rows: ask for its refinement."""
+        retrain = self.settings.model(request.model).retrain
+        if not concept_only(self.control.book, request) or request.refinement or (
+                not retrain.concept_refine_rows):
+            return
+        try:
+            lineage = self.registry.get(request.model, verdict.candidate).manifest.lineage
+        except Exception as exc:  # the promotion stands; a refinement is a bonus
+            log.warning("%s: v%d's lineage unreadable (%s); no refinement", request.model,
+                        verdict.candidate, exc)
+            return
+        if not wants_refinement(self.control.book, request, lineage.fresh_rows,
+                                retrain.concept_refine_rows):
+            return
+        now = datetime.now(UTC)
+        refine = next_attempt(request, now, retrain.refine_after_s, refinement=True,
+                              base_version=verdict.candidate)
+        assert refine.not_before is not None
+        self.producer.send(self.settings.topic("retrain.requests"), refine, key=request.model)
+        self._send_episode(episode_event(
+            request, "refining", now, attempt=refine.attempt, request_id=refine.request_id,
+            detail=f"v{verdict.candidate} learned from {lineage.fresh_rows} post-change rows "
+                   f"(fewer than {retrain.concept_refine_rows}); refinement not before "
+                   f"{refine.not_before.isoformat()}"))
+        self.producer.flush()
+        self.stats.refinements += 1
+        log.info("%s: episode %s: v%d learned from %d post-change rows; refinement %s "
+                 "requested", request.model, request.episode, verdict.candidate,
+                 lineage.fresh_rows, refine.request_id)
 
     def _after_rejection(self, request: RetrainRequest, verdict: ShadowVerdict) -> None:
         limit = self.settings.model(request.model).retrain.episode_attempts
@@ -349,10 +404,13 @@ class TrainingWorker(StreamService):
         delay = (request.not_before - datetime.now(UTC)).total_seconds()
         if delay <= 0:
             return True
-        longest = self.settings.model(request.model).retrain.retry_after_s
+        retrain = self.settings.model(request.model).retrain
+        longest = max(retrain.retry_after_s, retrain.refine_after_s if request.refinement
+                      else 0.0)
         if delay > longest:
-            log.warning("%s: not_before is %.0f s away; waiting %.0f s (retrain.retry_after_s)",
-                        request.request_id, delay, longest)
+            log.warning("%s: not_before is %.0f s away; waiting %.0f s (retrain.retry_after_s"
+                        "%s)", request.request_id, delay, longest,
+                        ", refine_after_s" if request.refinement else "")
             delay = longest
         span.add_event("not_before.wait", {"seconds": delay})
         log.info("%s: attempt %d starts in %.0f s", request.request_id, request.attempt, delay)
@@ -422,7 +480,7 @@ class TrainingWorker(StreamService):
             "driftloop.fresh_end": window.end.isoformat(),
             "driftloop.fresh_rows": snapshot.rows,
         })
-        config = attempt_training_config(request, model_settings)
+        config = attempt_training_config(request, model_settings, self.control.book)
         span.set_attribute("driftloop.replay_ratio", config.data.replay_ratio)
         job = TrainingJob(
             model=request.model, request_id=request.request_id, reason=request.reason,
@@ -515,6 +573,8 @@ class TrainingWorker(StreamService):
                     request.episode, detail)
         self._send_episode(episode_event(request, "insufficient_data", datetime.now(UTC),
                                          detail=detail))
+        if request.refinement:  # the episode keeps its promotion
+            return
         self._continue_episode(request, after_attempt(request.attempt, retrain.episode_attempts),
                                f"insufficient data ({detail})")
 

@@ -16,16 +16,15 @@ where the feature time is known; a request without its episode fields or opened 
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from river.datasets import synth
+from samples.topic_reader import read_control
 
-from services.episodes.reader import ControlReader
 from services.observability.setup import in_memory_telemetry
 from services.online.service import build
-from streams.contracts import EpisodeEvent, FeatureEvent, LabelEvent, RetrainRequest
+from streams.contracts import FeatureEvent, LabelEvent, RetrainRequest
 from streams.producer import EventProducer
 from streams.settings import Settings
 
@@ -68,25 +67,6 @@ def _drift_request() -> RetrainRequest:
         episode_id="covariate-agrawal-1", attempt=1)
 
 
-def _control(settings: Settings) -> tuple[list[RetrainRequest], list[EpisodeEvent]]:
-    """Everything on retrain.requests and retrain.episodes (read until quiet)."""
-    reader = ControlReader(settings, topics=("retrain.requests", "retrain.episodes"),
-                           name="test")
-    events: list = []
-    quiet_since = time.monotonic()
-    try:
-        while time.monotonic() - quiet_since < 2.0:
-            got = reader.drain()
-            events += got
-            if got:
-                quiet_since = time.monotonic()
-            time.sleep(0.1)
-    finally:
-        reader.close()
-    return ([e for e in events if isinstance(e, RetrainRequest)],
-            [e for e in events if isinstance(e, EpisodeEvent)])
-
-
 def _run(settings: Settings) -> dict[str, float]:
     """Learn the stream; returns the ``driftloop.retrain.episodes`` counts by status."""
     telemetry = in_memory_telemetry("online-test")
@@ -112,7 +92,7 @@ def test_a_detection_joins_the_open_episode_and_sends_no_request(settings: Setti
     _publish(settings)
     counts = _run(settings)
 
-    requests, episodes = _control(settings)
+    requests, episodes = read_control(settings)
     assert [r.request_id for r in requests] == [opened.request_id]  # no concept request
     joined = [e for e in episodes if e.status == "joined"]
     assert counts == {"joined": len(joined)}
@@ -129,7 +109,7 @@ def test_without_an_episode_one_request_opens_one_at_the_change(settings: Settin
     _publish(settings)
     counts = _run(settings)
 
-    requests, episodes = _control(settings)
+    requests, episodes = read_control(settings)
     assert len(requests) == 1 and counts == {"opened": 1}
     request = requests[0]
     assert request.reason == "concept" and request.attempt == 1

@@ -288,3 +288,66 @@ def test_a_request_absorbed_into_an_open_episode_is_not_trained(
     assert skipped.attributes["driftloop.request_id"] == racer.request_id
     assert (f"absorbed into the open episode {opener.request_id}"
             in skipped.attributes["driftloop.skipped"])
+
+
+def _promote(rid: str, candidate: int) -> ShadowVerdict:
+    return ShadowVerdict(
+        event_id=new_event_id(), model="fraud", candidate=candidate, champion=1, samples=500,
+        metric="log_loss", candidate_metric=0.5, champion_metric=0.6,
+        test=PairedTest(method="paired_t", statistic=3.0, p_value=0.001, mean_difference=0.1,
+                        relative_improvement=0.15),
+        decision="promote", reason="better than the champion", decided_at=datetime.now(UTC),
+        request_id=rid,
+    )
+
+
+def test_a_concept_promotion_from_few_rows_is_refined_once_on_what_came_since(
+    store: Any, settings: Settings
+) -> None:
+    """Bugs caught: a concept candidate promoted from few post-change rows left as it is;
+    the refinement asked for once per delivery of the verdict or again after a restart;
+    a refinement without its flag, episode, attempt or ``not_before``; one skipped as
+    "already promoted"; one trained from the old champion or on the first attempt's rows
+    only instead of everything after the change point by then."""
+    settings = _settings(settings, concept_refine_rows=1000, refine_after_s=1)
+    registry = _champion(store, settings)
+    first_rows = _shifted(store, 300)
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END, reason="concept")
+    _send(settings, "retrain.requests", request)
+    first = TrainingWorker(settings, store=store)
+    first.run(until=lambda: first.stats.trained >= 1, idle_timeout_s=120)
+    assert registry.manifest("fraud", 2).lineage.fresh_rows == len(first_rows)
+
+    # the shadow promotes v2 (the verdict delivered twice); more labelled rows arrive
+    registry.set_alias("fraud", "champion", 2, expected=1)
+    _send(settings, "models.verdicts", _promote(request.request_id, 2),
+          _promote(request.request_id, 2))
+    write_history(store, Generator(GeneratorConfig(seed=9, events_per_second=RATE)).history(
+        HISTORY_END + timedelta(seconds=(300 + 600) / RATE), 600), mode="append")
+    second = TrainingWorker(settings, store=store)
+    second.run(until=lambda: second.stats.trained >= 1, idle_timeout_s=120)
+    assert (second.stats.refinements, second.stats.trained, second.stats.skipped) == (1, 1, 0)
+    refine_id = attempt_request_id(request.request_id, 2)
+    assert registry.find_by_request_id("fraud", refine_id) == 3
+    refined = registry.manifest("fraud", 3).lineage
+    assert (refined.episode_id, refined.attempt, refined.parent_version) == (
+        request.request_id, 2, 2)
+    assert refined.change_point == HISTORY_END
+    assert refined.fresh_rows == 900  # every row after the change point by then
+
+    third = TrainingWorker(settings, store=store)  # a restart reads the same verdicts
+    third.run(until=lambda: third.control.book.of_request(refine_id) is not None,
+              idle_timeout_s=20)
+    assert (third.stats.refinements, third.stats.trained) == (0, 0)
+    requests = _read_all(settings, "retrain.requests", RetrainRequest)
+    assert [(r.request_id, r.attempt, r.refinement) for r in requests] == [
+        (request.request_id, 1, False), (refine_id, 2, True)]
+    refine = requests[1]
+    assert (refine.episode_id, refine.base_version, refine.reason) == (
+        request.request_id, 2, "concept")
+    assert refine.not_before is not None
+    assert refine.not_before - refine.requested_at == timedelta(seconds=1)
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    assert [(e.status, e.attempt, e.request_id) for e in steps] == [
+        ("refining", 2, refine_id)]
+    assert "300 post-change rows (fewer than 1000)" in steps[0].detail

@@ -30,3 +30,26 @@ def read_events(settings: Settings, topic: str, event_type: type, min_count: int
                 break
     consumer.close()
     return out
+
+
+def read_control(settings: Settings) -> tuple[list[Any], list[Any]]:
+    """Every ``retrain.requests`` and ``retrain.episodes`` event (all partitions, from the
+    start, read until 2 s pass without a new one): ``(requests, episode events)``."""
+    from services.episodes.reader import ControlReader
+    from streams.contracts import EpisodeEvent, RetrainRequest
+
+    reader = ControlReader(settings, topics=("retrain.requests", "retrain.episodes"),
+                           name="test")
+    events: list[Any] = []
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < 2.0:
+            got = reader.drain()
+            events += got
+            if got:
+                quiet_since = time.monotonic()
+            time.sleep(0.1)
+    finally:
+        reader.close()
+    return ([e for e in events if isinstance(e, RetrainRequest)],
+            [e for e in events if isinstance(e, EpisodeEvent)])

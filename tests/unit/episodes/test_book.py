@@ -116,3 +116,29 @@ def test_a_racing_openers_own_opened_event_is_folded_in_whatever_the_order() -> 
         assert [e.episode_id for e in book.for_model("m")] == ["r1"], order
         assert book.open_episode("m").episode_id == "r1", order
         assert book.absorbed(racer).episode_id == "r1", order
+
+
+def test_a_refinement_keeps_the_episode_closed_and_its_promotion_is_the_episodes() -> None:
+    """Bugs caught: a refinement request reopening its episode (the next alarm would join
+    it and ask nothing) or opening a new one; its promotion not recorded."""
+    book = EpisodeBook()
+    book.fold(request("c1", "concept"))
+    book.fold(verdict("c1", "promote", candidate=2))
+    refine_id = attempt_request_id("c1", 2)
+    refine = RetrainRequest(
+        event_id="e-refine", request_id=refine_id, model="m", reason="concept",
+        base_version=2, window_start=T0, window_end=T0, requested_at=T0,
+        episode_id="c1", attempt=2, refinement=True)
+    book.fold(event("c1", "refining", attempt=2, request_id=refine_id))
+    book.fold(refine)
+    episode = book.episodes["c1"]
+    assert (episode.state, episode.attempts, episode.refinements) == ("promoted", 2, [refine_id])
+    assert book.open_episode("m") is None
+    book.fold(verdict(refine_id, "promote", candidate=3))
+    assert episode.promoted_version == 3
+    book.fold(request("r2"))  # the next change opens its own episode
+    assert book.open_episode("m").episode_id == "r2"
+    # a refinement read without its episode (a book started late) opens nothing either
+    late = EpisodeBook()
+    late.fold(refine)
+    assert late.open_episode("m") is None and late.episodes["c1"].state == "promoted"

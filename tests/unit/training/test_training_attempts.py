@@ -13,6 +13,7 @@ from services.training.attempts import (
     fresh_window,
     next_attempt,
     skip_reason,
+    wants_refinement,
 )
 from streams.codec import decode, encode
 from streams.contracts import EpisodeEvent, PairedTest, RetrainRequest, ShadowVerdict
@@ -130,3 +131,69 @@ def test_a_concept_attempt_replays_the_concept_share_of_the_parents_rows() -> No
 
     assert (ratio("covariate"), ratio("manual"), ratio("concept")) == (0.3, 0.3, 0.1)
     assert ModelSettings().retrain.concept_replay_ratio == 0.0
+    # a concept episode the drift monitor joined (the features moved too) replays as usual
+    book = EpisodeBook()
+    req = RetrainRequest(event_id="e", request_id="r", model="m", reason="concept",
+                         base_version=1, window_start=T0, window_end=T0, requested_at=T0)
+    book.fold(req)
+    assert attempt_training_config(req, settings, book).data.replay_ratio == 0.1
+    book.fold(EpisodeEvent(event_id="j", episode_id="r", model="m", status="joined",
+                           detector="drift", at=T0))
+    assert attempt_training_config(req, settings, book).data.replay_ratio == 0.3
+
+
+def test_a_concept_promotion_from_few_rows_asks_for_one_refinement() -> None:
+    """Bugs caught: no refinement after a data-starved concept promotion; a refinement
+    for a covariate episode (whose replay still holds), for a candidate that had enough
+    rows, of a refinement, or twice; a refinement skipped as "already promoted", or
+    retried after its rejection."""
+    book = EpisodeBook()
+    first = request("c1", "concept")
+    book.fold(first)
+    assert not wants_refinement(book, first, 400, 5000)  # not promoted yet ... (still open)
+    book.fold(verdict("c1", "promote"))
+    assert book.episodes["c1"].state == "promoted"
+    assert wants_refinement(book, first, 400, 5000)
+    assert not wants_refinement(book, first, 5000, 5000)  # enough rows
+    assert not wants_refinement(book, first, 400, 0)  # turned off
+    assert not wants_refinement(book, first, None, 5000)  # lineage without the count
+    covariate = EpisodeBook()
+    drift = request("d1")
+    covariate.fold(drift)
+    covariate.fold(verdict("d1", "promote"))
+    assert not wants_refinement(covariate, drift, 400, 5000)
+    moved = EpisodeBook()  # a concept detector opened it, the drift monitor joined
+    concept = request("c9", "concept")
+    moved.fold(concept)
+    moved.fold(EpisodeEvent(event_id="j9", episode_id="c9", model="m", status="joined",
+                            detector="drift", at=T0))
+    moved.fold(verdict("c9", "promote"))
+    assert not wants_refinement(moved, concept, 400, 5000)
+
+    refine = next_attempt(first, T0, 60, refinement=True, base_version=2)
+    assert refine.refinement and refine.attempt == 2 and refine.base_version == 2
+    assert refine.request_id == attempt_request_id("c1", 2)
+    assert refine.not_before == T0 + timedelta(seconds=60)
+    assert decode(encode(refine), RetrainRequest) == refine
+    book.fold(refine)
+    episode = book.episodes["c1"]
+    assert episode.state == "promoted" and episode.refinements == [refine.request_id]
+    assert book.open_episode("m") is None  # a refinement reopens nothing
+    assert skip_reason(book, refine) is None  # trained although the episode is promoted
+    assert "already promoted" in (skip_reason(book, first) or "")
+    assert not wants_refinement(book, first, 400, 5000)  # asked for once
+    assert not wants_refinement(book, refine, 400, 5000)  # a refinement is not refined
+    assert after_rejection(book, refine, 3) is None  # its rejection ends nothing
+    book.fold(verdict(refine.request_id, "promote"))
+    assert book.episodes["c1"].promoted_version == 2  # the verdict helper's candidate
+
+
+def test_a_refinement_of_an_episode_that_is_not_promoted_is_not_trained() -> None:
+    book = EpisodeBook()
+    first = request("c1", "concept")
+    book.fold(first)
+    book.fold(EpisodeEvent(event_id="f", episode_id="c1", model="m", status="failed",
+                           detector="trainer", at=T0))
+    refine = next_attempt(first, T0, 0, refinement=True)
+    book.fold(refine)
+    assert "which is failed" in (skip_reason(book, refine) or "")
