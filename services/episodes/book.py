@@ -64,6 +64,14 @@ class Episode:
     promoted_version: int | None = None
     failure: str = ""
     refinements: list[str] = field(default_factory=list)  # refinement request ids
+    # change points the other detectors estimated (joined alarms, absorbed requests)
+    other_change_points: list[datetime] = field(default_factory=list)
+
+    @property
+    def latest_change_point(self) -> datetime:
+        """The latest of every detector's estimate of where the change began: the rows
+        after it are post-change by every detector's account."""
+        return max([self.change_point, *self.other_change_points])
 
     @property
     def is_open(self) -> bool:
@@ -152,6 +160,7 @@ class EpisodeBook:
             if request.reason != "manual" and open_one is not None and request.attempt == 1:
                 episode = self.episodes[open_one]  # raced the open episode: joins it
                 episode.absorbed_requests.append(request.request_id)
+                episode.other_change_points.append(request.change_start)
             else:
                 episode = self._new(request.episode, request.model, request.reason,
                                     request.change_start, request.requested_at)
@@ -200,6 +209,8 @@ class EpisodeBook:
         if event.status == "joined":
             if all(e.event_id != event.event_id for e in episode.joined):
                 episode.joined.append(event)
+                if event.change_point is not None:
+                    episode.other_change_points.append(event.change_point)
         elif event.status == "insufficient_data":
             episode.insufficient += 1
         elif event.status in ("retrying", "refining"):

@@ -40,10 +40,16 @@ from services.online.learner import ERROR_SDS, winsorize
 __all__ = ["ChampionSignal", "ChampionWatch", "detector_inputs"]
 
 
+SPREAD_WARMUP = 30  # regression: labels seen before an error can be put in label sd
+
+
 def detector_inputs(task: Task, labels: Sequence[float], predictions: np.ndarray,
                     spread: stats.Var, limit: float = 10.0) -> list[float]:
     """Per event, what the detector reads (see the module doc); ``spread`` (regression)
-    is updated with each label first, winsorized at ``limit`` sd once it has 30."""
+    is updated with each label first, winsorized at ``limit`` sd once it has 30. NaN
+    while the spread has fewer than :data:`SPREAD_WARMUP` labels (not fed to the
+    detector: an error over an unknown scale is noise, and capped at 1 it would read as
+    a change)."""
     if task.kind == "binary":
         return [float((float(p) >= 0.5) != (float(y) == 1.0))
                 for y, p in zip(labels, predictions, strict=True)]
@@ -55,6 +61,9 @@ def detector_inputs(task: Task, labels: Sequence[float], predictions: np.ndarray
     for y, value in zip(labels, predictions, strict=True):
         y = float(y)
         spread.update(winsorize(spread, y, limit))
+        if spread.n < SPREAD_WARMUP:
+            out.append(math.nan)
+            continue
         sd = math.sqrt(max(spread.get(), 0.0))
         miss = abs(y - float(value))
         if not math.isfinite(miss):
@@ -122,9 +131,11 @@ class ChampionWatch:
                                  self.settings.clip_scaled)
         found: list[ChampionSignal] = []
         for error, when, event_id in zip(inputs, times, event_ids, strict=True):
+            self.watched += 1
+            if math.isnan(error):
+                continue
             before = getattr(self.detector, "estimation", math.nan)
             self.detector.update(error)
-            self.watched += 1
             self.recent.append(error)
             self.recent_times.append(when.timestamp())
             if not self.detector.drift_detected:

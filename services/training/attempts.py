@@ -43,6 +43,23 @@ def fresh_window(change_start: datetime, labelled: int,
     return FreshWindow(change_start, max(newest + ONE_TICK, change_start + ONE_TICK), labelled)
 
 
+def attempt_change_start(book: EpisodeBook, request: RetrainRequest) -> datetime:
+    """Where an attempt's fresh data begins: the latest change point of its episode that
+    the book knows when the attempt starts (the opener's, the joined alarms', the
+    absorbed requests'), never earlier than the request's own. Each detector's estimate
+    can be early (a chance-drifted window just before the change starting the drift
+    monitor's streak; measured 10 minutes early on the closed-loop benchmark), and rows
+    from before the change would be learned as the new normal and become part of the
+    candidate's drift reference; the latest estimate keeps them out, at the price of a
+    few post-change rows. Manual requests: their own."""
+    if request.reason == "manual":
+        return request.change_start
+    episode = book.of_request(request.request_id)
+    if episode is None:
+        return request.change_start
+    return max(request.change_start, episode.latest_change_point)
+
+
 def enough_rows(labelled: int, min_fresh_rows: int) -> bool:
     """An attempt trains with at least ``min_fresh_rows`` labelled rows (and one at least)."""
     return labelled >= max(min_fresh_rows, 1)

@@ -14,8 +14,11 @@ the partitions):
    A request with ``not_before`` in the future (a retry) starts only then (an
    interruptible wait of at most ``retrain.retry_after_s``).
 3. The base is the current champion. The fresh data is every labelled event after the
-   request's change point (``change_start``) up to the newest one in the offline store
-   when the attempt runs, so a retry sees what arrived since. The worker waits (up to
+   episode's change point up to the newest one in the offline store when the attempt
+   runs, so a retry sees what arrived since. That change point is the latest estimate
+   the book holds for the episode when the attempt starts (the request's, the joined
+   alarms', the absorbed requests': :func:`~services.training.attempts.attempt_change_start`),
+   so a detector's early estimate does not let pre-change rows in. The worker waits (up to
    ``retrain.label_wait_s``) for ``retrain.min_fresh_rows`` of them; a detector's
    attempt that does not get them is answered ``insufficient_data`` on
    ``retrain.episodes`` and followed by the next attempt (see 6). The fresh rows are
@@ -78,6 +81,7 @@ from services.training.attempts import (
     Next,
     after_attempt,
     after_rejection,
+    attempt_change_start,
     attempt_training_config,
     concept_only,
     enough_rows,
@@ -454,19 +458,26 @@ class TrainingWorker(StreamService):
             raise ValueError(f"{request.model} has no champion to fine-tune; run driftloop train")
         parent = self.registry.load(request.model, champion)
         spec = load_model_spec(self.store, request.model)
-        counted = self._await_fresh_labels(request, span)
+        change = attempt_change_start(self.control.book, request)
+        counted = self._await_fresh_labels(request, change, span)
         if counted is None:
             return False
+        self._follow_control()  # alarms that joined while the labels came in
+        later = attempt_change_start(self.control.book, request)
+        if later > change:
+            change = later
+            counted = self._await_fresh_labels(request, change, span, wait=False)
+            assert counted is not None
         labelled, newest = counted
         model_settings = self.settings.model(request.model)
         if (request.reason != "manual"
                 and not enough_rows(labelled, model_settings.retrain.min_fresh_rows)):
-            self._answer_insufficient(request, labelled, span)
+            self._answer_insufficient(request, change, labelled, span)
             return True
-        window = fresh_window(request.change_start, labelled, newest)
+        window = fresh_window(change, labelled, newest)
         if window is None:
             raise ValueError(f"no labelled events for {request.model} after the change point "
-                             f"{request.change_start.isoformat()}")
+                             f"{change.isoformat()}")
         snapshot = create_snapshot(
             self.store, spec, window.start, window.end,
             cache_root=Path(self.settings.state_dir) / "profiles",
@@ -474,6 +485,7 @@ class TrainingWorker(StreamService):
         )
         replay = load_snapshot_frame(self.store, parent.training_snapshot_id)
         span.set_attributes({
+            "driftloop.fresh_change_point": change.isoformat(),
             "driftloop.base_version": champion,
             "driftloop.snapshot_id": snapshot.snapshot_id,
             "driftloop.fresh_start": window.start.isoformat(),
@@ -489,7 +501,7 @@ class TrainingWorker(StreamService):
             parent=parent, replay=replay,
             window_start=window.start, window_end=window.end,
             episode_id=request.episode, attempt=request.attempt,
-            change_point=request.change_start,
+            change_point=change,
         )
         delay = (datetime.now(UTC) - request.requested_at).total_seconds()
         self.metrics.record_training_started(request.model, delay)
@@ -531,24 +543,26 @@ class TrainingWorker(StreamService):
         self.metrics.record_candidate_registered(request.model, request.reason, latency)
         return True
 
-    def _await_fresh_labels(self, request: RetrainRequest,
-                            span: trace.Span) -> tuple[int, datetime | None] | None:
+    def _await_fresh_labels(self, request: RetrainRequest, change: datetime,
+                            span: trace.Span, *, wait: bool = True,
+                            ) -> tuple[int, datetime | None] | None:
         """Labels trail their features: wait (bounded) for enough after the change point.
 
-        Counts the labelled events whose feature time is at or after the request's change
-        point (up to ``validation.event_time_max``: everything stored) until
-        ``retrain.min_fresh_rows`` are there or ``retrain.label_wait_s`` has passed.
-        Returns the count and the newest such event time; ``None`` when stopped.
+        Counts the labelled events whose feature time is at or after ``change`` (up to
+        ``validation.event_time_max``: everything stored) until
+        ``retrain.min_fresh_rows`` are there or ``retrain.label_wait_s`` has passed
+        (``wait=False``: counts once). Returns the count and the newest such event time;
+        ``None`` when stopped.
         """
         from services.features.feast_repo import load_layout
         from services.features.snapshot import labelled_span
 
         retrain = self.settings.model(request.model).retrain
-        deadline = time.monotonic() + retrain.label_wait_s
+        deadline = time.monotonic() + (retrain.label_wait_s if wait else 0.0)
         layout = load_layout(self.store, request.model)
         upper = self.settings.validation.event_time_max
         while True:
-            labelled, newest = labelled_span(self.store, layout, request.change_start, upper)
+            labelled, newest = labelled_span(self.store, layout, change, upper)
             ready = enough_rows(labelled, retrain.min_fresh_rows)
             if ready or time.monotonic() >= deadline:
                 span.add_event("labels.ready" if ready else "labels.short",
@@ -559,13 +573,13 @@ class TrainingWorker(StreamService):
             if self._stop_training.wait(LABEL_POLL_S):
                 return None
 
-    def _answer_insufficient(self, request: RetrainRequest, labelled: int,
+    def _answer_insufficient(self, request: RetrainRequest, change: datetime, labelled: int,
                              span: trace.Span) -> None:
         """The attempt found too few labelled rows after the change: say so, then ask for
         the next attempt (or report the episode failed at the last one)."""
         retrain = self.settings.model(request.model).retrain
         detail = (f"{labelled} labelled rows after the change point "
-                  f"{request.change_start.isoformat()}, {retrain.min_fresh_rows} wanted, "
+                  f"{change.isoformat()}, {retrain.min_fresh_rows} wanted, "
                   f"after waiting {retrain.label_wait_s:g} s")
         self.stats.insufficient += 1
         span.set_attribute("driftloop.insufficient_data", True)

@@ -104,6 +104,7 @@ def test_detector_inputs_follow_the_task() -> None:
     assert detector_inputs(Task(kind="multiclass", classes=(5, 7, 9)), [7.0, 9.0],
                            np.array([[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]]),
                            stats.Var()) == [0.0, 1.0]
+    assert np.isnan(detector_inputs(REGRESSION, [1.0], np.array([5.0]), stats.Var())).all()
     spread = stats.Var()
     for y in (0.0, 2.0) * 20:  # sd 1.0 (population) / ~1.01 (sample)
         spread.update(y)

@@ -116,3 +116,12 @@ def test_a_learner_pickled_before_the_buffer_existed_restores() -> None:
     assert old.recent_errors.maxlen == 8192
     old.learn_one({"x": 1.0}, 1.0)
     assert len(old.recent_errors) == 1
+
+
+def test_an_outlier_at_the_start_is_not_the_change() -> None:
+    """Bug caught: the first regression error, capped at 1.0 before the label spread was
+    known, outscored a doubling of the error 2,500 inputs later (the change placed 1,700
+    inputs early, measured on the closed-loop benchmark)."""
+    values = [1.0] + [0.05] * 2500 + [0.1] * 220
+    assert mean_shift_split(values) == 220
+    assert mean_shift_split([0.0] * 15 + [5.0] * 3) == 3  # short inputs: short sides

@@ -8,6 +8,7 @@ from services.episodes.book import EpisodeBook, attempt_request_id
 from services.training.attempts import (
     after_attempt,
     after_rejection,
+    attempt_change_start,
     enough_rows,
     episode_event,
     fresh_window,
@@ -197,3 +198,34 @@ def test_a_refinement_of_an_episode_that_is_not_promoted_is_not_trained() -> Non
     refine = next_attempt(first, T0, 0, refinement=True)
     book.fold(refine)
     assert "which is failed" in (skip_reason(book, refine) or "")
+
+
+def test_an_attempt_starts_at_the_latest_change_point_its_episode_knows() -> None:
+    """Bug caught: the opener's early change point (a chance-drifted window just before
+    the change starting the drift monitor's streak) used although a joined alarm or an
+    absorbed request placed the change later: pre-change rows trained as the new normal
+    and kept in the drift reference (12 of 20 windows drifted against such a champion)."""
+    book = EpisodeBook()
+    first = request("d1")  # change point CHANGE
+    assert attempt_change_start(book, first) == CHANGE  # not folded yet: its own
+    book.fold(first)
+    assert attempt_change_start(book, first) == CHANGE
+    racer = RetrainRequest(
+        event_id="e-c1", request_id="c1", model="m", reason="concept", base_version=1,
+        window_start=T0, window_end=T0, requested_at=T0,
+        change_point=CHANGE + timedelta(seconds=30))
+    book.fold(racer)  # absorbed: its estimate counts
+    assert attempt_change_start(book, first) == CHANGE + timedelta(seconds=30)
+    book.fold(EpisodeEvent(event_id="j1", episode_id="d1", model="m", status="joined",
+                           detector="online", change_point=CHANGE + timedelta(seconds=50),
+                           at=T0))
+    book.fold(EpisodeEvent(event_id="j2", episode_id="d1", model="m", status="joined",
+                           detector="online", change_point=CHANGE - timedelta(minutes=9),
+                           at=T0))  # an earlier estimate changes nothing
+    assert attempt_change_start(book, first) == CHANGE + timedelta(seconds=50)
+    retry = next_attempt(first, T0, 0)
+    book.fold(retry)
+    assert attempt_change_start(book, retry) == CHANGE + timedelta(seconds=50)
+    manual = request("m1", "manual")
+    book.fold(manual)
+    assert attempt_change_start(book, manual) == CHANGE
