@@ -475,8 +475,6 @@ class OnlineService(StreamService):
     def _champion_scorer(self, model: str) -> Any:
         """The champion's :class:`~services.model.scoring.Scorer` (the alias read at most
         every :data:`CHAMPION_RESOLVE_S`), or None: no champion, or it cannot be loaded."""
-        from services.model.scoring import Scorer
-
         now = time.monotonic()
         resolved_at, scorer = self._watched.get(model, (-1e18, None))
         if now - resolved_at < CHAMPION_RESOLVE_S:
@@ -486,6 +484,8 @@ class OnlineService(StreamService):
             if version is None:
                 scorer = None
             elif scorer is None or scorer.version != version:
+                from services.model.scoring import Scorer  # torch: only once there is one
+
                 scorer = Scorer.from_loaded(self.champions.load(model, "champion"))
                 if scorer.task != self.tasks[model]:
                     self._watch_trouble(model, f"champion v{scorer.version} is a "
