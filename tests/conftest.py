@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from chaos.ledger import LEDGER_KEY, Ledger, session_finished, worker_finished
 
+import services.features  # noqa: F401  # before any test imports Feast: see feast_checks
 from streams.broker import EmbeddedBroker, free_port
 from streams.durable import SeaweedS3, StorageError, weed_binary
 from streams.settings import Settings, load_settings

@@ -9,3 +9,8 @@
 
 Nothing here imports Feast at module import time.
 """
+
+from services.features.feast_checks import skip_feast_type_instrumentation
+
+skip_feast_type_instrumentation()  # before anything imports Feast (see feast_checks)
+

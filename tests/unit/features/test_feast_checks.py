@@ -1,0 +1,54 @@
+"""Feast's import-time typeguard instrumentation is skipped (it cost 14 of the 16 s a
+``driftloop data columns`` took), unless asked for.
+
+Each case runs a fresh interpreter: whether Feast is instrumented is decided once, when
+Feast is first imported. Bugs caught: the no-op installed after Feast was imported (no
+effect: every process pays the 14 s again), the package no longer installing it, the
+opt-out variable ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+PROBE = """
+import sys
+import services.features  # what every driftloop path to Feast imports first
+import feast.feature_service as fs
+names = fs.FeatureService.__init__.__code__.co_names
+print("instrumented" if "check_argument_types_internal" in names else "plain")
+"""
+
+
+def _probe(**env: str) -> str:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env}, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_feast_is_imported_without_typeguard_instrumentation() -> None:
+    assert _probe(DRIFTLOOP_FEAST_TYPECHECKS="") == "plain"
+
+
+def test_the_instrumentation_can_be_kept() -> None:
+    assert _probe(DRIFTLOOP_FEAST_TYPECHECKS="1") == "instrumented"
+
+
+def test_too_late_changes_nothing_and_says_so() -> None:
+    import feast  # noqa: F401  # already imported in this process (conftest order aside)
+
+    from services.features.feast_checks import skip_feast_type_instrumentation
+
+    assert skip_feast_type_instrumentation() is False
+
+
+def test_the_no_op_decorator_returns_its_target() -> None:
+    from services.features.feast_checks import _no_instrumentation
+
+    def target() -> None: ...
+
+    assert _no_instrumentation(target) is target
+    assert _no_instrumentation(forward_ref_policy=None)(target) is target
