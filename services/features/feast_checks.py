@@ -10,21 +10,18 @@ where the checks aren't meant to be run in production"; this makes it the same n
 for Feast without turning off Python's assertions. Feast's own arguments are built by
 driftloop's typed code and covered by its tests.
 
-Set ``DRIFTLOOP_FEAST_TYPECHECKS=1`` to keep the instrumentation (debugging Feast
-calls). It must run before Feast is first imported: ``services.features`` calls it on
-import, and nothing in driftloop imports Feast elsewhere.
+It must run before Feast is first imported: ``services.features`` calls it on import,
+and nothing in driftloop imports Feast elsewhere. (No setting turns it back on: the
+configuration is read after imports, and the environment is read by it alone.)
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["skip_feast_type_instrumentation"]
-
-KEEP_ENV = "DRIFTLOOP_FEAST_TYPECHECKS"
 
 
 def _no_instrumentation(target: Any = None, **_options: Any) -> Any:
@@ -39,10 +36,8 @@ def _identity(target: Any) -> Any:
 
 
 def skip_feast_type_instrumentation() -> bool:
-    """Make ``typeguard.typechecked`` a no-op unless :data:`KEEP_ENV` is set; True when
-    it is one now. Too late (Feast already imported) changes nothing and says False."""
-    if os.environ.get(KEEP_ENV, "").strip().lower() in {"1", "true", "yes"}:
-        return False
+    """Make ``typeguard.typechecked`` a no-op; True when it is one now. Too late (Feast
+    already imported) changes nothing and says False."""
     if "feast" in sys.modules:
         return False
     try:
