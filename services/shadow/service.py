@@ -3,7 +3,9 @@
 One consumer reads ``features``, ``labels``, ``models.candidates`` and
 ``models.promotions``. For every model with a candidate in shadow (or a new champion
 under rollback watch) each feature event is scored by the champion and by every
-candidate, loaded from the registry with their sha256 checked; the predictions wait in
+candidate, loaded from the registry with their sha256 checked (a candidate only on
+events at or after the end of the window it was trained on, its lineage's
+``window_end``: its own training rows would flatter it); the predictions wait in
 the model's :class:`~services.shadow.pairing.PairingBuffer` for the label (when the
 champion changes, held entries take the new champion's own predictions, or are
 dropped if it did not score them), and the paired losses feed each candidate's
@@ -143,6 +145,7 @@ class ShadowService(StreamService):
         self.clock = clock
         self.book = self._restore()
         self.scorers: dict[tuple[str, int], Scorer] = {}
+        self._windows: dict[tuple[str, int], datetime | None] = {}  # trained-until, per version
         self.version_tasks: dict[tuple[str, int], Task] = {}  # from manifests, for verdicts
         # the latest events produced (bounded: a long-running service keeps no history)
         self.published: deque[ShadowVerdict | ModelPromotion] = deque(maxlen=1000)
@@ -340,14 +343,29 @@ class ShadowService(StreamService):
             v: self._scorer(model, v, run.sha256).predict(rows)
             for v, run in self.book.runs.get(model, {}).items()
         }
+        trained_until = {v: self._trained_until(model, v) for v in p_candidates}
         for i, event in enumerate(events):
             pair = pairing.add_predictions(
                 event.event_id, _row(p_champion, i),
-                {v: _row(p, i) for v, p in p_candidates.items()}, mono,
+                {v: _row(p, i) for v, p in p_candidates.items()
+                 if unseen_by(event.event_time, trained_until[v])}, mono,
             )
             if pair is not None:
                 self.book.add_pair(model, pair)
                 self.metrics.record_shadow_pairs(model)
+
+    def _trained_until(self, model: str, version: int) -> datetime | None:
+        """The end of the event-time window ``version`` was trained on (its lineage), read
+        once; None when it has none (a manual training, an older manifest)."""
+        key = (model, version)
+        if key not in self._windows:
+            try:
+                self._windows[key] = self.registry.manifest(model, version).lineage.window_end
+            except Exception as exc:  # judged on every event, as before lineage had it
+                log.warning("shadow: %s v%d's training window unreadable: %s", model,
+                            version, exc)
+                self._windows[key] = None
+        return self._windows[key]
 
     def _conclude(self, verdict: Verdict, now: datetime) -> None:
         run = verdict.run
@@ -448,6 +466,15 @@ class ShadowService(StreamService):
             "pending_predictions": {m: len(p) for m, p in self.pairings.items()},
             "pairing": {m: asdict(p.counters) for m, p in self.pairings.items()},
         }
+
+
+def unseen_by(event_time: datetime, trained_until: datetime | None) -> bool:
+    """Whether a candidate trained on events before ``trained_until`` may be judged on an
+    event of ``event_time``: only traffic after its training window counts. Its own
+    training rows would flatter it, and they reach the shadow whenever it reads features
+    later than the trainer read the offline store (measured on the closed-loop benchmark:
+    a shadow estimate of 1.28 against a live 1.87 squared error, then a rollback)."""
+    return trained_until is None or event_time >= trained_until
 
 
 def task_mismatch(candidate: Task, champion: Task) -> str | None:

@@ -369,3 +369,49 @@ def test_rollback_with_kafka_unreachable_moves_nothing(tmp_path: Path) -> None:
     assert "unreachable" in done.stderr and "NOT moved" in done.stderr
     assert registry.get_alias(MODEL, "champion") == v2
     assert not Outbox(registry).pending(MODEL)
+
+
+def test_a_candidate_is_judged_only_on_traffic_after_its_training_window(
+    settings: Settings,
+) -> None:
+    """Bug caught: a candidate scored on events it was trained on (they reach the shadow
+    whenever it reads features later than the trainer read the offline store), whose
+    flattering estimate then promotes it and rolls it back once live traffic comes."""
+    model = "price"
+    registry = ModelRegistry(settings.registry_uri)
+    v1, _ = _register_linear(registry, model, 1.0, None, "regression")
+    registry.set_alias(model, "champion", v1, expected=None)
+    module = TabularModel(2, [], [], [], 0.0)
+    with torch.no_grad():
+        module.mlp[0].weight.copy_(torch.tensor([[2.0, 0.0]]))
+        module.mlp[0].bias.zero_()
+    trained_until = T0 + timedelta(seconds=150)
+    cand = registry.register(
+        model, state_dict=module.state_dict(),
+        preprocessing={"format": FORMAT_VERSION, "categorical": [],
+                       "numeric": [{"name": "x", "mean": 0.0, "std": 1.0}]},
+        model_meta=module.meta, task={"kind": "regression"},
+        lineage=Lineage(training_snapshot_id="snap-window", parent_version=v1,
+                        request_id="req-window", window_start=T0, window_end=trained_until),
+        hyperparameters={}, metrics={}, seeds={})
+    rng = np.random.default_rng(6)
+    with EventProducer(settings, "test") as producer:
+        producer.send(settings.topic("models.candidates"), ModelCandidate(
+            event_id="cand-window", model=model, version=cand.version, parent_version=v1,
+            request_id="req-window", registry_uri=registry.uri(model, cand.version),
+            sha256=cand.manifest_sha256), model)
+        for i in range(300):  # its training window and as much after it
+            x = float(rng.normal())
+            at = T0 + timedelta(seconds=i)
+            producer.send(settings.topic("features"), FeatureEvent(
+                event_id=f"w{i}", model=model, entity_id="e", event_time=at,
+                features={"x": x}), "e", span=False)
+            producer.send(settings.topic("labels"), LabelEvent(
+                event_id=f"w{i}", model=model, label=2.0 * x, event_time=at), "e", span=False)
+    service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
+                            batch_size=100)
+    run = lambda: service.book.runs.get(model, {}).get(cand.version)  # noqa: E731
+    service.run(until=lambda: run() is not None and run().stats.moments.n >= 150,
+                idle_timeout_s=20)
+    assert run() is not None and run().stats.moments.n == 150  # events 150..299 only
+    assert not service.published  # 150 pairs: below the first look (200), no verdict
