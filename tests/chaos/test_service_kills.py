@@ -1,5 +1,11 @@
 """kill -9 of every stream service at seeded random points while the loop runs.
 
+``make test`` runs the training worker's and the ingest service's; the drift monitor's,
+the shadow service's and the online service's are soaks (``make soak``: about 3 minutes
+of the suite's budget), their crash recovery covered in ``make test`` by
+``test_drift_service`` (redelivered windows), ``test_shadow_service`` (a crash between
+the alias move and the events) and ``test_online_restart`` (a kill mid-stream).
+
 Each service runs as a sequence of worker processes (``chaos/workers/``, forked from a
 fork server that imported them once, see :mod:`chaos.kills`) on the test's embedded
 broker, with its state directory and registry shared by all its lives; twenty lives are
@@ -187,6 +193,7 @@ def drift_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     return lives
 
 
+@pytest.mark.soak  # make soak; make test keeps the training and ingest kills
 @pytest.mark.timeout(240)
 def test_drift_monitor_survives_kill9(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
@@ -492,6 +499,7 @@ def shadow_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     return lives
 
 
+@pytest.mark.soak  # make soak; make test keeps the training and ingest kills
 @pytest.mark.timeout(240)
 def test_shadow_service_survives_kill9(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
@@ -574,6 +582,7 @@ def online_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     return lives
 
 
+@pytest.mark.soak  # make soak; make test keeps the training and ingest kills
 @pytest.mark.timeout(240)
 def test_online_service_survives_kill9(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
