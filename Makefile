@@ -44,8 +44,9 @@ test-unit: install
 	$(PYTEST) -m "not integration and not chaos" $(PYTEST_ARGS)
 
 # Soaks: long fuzz budgets, the multiclass and regression example loops, kills with the
-# product's session timeout, the drift, shadow and online kill -9 runs, the child-process
-# training errors (about 23 minutes).
+# product's session timeout, the drift, shadow and online kill -9 runs, the services over a
+# broker kill -9, the one-process trace chain, the child-process training errors (about 25
+# minutes).
 soak: install browser
 	$(PYTEST) -m soak $(PYTEST_ARGS)
 

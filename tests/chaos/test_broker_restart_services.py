@@ -77,6 +77,7 @@ class Running:
         self.thread.join(30)
 
 
+@pytest.mark.soak  # make soak; make test keeps test_broker_restart (streams over a restart)
 @pytest.mark.timeout(300)
 def test_services_reconnect_after_broker_kill9(
     durable_broker: EmbeddedBroker, durable_settings: Settings, ledger: FaultRecorder,

@@ -150,6 +150,7 @@ def _flat(service: str, span: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.soak  # make soak; make test keeps the chain across processes (as deployed)
 def test_chain_is_one_trace_in_one_process(settings: Settings, tmp_path: Path) -> None:
     world = prepare(settings, tmp_path)
     loop = Loop(world)
