@@ -49,6 +49,9 @@ class EventIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        # lookups on a connection of their own: the service writes from its writer thread
+        # while the loop reads (WAL: a reader sees committed rows, never waits for a writer)
+        self._reader = sqlite3.connect(self.path, check_same_thread=False)
 
     def put_many(self, events: Iterable[tuple[str, str, datetime]]) -> int:
         """Record ``(event_id, entity_id, event_time)`` rows in one transaction.
@@ -72,7 +75,7 @@ class EventIndex:
 
     def get(self, event_id: str) -> tuple[str, datetime] | None:
         """The event's entity id and time, or ``None`` when it was never pushed (or dropped)."""
-        row = self._db.execute(
+        row = self._reader.execute(
             "SELECT entity_id, event_time_us FROM feature_events WHERE event_id = ?",
             (event_id,)).fetchone()
         if row is None:
@@ -88,15 +91,16 @@ class EventIndex:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for event_id, entity, micros in self._db.execute(
+            for event_id, entity, micros in self._reader.execute(
                     "SELECT event_id, entity_id, event_time_us FROM feature_events"
                     f" WHERE event_id IN ({marks})", chunk):
                 out[event_id] = entity, _EPOCH + timedelta(microseconds=micros)
         return out
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM feature_events").fetchone()[0])
+        return int(self._reader.execute("SELECT COUNT(*) FROM feature_events").fetchone()[0])
 
     def close(self) -> None:
         """Close the database (the index stays on disk)."""
+        self._reader.close()
         self._db.close()

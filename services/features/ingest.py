@@ -126,6 +126,16 @@ STORABLE_TIMES = (datetime(1678, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=
 ends in 1677 and 2262 (the edge's configured range is normally far narrower)."""
 
 
+_LOWEST, _HIGHEST = STORABLE_TIMES
+
+
+def _fitting_labels(task: Task) -> frozenset[float] | None:
+    """The label values of a classification ``task`` as floats; ``None`` for regression."""
+    if task.kind == "regression":
+        return None
+    return frozenset(float(c) for c in (task.classes or (0, 1)))
+
+
 def check_time(event_time: datetime) -> Reject | None:
     """``invalid_time`` for a time the stores cannot hold (a buffered row that fails every
     push would stop the service on each restart), else ``None``."""
@@ -170,6 +180,10 @@ class IngestBuffer:
         tasks: Mapping[str, Task] | None = None,
     ) -> None:
         self._tasks = dict(tasks or {})  # per model; a label must fit it (default binary)
+        # per model, the float labels that fit at once (None: any finite one, regression);
+        # anything else gets the task's full check and its reason
+        self._fitting = {name: _fitting_labels(self._tasks.get(name, _BINARY))
+                         for name in layouts}
         self._models = {name: _Model(layout) for name, layout in layouts.items()}
         self._index: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         # labels waiting per event id (a repeated label waits beside the first), oldest first
@@ -189,7 +203,10 @@ class IngestBuffer:
         model = self._models.get(event.model)
         if model is None:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        reject = check_time(event.event_time) or _check_features(model, event.features)
+        time = event.event_time
+        if time.tzinfo is None or not _LOWEST <= time < _HIGHEST:
+            return check_time(time)
+        reject = _check_features(model, event.features)
         if reject is not None:
             return reject
         model.events.append(event)
@@ -203,16 +220,20 @@ class IngestBuffer:
 
     def add_label(self, event: LabelEvent) -> Reject | Literal["pending"] | None:
         """Buffer one label: ``None`` when joined, ``"pending"`` while its features are unseen."""
-        if event.model not in self._models:
+        fitting = self._fitting.get(event.model, False)
+        if fitting is False:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        if not math.isfinite(event.label):
-            return Reject("non_finite", f"label is {event.label}")
-        problem = self._tasks.get(event.model, _BINARY).label_problem(event.label)
-        if problem is not None:
-            return Reject("invalid_value", f"label: {problem}")
-        bad_time = check_time(event.event_time)
-        if bad_time is not None:
-            return bad_time
+        label = event.label
+        if not (type(label) is float and (label in fitting if fitting is not None
+                                          else label - label == 0.0)):
+            if not math.isfinite(label):
+                return Reject("non_finite", f"label is {label}")
+            problem = self._tasks.get(event.model, _BINARY).label_problem(label)
+            if problem is not None:
+                return Reject("invalid_value", f"label: {problem}")
+        time = event.event_time
+        if time.tzinfo is None or not _LOWEST <= time < _HIGHEST:
+            return check_time(time)
         known = self._index.get(event.event_id)
         if known is None and self._lookup is not None:
             known = self._lookup(event.event_id)

@@ -19,6 +19,16 @@ writes the newest state of every card it touched online, and with a few thousand
 cards nearly every flush touches nearly all of them: fewer, larger flushes write
 fewer online rows per event (``benchmarks/ingest.md``). Freshness does not suffer:
 at a lower rate the 5 s timer flushes first; the buffer holds about 300 bytes per row.
+
+A due flush is written by a writer thread while the loop goes on consuming into a fresh
+buffer (SQLite, Arrow, the parquet writer and fsync release the GIL, so on two cores
+the write and the decoding overlap instead of adding up). One write is in flight at a
+time; a buffer that reaches twice ``flush_rows`` meanwhile waits for it. Its offsets
+are released only once it has finished. A failed write is retried with the same rows
+(``write_attempts`` in all); then the loop stops with :class:`StoreWriteFailed` (nothing
+committed past those rows: a restart re-reads them), since valid events must never be
+dead-lettered for a store outage. ``flush()`` (a revocation, a shutdown) waits for the
+write in flight and writes the rest before it returns.
 """
 
 from __future__ import annotations
@@ -26,17 +36,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.features.event_index import EventIndex
 from services.features.feast_repo import ensure_offline_parts, load_layout, open_store
-from services.features.ingest import IngestBuffer, OffsetTracker, Reject
+from services.features.ingest import IngestBuffer, OffsetTracker, PushBatch, Reject
 from services.features.sink import SinkStats, push_batches
 from services.runtime import StreamService
-from streams.consumer import CommitPlan, Inbound, PartitionKey
+from streams.consumer import CommitPlan, HandlerBroken, Inbound, PartitionKey
 from streams.contracts import FeatureEvent, LabelEvent
 from streams.settings import Settings
 
@@ -44,6 +55,26 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
+
+IndexRow = tuple[str, str, datetime]
+"""``(event_id, entity_id, event_time)`` of a pushed feature event, for the event index."""
+
+
+class StoreWriteFailed(HandlerBroken):
+    """The stores refused the same rows ``write_attempts`` times: stop, commit nothing more."""
+
+
+@dataclass(slots=True)
+class _Write:
+    """One flush on its way to the stores, and what its success makes durable."""
+
+    batches: list[PushBatch]
+    unindexed: list[IndexRow]
+    offsets: dict[PartitionKey, list[int]]
+    oldest: dict[str, datetime]
+    future: Future[int] | None = None
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
 
 
 class IngestService(StreamService):
@@ -59,6 +90,7 @@ class IngestService(StreamService):
         models: Sequence[str] | None = None,
         flush_rows: int = 150_000,
         flush_interval_s: float = 5.0,
+        write_attempts: int = 3,
         **kwargs: Any,
     ) -> None:
         self.store = store or open_store(settings)
@@ -74,11 +106,16 @@ class IngestService(StreamService):
         # in flush, after the batch's events are buffered)
         self._prefetched: dict[str, tuple[str, datetime]] = {}
         self._asked: set[str] = set()
-        self._unindexed: list[tuple[str, str, datetime]] = []
+        self._unindexed: list[IndexRow] = []
         self.offsets = OffsetTracker()
         self.sink = SinkStats()
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
+        self.write_attempts = max(1, write_attempts)
+        # one writer thread: every store write (online, parts, index) happens on it
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+        self._in_flight: _Write | None = None
+        self._refused = False  # a write failed for good: the loop is stopping, write no more
         self._buffered: dict[PartitionKey, list[int]] = {}
         self._pending: dict[str, list[Inbound[Any]]] = {}  # labels waiting, by event id
         # oldest buffered feature event time per model: its age at push is the freshness lag
@@ -99,6 +136,7 @@ class IngestService(StreamService):
         its features): such a label joins in memory instead of looking in the event
         index and waiting. Each message is still handled once, offsets as before.
         """
+        self._settle(wait=False)  # a write that failed for good stops here, before buffering
         features = [i for i in batch if isinstance(i.event, FeatureEvent)]
         if len(features) < len(batch):
             labels = [i for i in batch if not isinstance(i.event, FeatureEvent)]
@@ -141,9 +179,14 @@ class IngestService(StreamService):
             for given_up in self._pending.pop(label.event_id, []):  # repeats: all at once
                 self.loop.dead_letter(given_up.message, reject.reason, reject.detail)
                 self.offsets.release((given_up.topic, given_up.partition), [given_up.offset])
+        self._settle(wait=False)
+        rows = self.buffer.rows
         due = time.monotonic() - self._last_flush >= self.flush_interval_s
-        if self.buffer.rows >= self.flush_rows or (due and self.buffer.rows):
-            self.flush()
+        if rows >= self.flush_rows or (due and rows):
+            if self._in_flight is not None and rows >= 2 * self.flush_rows:
+                self._settle(wait=True)  # bounded memory: wait for the writer
+            if self._in_flight is None:
+                self._start_write()
         return self.offsets.plan()
 
     def _lookup(self, event_id: str) -> tuple[str, datetime] | None:
@@ -153,31 +196,84 @@ class IngestService(StreamService):
         return self.index.get(event_id)
 
     def flush(self) -> int:
-        """Push everything buffered to Feast, index its events, mark its offsets durable."""
+        """Write everything buffered and wait for it (and for the write in flight);
+        returns the rows this call wrote. Their offsets are released on return."""
+        self._settle(wait=True)
+        if not self._start_write():
+            return 0
+        write = self._in_flight
+        self._settle(wait=True)
+        return sum(len(batch.frame) for batch in write.batches) if write else 0
+
+    def _start_write(self) -> bool:
+        """Hand the buffer to the writer thread; ``False`` when there was nothing to write."""
         self._last_flush = time.monotonic()
         batches = self.buffer.take(created=datetime.now(UTC))
-        # the index is written beside the push (SQLite and the writers' fsyncs release
-        # the GIL); both have finished before any offset is released below. An index row
-        # whose push then failed is harmless: its event is re-read and pushed again.
+        if not batches and not self._buffered:
+            return False
+        write = _Write(batches, self._unindexed, self._buffered, self._oldest)
+        self._unindexed, self._buffered, self._oldest = [], {}, {}
+        self._submit(write)
+        return True
+
+    def _submit(self, write: _Write) -> None:
+        write.attempts += 1
+        write.future = self._writer.submit(self.write, write.batches, write.unindexed)
+        self._in_flight = write
+
+    def write(self, batches: list[PushBatch], unindexed: list[IndexRow]) -> int:
+        """Push ``batches`` to Feast and record their events in the index (the writer
+        thread's work; the index beside the push, both finished on return)."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index") as pool:
-            indexed = pool.submit(self.index.put_many, self._unindexed)
+            indexed = pool.submit(self.index.put_many, unindexed)
             rows = push_batches(self.store, batches, self.sink) if batches else 0
             indexed.result()
-        self._unindexed.clear()
-        pushed_at = datetime.now(UTC)
-        for model, oldest in self._oldest.items():
-            # one point per model and push: the age of its oldest row, now in the store
-            self.metrics.record_freshness(model, (pushed_at - oldest).total_seconds())
-        self._oldest.clear()
-        for key, offsets in self._buffered.items():
-            self.offsets.release(key, offsets)
-        self._buffered.clear()
-        if rows:
-            log.info("pushed %d rows in %d batches", rows, len(batches))
         return rows
 
+    def _settle(self, *, wait: bool) -> None:
+        """Collect the write in flight once it has finished (at once with ``wait``):
+        release its offsets, or retry it, or stop after ``write_attempts`` failures."""
+        write = self._in_flight
+        while write is not None and write.future is not None:
+            if not wait and not write.future.done():
+                return
+            try:
+                rows = write.future.result()
+            except Exception as exc:
+                write.errors.append(f"{type(exc).__name__}: {exc}")
+                if write.attempts >= self.write_attempts:
+                    self._in_flight = None
+                    self._refused = True
+                    raise StoreWriteFailed(
+                        f"ingest: the stores refused {write.attempts} writes of the same "
+                        f"{sum(len(b.frame) for b in write.batches)} rows (last: "
+                        f"{write.errors[-1]}); stopping with their offsets uncommitted"
+                    ) from exc
+                log.warning("ingest: write failed (try %d of %d), retrying: %s",
+                            write.attempts, self.write_attempts, write.errors[-1])
+                time.sleep(min(0.5 * 2 ** (write.attempts - 1), 5.0))
+                self._submit(write)
+                continue
+            self._in_flight = None
+            self._written(write, rows)
+            return
+
+    def _written(self, write: _Write, rows: int) -> None:
+        """A write has finished: its offsets may be committed, its freshness recorded."""
+        pushed_at = datetime.now(UTC)
+        for model, oldest in write.oldest.items():
+            # one point per model and push: the age of its oldest row, now in the store
+            self.metrics.record_freshness(model, (pushed_at - oldest).total_seconds())
+        for key, offsets in write.offsets.items():
+            self.offsets.release(key, offsets)
+        if rows:
+            log.info("pushed %d rows in %d batches", rows, len(write.batches))
+
     def on_revoke(self, partitions: list[PartitionKey]) -> CommitPlan | None:
-        """Push what is buffered so the partitions leave with their work committed."""
+        """Push what is buffered so the partitions leave with their work committed
+        (nothing, once the stores refused a write: the next life re-reads it)."""
+        if self._refused:
+            return None
         self.flush()
         return self.offsets.plan()
 

@@ -105,10 +105,65 @@ def write_online(store: FeatureStore, push_source: str, frame: pd.DataFrame) -> 
         return len(frame)
     provider = store._get_provider()  # Feast's own write path, as push uses it
     for view in views:
+        if _sqlite_upsert(store, provider, view, frame):
+            continue
         rows = _online_rows(view, frame)
         if rows:
             provider.online_write_batch(store.config, view, rows, progress=None)
     return len(frame)
+
+
+def _sqlite_upsert(store: FeatureStore, provider: Any, view: Any, frame: pd.DataFrame) -> bool:
+    """Feast's SQLite ``online_write_batch`` for a view of double features, with one
+    ``executemany`` instead of a Python loop of ``execute`` calls (the same statement,
+    the same rows, one transaction); ``False`` (nothing written) where the store or the
+    view is not that case: Feast's own call writes it then.
+
+    Feast builds, per feature value, a proto, its text and a row in Python, then calls
+    ``execute``; here the values are serialised column by column. The rows equal Feast's
+    byte for byte (``test_online_write_stores_what_feasts_push_stores``).
+    """
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
+
+    online, config = getattr(provider, "online_store", None), store.config
+    if type(online) is not SqliteOnlineStore or config.online_store.vector_enabled:
+        return False
+    if getattr(config.online_store, "enable_openai_compatible_store", False):
+        return False  # a value_num column: Feast's loop fills it
+    names = [f.name for f in view.features]
+    if any(f.dtype.to_value_type().name != "DOUBLE" for f in view.features):
+        return False
+    if frame.empty or frame[names].isnull().all().all():
+        return True  # nothing to write, as ``write_to_online_store`` decides
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    version = config.entity_key_serialization_version
+    keys = [serialize_entity_key(key, entity_key_serialization_version=version)
+            for key in _key_protos(view, frame)]
+    events = _datetimes(frame[view.batch_source.timestamp_field])
+    created_column = view.batch_source.created_timestamp_column
+    created = _datetimes(frame[created_column]) if created_column else [None] * len(frame)
+    values: list[tuple[Any, ...]] = []
+    for name in names:
+        column = frame[name].to_numpy(dtype=object)
+        null = frame[name].isna().to_numpy()
+        # Feast's text of a double is ``str`` of the proto's (Python) float; a null is an
+        # empty ``Value`` with no text
+        texts = [None if empty else str(float(v)) for v, empty in zip(column, null, strict=True)]
+        blobs = [b"" if empty else ValueProto(double_val=v).SerializeToString()
+                 for v, empty in zip(column, null, strict=True)]
+        values.extend(zip(keys, [name] * len(frame), blobs, texts, events, created,
+                          strict=True))
+    table = _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[2:])
+    sql = (f"INSERT INTO {_quote_id(table)} ({columns}) VALUES (?, ?, ?, ?, ?, ?) "
+           f"ON CONFLICT(entity_key, feature_name) DO UPDATE SET {updates};")
+    conn = online._get_conn(config)
+    with conn:
+        conn.executemany(sql, values)
+    return True
 
 
 def _plain(store: FeatureStore, view: Any) -> bool:
@@ -129,20 +184,29 @@ def _online_rows(view: Any, frame: pd.DataFrame) -> list[tuple[Any, dict[str, An
     ``frame``, as Feast's ``_convert_arrow_fv_to_proto`` builds them for ``push``:
     a null (NaN/None) value is an empty ``Value``; a frame whose feature columns are all
     null is not written (``write_to_online_store`` warns and returns)."""
-    import pandas as pd
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-    from feast.type_map import python_values_to_proto_values
-
     names = [f.name for f in view.features]
     if frame.empty or frame[names].isnull().all().all():
         return []
-    key_names = [c.name for c in view.entity_columns]
-    fields = {**{f.name: f.dtype.to_value_type() for f in view.features},
-              **{c.name: c.dtype.to_value_type() for c in view.entity_columns}}
+    columns = _value_protos(frame, {f.name: f.dtype.to_value_type() for f in view.features})
+    keys = _key_protos(view, frame)
+    features = [dict(zip(names, vals, strict=True))
+                for vals in zip(*(columns[n] for n in names), strict=True)]
+    source = view.batch_source
+    events = _datetimes(frame[source.timestamp_field])
+    created = (_datetimes(frame[source.created_timestamp_column])
+               if source.created_timestamp_column else [None] * len(frame))
+    return list(zip(keys, features, events, created, strict=True))
+
+
+def _value_protos(frame: pd.DataFrame, kinds: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{column: [Value proto per row]}`` for the columns of ``kinds`` (Feast value types),
+    as ``_convert_arrow_fv_to_proto`` builds them: a null is an empty ``Value``."""
+    import pandas as pd
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+    from feast.type_map import python_values_to_proto_values
+
     columns: dict[str, list[Any]] = {}
-    for name in (*names, *key_names):
-        kind = fields[name]
+    for name, kind in kinds.items():
         scalar = _SCALARS.get(kind.name)
         if scalar is None:  # a type not built here: Feast's own conversion
             columns[name] = python_values_to_proto_values(list(frame[name]), kind)
@@ -152,15 +216,17 @@ def _online_rows(view: Any, frame: pd.DataFrame) -> list[tuple[Any, dict[str, An
         null = pd.isna(frame[name]).to_numpy()
         columns[name] = [ValueProto() if empty else ValueProto(**{attr: cast(v)})
                          for v, empty in zip(values, null, strict=True)]
-    keys = [EntityKeyProto(join_keys=key_names, entity_values=list(vals))
+    return columns
+
+
+def _key_protos(view: Any, frame: pd.DataFrame) -> list[Any]:
+    """The ``EntityKey`` proto of each row of ``frame`` (the view's join keys)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+
+    key_names = [c.name for c in view.entity_columns]
+    columns = _value_protos(frame, {c.name: c.dtype.to_value_type() for c in view.entity_columns})
+    return [EntityKeyProto(join_keys=key_names, entity_values=list(vals))
             for vals in zip(*(columns[k] for k in key_names), strict=True)]
-    features = [dict(zip(names, vals, strict=True))
-                for vals in zip(*(columns[n] for n in names), strict=True)]
-    source = view.batch_source
-    events = _datetimes(frame[source.timestamp_field])
-    created = (_datetimes(frame[source.created_timestamp_column])
-               if source.created_timestamp_column else [None] * len(frame))
-    return list(zip(keys, features, events, created, strict=True))
 
 
 _SCALARS: dict[str, tuple[str, Any]] = {

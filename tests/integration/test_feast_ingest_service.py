@@ -6,6 +6,8 @@ Postgres and Redis, skipped with a reason when they are unreachable).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from chaos.topics import committed, read_all
 
 from services.features.feast_repo import (
     apply_repo,
@@ -46,6 +49,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         request.param, repo_path=copy_repo(tmp_path / "repo"), project=f"t_{uuid.uuid4().hex[:12]}",
         **real,
     )
+    apply_repo(s)
+    yield s
+    drop_project(s)
+
+
+@pytest.fixture
+def embedded_store(tmp_path: Path) -> Iterator[Any]:
+    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
+                  project=f"t_{uuid.uuid4().hex[:12]}")
     apply_repo(s)
     yield s
     drop_project(s)
@@ -94,3 +106,112 @@ def test_replayed_events_land_in_feast_and_rejects_in_the_dead_letter_topic(
         features=["fraud_card:account_balance"], entity_rows=[{"card_id": c} for c in cards]
     ).to_dict()
     assert online["account_balance"] == [newest[c] for c in cards]
+
+
+class _GatedIngest(IngestService):
+    """The real service with a fault seam on its writer thread: each ``write`` call first
+    runs the next step of ``script`` (``"block"``: wait for ``gate``; ``"fail"``: raise
+    an ``OSError`` as a full disk would), then writes through the real sinks."""
+
+    def __init__(self, *args: Any, script: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.script = script
+        self.calls: list[str] = []
+        self.gate = threading.Event()
+        self.blocked = threading.Event()
+
+    def write(self, batches: Any, unindexed: Any) -> int:
+        step = self.script[len(self.calls)] if len(self.calls) < len(self.script) else "write"
+        self.calls.append(step)
+        if step == "block":
+            self.blocked.set()
+            self.gate.wait(30)
+            raise OSError(28, "No space left on device")
+        if step == "fail":
+            raise OSError(28, "No space left on device")
+        return super().write(batches, unindexed)
+
+
+def _events(settings: Settings, seed: int) -> list[tuple[FeatureEvent, Any]]:
+    pairs = list(Generator(GeneratorConfig(seed=seed, label_delay_s=2.0)).live(T0, N))
+    with EventProducer(settings, "test") as producer:
+        replay(producer, settings, pairs)
+    return pairs
+
+
+def _stored_labels(store: Any) -> int:
+    frame, labelled = build_training_frame(store, load_layout(store, "fraud"), T0,
+                                           T0 + timedelta(hours=1))
+    assert len(frame) == labelled
+    return labelled
+
+
+def test_the_loop_reads_on_while_a_write_is_in_flight_and_commits_only_after_it(
+    embedded_store: Any, settings: Settings
+) -> None:
+    """While the first write is held on the writer thread, the loop consumes the rest of
+    the input, and the group commits nothing (every later row sits behind the held one);
+    the write then fails once (a full disk), is retried with the same rows, and every
+    row lands once, every offset committed, nothing dead-lettered.
+
+    Catches offsets released when a write is handed over instead of when it finished
+    (rows lost on a crash), a loop that waits for the writer (the input stops), a
+    failed write dropped or dead-lettered instead of retried, a retry that writes twice.
+    """
+    _events(settings, seed=61)
+    # the timer starts the first write early; the rest (under 2 x flush_rows) buffers
+    service = _GatedIngest(settings, store=embedded_store, flush_rows=600, batch_size=50,
+                           flush_interval_s=0.2, script=["block"])
+    runner = threading.Thread(target=lambda: service.run(
+        until=lambda: service.sink.rows >= 3 * N and service.buffer.rows == 0,
+        idle_timeout_s=60))
+    runner.start()
+    try:
+        assert service.blocked.wait(30), "no write started"
+        deadline = time.monotonic() + 30
+        while service.loop.stats.consumed < 2 * N and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.loop.stats.consumed == 2 * N  # read on with the first write held
+        held = committed(settings, service.group_id, ["features", "labels"])
+        # nothing committed past the first message of any partition (0, or none at all)
+        assert len(held) == 6 and max(held.values()) <= 0, held
+    finally:
+        service.gate.set()
+        runner.join(60)
+    assert not runner.is_alive()
+    assert service.calls[:2] == ["block", "write"]  # the failed write retried
+    assert service.sink.rows == 3 * N and service.loop.stats.dead_lettered == 0
+    assert _stored_labels(embedded_store) == N
+    final = committed(settings, service.group_id, ["features", "labels"])
+    assert sum(final.values()) == 2 * N  # every message committed, on all 6 partitions
+
+
+def test_a_store_that_keeps_refusing_stops_the_service_with_nothing_dead_lettered(
+    embedded_store: Any, settings: Settings
+) -> None:
+    """A write refused ``write_attempts`` times stops the loop with one clear error,
+    dead-letters none of the valid events and commits none of their offsets; the next
+    life, with a working store, writes every row.
+
+    Catches the old path (a failing write raised from the handler, whose batches were
+    retried, bisected and dead-lettered as ``handler_error``: valid events gone to the
+    dead-letter topic for a store outage) and offsets committed past unwritten rows.
+    """
+    from streams.consumer import HandlerBroken
+
+    _events(settings, seed=62)
+    broken = _GatedIngest(settings, store=embedded_store, flush_rows=150, batch_size=50,
+                          flush_interval_s=0.2, write_attempts=2, script=["fail"] * 10)
+    with pytest.raises(HandlerBroken, match="refused 2 writes of the same"):
+        broken.run(idle_timeout_s=60)
+    assert broken.calls == ["fail", "fail"] and broken.sink.rows == 0
+    assert broken.loop.stats.dead_lettered == 0
+    assert max(committed(settings, broken.group_id, ["features", "labels"]).values()) <= 0
+    dead = read_all(settings, "deadletter", quiet_s=1.0, timeout_s=10)
+    assert dead == []
+
+    healed = IngestService(settings, store=embedded_store, flush_rows=150, batch_size=50,
+                           flush_interval_s=0.2)
+    healed.run(until=lambda: healed.sink.rows >= 3 * N and healed.buffer.rows == 0,
+               idle_timeout_s=60)
+    assert healed.sink.rows == 3 * N and _stored_labels(embedded_store) == N

@@ -154,6 +154,8 @@ def test_online_write_stores_what_feasts_push_stores(
     Catches a sink whose protos differ from Feast's conversion: a null feature written
     as a NaN double instead of an empty value, a timestamp shifted by its zone, a
     wrong entity key serialization (the rows would not be found by ``push``'s key).
+    On SQLite the card view (all doubles) takes the sink's ``executemany`` path, whose
+    rows (value bytes, ``value_text``, timestamps) are compared byte for byte.
     """
     from feast.data_source import PushMode
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,13 @@ class Markers:
 
     def __init__(self, path: str) -> None:
         self._file = open(path, "a")  # noqa: SIM115 - held for the life of the process
+        self._lock = threading.Lock()  # a service's writer thread marks too
 
     def mark(self, line: str) -> None:
-        self._file.write(line.rstrip("\n") + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        with self._lock:
+            self._file.write(line.rstrip("\n") + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
 
 def hold_commits(loop: Any, markers: Markers, hold_s: float) -> None:

@@ -17,7 +17,8 @@ import feast  # noqa: F401 - imported by the fork server, not by each life
 
 import services.features.feast_repo as feast_repo
 from chaos.workers.common import MarkedService, Markers, hold_commits, settings_for, start_life
-from services.features.ingest_service import IngestService
+from services.features.ingest import PushBatch
+from services.features.ingest_service import IndexRow, IngestService
 from services.observability.setup import in_memory_telemetry
 from streams.consumer import Inbound
 
@@ -33,13 +34,15 @@ class MarkedIngest(MarkedService, IngestService):
     def batch_marker(self, batch: list[Inbound[Any]]) -> str:
         return f"batch {len(batch)} buffered {self.buffer.rows}"
 
-    def flush(self) -> int:
-        if self.buffer.rows:
-            self.markers.mark(f"flushing {self.buffer.rows}")
-        rows = super().flush()
+    def write(self, batches: list[PushBatch], unindexed: list[IndexRow]) -> int:
+        """The writer thread's push, marked before and after."""
+        rows = sum(len(batch.frame) for batch in batches)
         if rows:
-            self.markers.mark(f"flushed {rows}")
-        return rows
+            self.markers.mark(f"flushing {rows}")
+        pushed = super().write(batches, unindexed)
+        if pushed:
+            self.markers.mark(f"flushed {pushed}")
+        return pushed
 
     def settled(self) -> bool:
         """Everything pushed, no label waiting, and nothing new for a while."""
