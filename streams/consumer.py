@@ -206,6 +206,8 @@ class ConsumerLoop:
         self._settle_keys: set[PartitionKey] = set()
         self._stall_logged = False
         self._consumer = Consumer(config)
+        self._paused_topics: set[str] = set()
+        self._paused: set[PartitionKey] = set()
         self._stop = threading.Event()
         self._failed = False
         self.assignment: set[PartitionKey] = set()
@@ -315,10 +317,39 @@ class ConsumerLoop:
                 self.stats.commits,
             )
 
+    # -- flow control ------------------------------------------------------------------
+
+    def pause_topic(self, topic: str) -> None:
+        """Stop fetching ``topic`` (its partitions now and any assigned later) until
+        :meth:`resume_topic`; its unread messages wait in the broker, nothing is skipped."""
+        self._paused_topics.add(topic)
+        self._apply_pauses()
+
+    def resume_topic(self, topic: str) -> None:
+        """Fetch ``topic`` again from where the loop stopped reading it."""
+        self._paused_topics.discard(topic)
+        keys = [key for key in self._paused if key[0] == topic]
+        if keys:
+            self._consumer.resume([TopicPartition(t, p) for t, p in keys])
+            self._paused.difference_update(keys)
+
+    def paused_topics(self) -> frozenset[str]:
+        """Topics held by :meth:`pause_topic`."""
+        return frozenset(self._paused_topics)
+
+    def _apply_pauses(self) -> None:
+        keys = [key for key in self.assignment
+                if key[0] in self._paused_topics and key not in self._paused]
+        if keys:
+            self._consumer.pause([TopicPartition(t, p) for t, p in keys])
+            self._paused.update(keys)
+
     # -- one iteration ---------------------------------------------------------------
 
     def poll_once(self) -> int:
         """Consume, decode, handle and commit one batch; returns messages consumed."""
+        if self._paused_topics:
+            self._apply_pauses()  # partitions assigned since the pause
         messages = self._consumer.consume(
             num_messages=self._batch_size, timeout=self._poll_timeout_s
         )
@@ -536,6 +567,7 @@ class ConsumerLoop:
             keys = [k for k in keys if k not in self._settle_keys]
             if not keys:
                 return
+        self._paused.difference_update(keys)
         log.info("%s revoked %s", self.service_name, keys)
         if self._on_revoke is not None:
             plan = self._on_revoke(keys)
@@ -551,6 +583,7 @@ class ConsumerLoop:
             keys = [k for k in keys if k not in self._settle_keys]
             if not keys:
                 return
+        self._paused.difference_update(keys)
         log.warning("%s lost %s", self.service_name, keys)
         if self._on_revoke is not None:
             self._on_revoke(keys)

@@ -288,6 +288,11 @@ class IngestBuffer:
         )
 
     @property
+    def pending_events(self) -> int:
+        """Event ids with labels waiting (what ``max_pending`` bounds; O(1))."""
+        return len(self._pending)
+
+    @property
     def pending_labels(self) -> int:
         """Labels waiting for their feature events."""
         return sum(len(waiting) for waiting in self._pending.values())

@@ -29,6 +29,11 @@ are released only once it has finished. A failed write is retried with the same 
 committed past those rows: a restart re-reads them), since valid events must never be
 dead-lettered for a store outage. ``flush()`` (a revocation, a shutdown) waits for the
 write in flight and writes the rest before it returns.
+
+In a backlog the labels topic runs ahead of the features (its small messages come many
+per fetch): labels waiting for features beyond ``max_pending_labels`` would be pushed
+out as ``label_unmatched``. So at half that bound the labels topic is paused (its
+messages wait in the broker) and read again at a quarter; ``/healthz`` shows it.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class IngestService(StreamService):
         flush_rows: int = 150_000,
         flush_interval_s: float = 5.0,
         write_attempts: int = 3,
+        max_pending_labels: int = 100_000,
         **kwargs: Any,
     ) -> None:
         self.store = store or open_store(settings)
@@ -101,7 +107,14 @@ class IngestService(StreamService):
                 ensure_offline_parts(self.store, self.store.get_feature_view(view.name))
         self.index = EventIndex(Path(settings.state_dir) / "ingest" / "event-index.sqlite3")
         self.buffer = IngestBuffer(self.layouts, lookup=self._lookup,
+                                   max_pending=max_pending_labels,
                                    tasks={m: settings.model(m).task for m in self.layouts})
+        # labels waiting for their features: past half the bound the labels topic is
+        # paused (it runs ahead in a backlog: small messages, fetched many at a time),
+        # below a quarter it is read again; none is pushed out of the bound for it
+        self._labels_topic = settings.topic("labels")
+        self._pause_labels_at = max(1, max_pending_labels // 2)
+        self._resume_labels_at = max_pending_labels // 4
         # index rows of this batch's labels, read in one pass (the index only changes
         # in flush, after the batch's events are buffered)
         self._prefetched: dict[str, tuple[str, datetime]] = {}
@@ -179,6 +192,7 @@ class IngestService(StreamService):
             for given_up in self._pending.pop(label.event_id, []):  # repeats: all at once
                 self.loop.dead_letter(given_up.message, reject.reason, reject.detail)
                 self.offsets.release((given_up.topic, given_up.partition), [given_up.offset])
+        self._pace_labels()
         self._settle(wait=False)
         rows = self.buffer.rows
         due = time.monotonic() - self._last_flush >= self.flush_interval_s
@@ -188,6 +202,17 @@ class IngestService(StreamService):
             if self._in_flight is None:
                 self._start_write()
         return self.offsets.plan()
+
+    def _pace_labels(self) -> None:
+        """Pause the labels topic while too many labels wait for their features."""
+        pending = self.buffer.pending_events
+        paused = self._labels_topic in self.loop.paused_topics()
+        if not paused and pending >= self._pause_labels_at:
+            log.info("ingest: %d labels wait for their features; pausing %s",
+                     pending, self._labels_topic)
+            self.loop.pause_topic(self._labels_topic)
+        elif paused and pending <= self._resume_labels_at:
+            self.loop.resume_topic(self._labels_topic)
 
     def _lookup(self, event_id: str) -> tuple[str, datetime] | None:
         """The buffer's event-index lookup: this batch's prefetched rows, else the index."""
@@ -284,6 +309,7 @@ class IngestService(StreamService):
             "dead_lettered": self.loop.stats.dead_lettered,
             "pushed_rows": self.sink.rows,
             "pending_labels": self.buffer.pending_labels,
+            "labels_paused": self._labels_topic in self.loop.paused_topics(),
         }
 
 

@@ -215,3 +215,36 @@ def test_a_store_that_keeps_refusing_stops_the_service_with_nothing_dead_lettere
     healed.run(until=lambda: healed.sink.rows >= 3 * N and healed.buffer.rows == 0,
                idle_timeout_s=60)
     assert healed.sink.rows == 3 * N and _stored_labels(embedded_store) == N
+
+
+def test_labels_ahead_of_their_features_wait_in_the_broker_not_in_the_dead_letter_topic(
+    embedded_store: Any, settings: Settings
+) -> None:
+    """A backlog whose labels are all read before their features (as a catch-up reads
+    them: the labels topic's small messages come many per fetch) overflows the bound on
+    waiting labels. The service pauses the labels topic at half the bound and reads it
+    again once the features caught up: every label joins, none is dead-lettered.
+
+    Catches labels pushed out of the pending buffer (``label_unmatched`` for valid
+    labels, 300 - 40 = 260 of them here without the pause) and a paused topic never
+    resumed (labels missing from the store).
+    """
+    pairs = list(Generator(GeneratorConfig(seed=63, label_delay_s=2.0)).live(T0, N))
+    with EventProducer(settings, "test") as producer:
+        for _, label in pairs:  # every label first, then every feature event
+            producer.send(settings.topic("labels"), label, label.event_id, span=False)
+        producer.flush()
+        for features, _ in pairs:
+            producer.send(settings.topic("features"), features, features.entity_id, span=False)
+    service = IngestService(settings, store=embedded_store, flush_rows=100_000, batch_size=20,
+                            flush_interval_s=0.2, max_pending_labels=40)
+    paused: list[bool] = []
+
+    def done() -> bool:
+        paused.append(settings.topic("labels") in service.loop.paused_topics())
+        return service.sink.rows >= 3 * N and service.buffer.rows == 0
+
+    service.run(until=done, idle_timeout_s=20)
+    assert service.loop.stats.dead_lettered == 0
+    assert any(paused) and not paused[-1]  # paused on the way, read again by the end
+    assert service.sink.rows == 3 * N and _stored_labels(embedded_store) == N
