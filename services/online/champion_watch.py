@@ -35,7 +35,7 @@ from river import stats
 from services.model.task import Task
 from services.online.config import LearnerSettings, build_detector
 from services.online.cutpoint import estimate_post_change
-from services.online.learner import ERROR_SDS, winsorize
+from services.online.learner import scaled_miss, winsorize
 
 __all__ = ["ChampionSignal", "ChampionWatch", "detector_inputs"]
 
@@ -69,7 +69,7 @@ def detector_inputs(task: Task, labels: Sequence[float], predictions: np.ndarray
         if not math.isfinite(miss):
             out.append(1.0)  # a non-finite prediction is as wrong as it gets
             continue
-        out.append(min(miss / (ERROR_SDS * sd), 1.0) if sd > 0 else float(miss > 0))
+        out.append(scaled_miss(miss, sd))
     return out
 
 

@@ -88,6 +88,13 @@ __all__ = [
 
 _PROBA_EPS = 1e-7
 ERROR_SDS = 3.0  # regression: an absolute error of 3 label sd is the detector's 1.0
+
+
+def scaled_miss(miss: float, sd: float) -> float:
+    """A regression miss as a detector input in [0, 1]: ``miss`` over :data:`ERROR_SDS`
+    label sd, capped at 1 (any miss is 1 while the labels have no spread). The learner's
+    detector and the champion watch read the same scale."""
+    return min(miss / (ERROR_SDS * sd), 1.0) if sd > 0 else float(miss > 0)
 Prediction = float | tuple[float, ...]
 """binary: P(label == 1); multiclass: probabilities in ``classes`` order; regression: a value."""
 
@@ -597,7 +604,7 @@ class OnlineLearner:
             self.label_spread.update(winsorize(self.label_spread, y, self.config.clip_scaled))
             sd = math.sqrt(max(self.label_spread.get(), 0.0))
             miss = abs(y - value)
-            error = min(miss / (ERROR_SDS * sd), 1.0) if sd > 0 else float(miss > 0)
+            error = scaled_miss(miss, sd)
             rolling["rolling_mae"].update(y, value)
             rolling["rolling_rmse"].update(y, value)
         self.learned += 1

@@ -135,7 +135,11 @@ class RetrainSettings(_Frozen):
     ``concept_replay_ratio`` of the parent's rows (default none: their labels follow the
     old relation), a covariate one ``training.data.replay_ratio``; a promoted concept
     candidate trained on fewer than ``concept_refine_rows`` post-change rows is refined
-    once, ``refine_after_s`` later.
+    once, ``refine_after_s`` later. Before a detector's covariate attempt trains, the
+    newer half of its fresh rows is checked against the older half
+    (:mod:`services.training.settle`): while they drift (a ramp still going) the attempt
+    starts again at the split (waiting up to ``label_wait_s`` only when fewer than
+    ``min_fresh_rows`` lie after it), at most ``settle_rounds`` times (0: never).
     """
 
     min_fresh_rows: int = Field(500, ge=0)  # labelled events after the change point ...
@@ -152,6 +156,10 @@ class RetrainSettings(_Frozen):
     # promoted champion) is requested to start ``refine_after_s`` later. 0: never.
     concept_refine_rows: int = Field(5000, ge=0)
     refine_after_s: float = Field(3600.0, ge=0)
+    # A gradual drift is still moving when its detector fires: the fresh rows' newer half
+    # is checked against their older half and, while drifted, the attempt moves to the
+    # split and checks again; at most this many times. 0: train at once.
+    settle_rounds: int = Field(4, ge=0)
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

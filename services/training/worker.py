@@ -78,6 +78,7 @@ from services.episodes.reader import ControlReader
 from services.observability.setup import Telemetry
 from services.runtime import StreamService
 from services.training.attempts import (
+    FreshWindow,
     Next,
     after_attempt,
     after_rejection,
@@ -478,6 +479,7 @@ class TrainingWorker(StreamService):
         if window is None:
             raise ValueError(f"no labelled events for {request.model} after the change point "
                              f"{change.isoformat()}")
+        change, window = self._settle(request, spec, change, window, span)
         snapshot = create_snapshot(
             self.store, spec, window.start, window.end,
             cache_root=Path(self.settings.state_dir) / "profiles",
@@ -544,13 +546,13 @@ class TrainingWorker(StreamService):
         return True
 
     def _await_fresh_labels(self, request: RetrainRequest, change: datetime,
-                            span: trace.Span, *, wait: bool = True,
+                            span: trace.Span, *, wait: bool = True, wanted: int | None = None,
                             ) -> tuple[int, datetime | None] | None:
         """Labels trail their features: wait (bounded) for enough after the change point.
 
         Counts the labelled events whose feature time is at or after ``change`` (up to
-        ``validation.event_time_max``: everything stored) until
-        ``retrain.min_fresh_rows`` are there or ``retrain.label_wait_s`` has passed
+        ``validation.event_time_max``: everything stored) until ``wanted`` (default
+        ``retrain.min_fresh_rows``) are there or ``retrain.label_wait_s`` has passed
         (``wait=False``: counts once). Returns the count and the newest such event time;
         ``None`` when stopped.
         """
@@ -558,20 +560,64 @@ class TrainingWorker(StreamService):
         from services.features.snapshot import labelled_span
 
         retrain = self.settings.model(request.model).retrain
+        wanted = retrain.min_fresh_rows if wanted is None else wanted
         deadline = time.monotonic() + (retrain.label_wait_s if wait else 0.0)
         layout = load_layout(self.store, request.model)
         upper = self.settings.validation.event_time_max
         while True:
             labelled, newest = labelled_span(self.store, layout, change, upper)
-            ready = enough_rows(labelled, retrain.min_fresh_rows)
+            ready = enough_rows(labelled, wanted)
             if ready or time.monotonic() >= deadline:
                 span.add_event("labels.ready" if ready else "labels.short",
-                               {"labelled": labelled, "wanted": retrain.min_fresh_rows})
+                               {"labelled": labelled, "wanted": wanted})
                 return labelled, newest
             log.info("%s: %d of %d labelled events after the change point; waiting for labels",
-                     request.request_id, labelled, retrain.min_fresh_rows)
+                     request.request_id, labelled, wanted)
             if self._stop_training.wait(LABEL_POLL_S):
                 return None
+
+    def _settle(self, request: RetrainRequest, spec: Any, change: datetime,
+                window: FreshWindow, span: trace.Span) -> tuple[datetime, FreshWindow]:
+        """Move the attempt past a ramp still going (:mod:`services.training.settle`):
+        while the newer half of the fresh rows drifts from the older half, start at the
+        split (waiting, up to ``retrain.label_wait_s``, only when fewer than
+        ``retrain.min_fresh_rows`` rows, or too few to check, lie after it); at most
+        ``retrain.settle_rounds`` times. Not for manual requests, refinements,
+        concept-only episodes (their features do not move) or a model with a declared
+        cycle (its halves may lie in different phases)."""
+        from services.features.feast_repo import TIMESTAMP_COLUMN, load_layout
+        from services.features.snapshot import build_training_frame
+        from services.training.settle import MIN_HALF_ROWS, check_settled
+
+        model_settings = self.settings.model(request.model)
+        rounds = model_settings.retrain.settle_rounds
+        if (rounds == 0 or request.reason == "manual" or request.refinement
+                or model_settings.drift.seasonality is not None
+                or concept_only(self.control.book, request)):
+            return change, window
+        layout = load_layout(self.store, request.model)
+        for number in range(1, rounds + 1):
+            frame, _ = build_training_frame(self.store, layout, window.start, window.end)
+            settling = check_settled(frame, spec, model_settings.drift, TIMESTAMP_COLUMN)
+            span.add_event("settle.check", {
+                "round": number, "moving": settling.moving, "rows": len(frame),
+                "drifted": ",".join(settling.drifted)})
+            if not settling.moving or settling.split is None:
+                return change, window
+            log.info("%s: the newer half of %d fresh rows drifted from the older (%s): the "
+                     "data is still moving; starting at %s (round %d of %d)",
+                     request.request_id, len(frame), ", ".join(settling.drifted),
+                     settling.split.isoformat(), number, rounds)
+            wanted = max(model_settings.retrain.min_fresh_rows, 2 * MIN_HALF_ROWS)
+            counted = self._await_fresh_labels(request, settling.split, span, wanted=wanted)
+            if counted is None:  # stopping: train (and be interrupted) on what is settled
+                return change, window
+            moved = fresh_window(settling.split, *counted)
+            if moved is None or not enough_rows(moved.labelled,
+                                                model_settings.retrain.min_fresh_rows):
+                return change, window  # too few after the split: the last window that had
+            change, window = settling.split, moved
+        return change, window
 
     def _answer_insufficient(self, request: RetrainRequest, change: datetime, labelled: int,
                              span: trace.Span) -> None:

@@ -351,3 +351,56 @@ def test_a_concept_promotion_from_few_rows_is_refined_once_on_what_came_since(
     assert [(e.status, e.attempt, e.request_id) for e in steps] == [
         ("refining", 2, refine_id)]
     assert "300 post-change rows (fewer than 1000)" in steps[0].detail
+
+
+MOVED = ("amount", "merchant_risk_score", "distance_from_home_km", "minutes_since_last_txn",
+         "account_balance", "velocity_score", "txn_count_24h")
+
+
+def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
+    store: Any, settings: Settings
+) -> None:
+    """Stored after the change: a 1.5 sd ramp on seven of the 17 inputs (over the
+    monitor's drifted share) over the first 600 events, then 900 at the full shift. The
+    covariate request's change point is the ramp's start. The fresh rows' newer half
+    drifts from the older (the ramp), so the attempt starts at their median event time;
+    there both halves are at the full shift, and it trains.
+
+    Bugs caught: a candidate (and drift reference) holding the ramp, which the data
+    after it drifts from (a second episode); a split elsewhere than the median.
+    """
+    settings = _settings(settings)
+    registry = _champion(store, settings)
+    ramp_s = 600 / RATE
+    gen = Generator(GeneratorConfig(
+        seed=9, events_per_second=RATE,
+        drift=DriftSpec(covariate=tuple(
+            CovariateShift(feature=name, start=HISTORY_END, ramp=timedelta(seconds=ramp_s),
+                           mean_shift=1.5)
+            for name in MOVED)),
+    ))
+    fresh = gen.history(HISTORY_END + timedelta(seconds=1500 / RATE), 1500)
+    write_history(store, fresh, mode="append")
+    labelled = fresh[fresh["is_fraud"].notna()]
+    times = pd.to_datetime(labelled["event_timestamp"], utc=True).sort_values(
+        ignore_index=True)
+    change = HISTORY_END + timedelta(milliseconds=1)  # after the champion's last row
+    times = times[times >= pd.Timestamp(change)].reset_index(drop=True)
+    median = times.iloc[len(times) // 2].to_pydatetime()  # where the newer half starts
+    assert median > HISTORY_END + timedelta(seconds=ramp_s)  # past the ramp's end
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", change)
+    _send(settings, "retrain.requests", request)
+
+    telemetry = in_memory_telemetry("driftloop-train-test")
+    worker = TrainingWorker(settings, telemetry=telemetry, store=store)
+    worker.run(until=lambda: worker.stats.trained >= 1, idle_timeout_s=120)
+    assert worker.stats.trained == 1
+    lineage = registry.manifest("fraud", 2).lineage
+    assert lineage.change_point == median and lineage.window_start == median
+    snapshot = load_snapshot_frame(store, lineage.training_snapshot_id)
+    assert snapshot["event_timestamp"].min() >= pd.Timestamp(median)
+    assert lineage.fresh_rows == len(times) - len(times) // 2
+    run_span, = [s for s in telemetry.finished_spans() if s.name == "training run"]
+    checks = [dict(e.attributes) for e in run_span.events if e.name == "settle.check"]
+    assert [c["moving"] for c in checks] == [True, False]
+    assert [c["rows"] for c in checks] == [len(times), len(times) - len(times) // 2]
