@@ -1,11 +1,13 @@
 """Integration fixtures: options and prefixes on the session's loopback S3 server
-(``s3_storage`` in ``tests/conftest.py``) for object-storage tests, and a headless
-Chromium for report pages."""
+(``s3_storage`` in ``tests/conftest.py``) for object-storage tests, a headless
+Chromium for report pages, and a test's own embedded Feast repo."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from samples.browser import DevTools, chromium
@@ -35,3 +37,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevTools]:
     """One headless Chromium for a test module's report pages (samples/browser.py)."""
     with chromium(tmp_path_factory.mktemp("chromium")) as client:
         yield client
+
+
+@pytest.fixture
+def embedded_store(tmp_path: Path) -> Iterator[Any]:
+    """A fresh embedded Feast repo of this test's own (SQLite online store, parquet
+    parts, DuckDB), applied; its project dropped afterwards."""
+    from services.features.feast_repo import apply_repo, copy_repo, drop_project, open_repo
+
+    store = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
+                      project=f"t_{uuid.uuid4().hex[:12]}")
+    apply_repo(store)
+    yield store
+    drop_project(store)

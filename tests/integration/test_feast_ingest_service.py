@@ -54,15 +54,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     drop_project(s)
 
 
-@pytest.fixture
-def embedded_store(tmp_path: Path) -> Iterator[Any]:
-    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
-                  project=f"t_{uuid.uuid4().hex[:12]}")
-    apply_repo(s)
-    yield s
-    drop_project(s)
-
-
 def test_replayed_events_land_in_feast_and_rejects_in_the_dead_letter_topic(
     store: Any, settings: Settings
 ) -> None:

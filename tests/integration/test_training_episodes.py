@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.episodes.book import attempt_request_id
-from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
+from services.features.feast_repo import load_model_spec
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
 from services.features.snapshot import create_snapshot, load_snapshot_frame
@@ -52,11 +51,9 @@ RATE = 50.0  # generated events per second of event time
 
 
 @pytest.fixture
-def store(tmp_path: Any) -> Iterator[Any]:
-    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
-                  project=f"t_{uuid.uuid4().hex[:12]}")
-    apply_repo(s)
-    yield s
+def store(embedded_store: Any) -> Any:
+    """The test's own embedded Feast repo (``conftest.embedded_store``)."""
+    return embedded_store
 
 
 def _settings(settings: Settings, **retrain: Any) -> Settings:

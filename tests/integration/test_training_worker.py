@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
 
-from services.features.feast_repo import apply_repo, copy_repo, load_model_spec, open_repo
+from services.features.feast_repo import load_model_spec
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
 from services.features.snapshot import create_snapshot, load_snapshot_frame
@@ -42,11 +40,9 @@ STEPS = 80
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Any]:
-    s = open_repo("embedded", repo_path=copy_repo(tmp_path / "repo"),
-                   project=f"t_{uuid.uuid4().hex[:12]}")
-    apply_repo(s)
-    yield s
+def store(embedded_store: Any) -> Any:
+    """The test's own embedded Feast repo (``conftest.embedded_store``)."""
+    return embedded_store
 
 
 def _candidates(settings: Settings, count: int, timeout: float = 60) -> list[Any]:
