@@ -149,7 +149,7 @@ class IngestService(StreamService):
         its features): such a label joins in memory instead of looking in the event
         index and waiting. Each message is still handled once, offsets as before.
         """
-        self._settle(wait=False)  # a write that failed for good stops here, before buffering
+        self._collect(wait=False)  # a write that failed for good stops here, before buffering
         features = [i for i in batch if isinstance(i.event, FeatureEvent)]
         if len(features) < len(batch):
             labels = [i for i in batch if not isinstance(i.event, FeatureEvent)]
@@ -193,12 +193,12 @@ class IngestService(StreamService):
                 self.loop.dead_letter(given_up.message, reject.reason, reject.detail)
                 self.offsets.release((given_up.topic, given_up.partition), [given_up.offset])
         self._pace_labels()
-        self._settle(wait=False)
+        self._collect(wait=False)
         rows = self.buffer.rows
         due = time.monotonic() - self._last_flush >= self.flush_interval_s
         if rows >= self.flush_rows or (due and rows):
             if self._in_flight is not None and rows >= 2 * self.flush_rows:
-                self._settle(wait=True)  # bounded memory: wait for the writer
+                self._collect(wait=True)  # bounded memory: wait for the writer
             if self._in_flight is None:
                 self._start_write()
         return self.offsets.plan()
@@ -223,11 +223,11 @@ class IngestService(StreamService):
     def flush(self) -> int:
         """Write everything buffered and wait for it (and for the write in flight);
         returns the rows this call wrote. Their offsets are released on return."""
-        self._settle(wait=True)
+        self._collect(wait=True)
         if not self._start_write():
             return 0
         write = self._in_flight
-        self._settle(wait=True)
+        self._collect(wait=True)
         return sum(len(batch.frame) for batch in write.batches) if write else 0
 
     def _start_write(self) -> bool:
@@ -255,7 +255,7 @@ class IngestService(StreamService):
             indexed.result()
         return rows
 
-    def _settle(self, *, wait: bool) -> None:
+    def _collect(self, *, wait: bool) -> None:
         """Collect the write in flight once it has finished (at once with ``wait``):
         release its offsets, or retry it, or stop after ``write_attempts`` failures."""
         write = self._in_flight
