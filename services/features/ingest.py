@@ -126,9 +126,6 @@ STORABLE_TIMES = (datetime(1678, 1, 1, tzinfo=UTC), datetime(2262, 1, 1, tzinfo=
 ends in 1677 and 2262 (the edge's configured range is normally far narrower)."""
 
 
-_LOWEST, _HIGHEST = STORABLE_TIMES
-
-
 def _fitting_labels(task: Task) -> frozenset[float] | None:
     """The label values of a classification ``task`` as floats; ``None`` for regression."""
     if task.kind == "regression":
@@ -203,10 +200,7 @@ class IngestBuffer:
         model = self._models.get(event.model)
         if model is None:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        time = event.event_time
-        if time.tzinfo is None or not _LOWEST <= time < _HIGHEST:
-            return check_time(time)
-        reject = _check_features(model, event.features)
+        reject = check_time(event.event_time) or _check_features(model, event.features)
         if reject is not None:
             return reject
         model.events.append(event)
@@ -220,20 +214,20 @@ class IngestBuffer:
 
     def add_label(self, event: LabelEvent) -> Reject | Literal["pending"] | None:
         """Buffer one label: ``None`` when joined, ``"pending"`` while its features are unseen."""
-        fitting = self._fitting.get(event.model, False)
-        if fitting is False:
+        if event.model not in self._models:
             return Reject("unknown_model", f"no feature service for model {event.model!r}")
-        label = event.label
-        if not (type(label) is float and (label in fitting if fitting is not None
-                                          else label - label == 0.0)):
+        label, fitting = event.label, self._fitting[event.model]
+        fits = type(label) is float and (label - label == 0.0 if fitting is None
+                                         else label in fitting)
+        if not fits:  # the full checks, for their reasons
             if not math.isfinite(label):
                 return Reject("non_finite", f"label is {label}")
             problem = self._tasks.get(event.model, _BINARY).label_problem(label)
             if problem is not None:
                 return Reject("invalid_value", f"label: {problem}")
-        time = event.event_time
-        if time.tzinfo is None or not _LOWEST <= time < _HIGHEST:
-            return check_time(time)
+        bad_time = check_time(event.event_time)
+        if bad_time is not None:
+            return bad_time
         known = self._index.get(event.event_id)
         if known is None and self._lookup is not None:
             known = self._lookup(event.event_id)
