@@ -130,20 +130,18 @@ def _sqlite_upsert(store: FeatureStore, provider: Any, view: Any, frame: pd.Data
         return False
     if getattr(config.online_store, "enable_openai_compatible_store", False):
         return False  # a value_num column: Feast's loop fills it
-    names = [f.name for f in view.features]
     if any(f.dtype.to_value_type().name != "DOUBLE" for f in view.features):
         return False
-    if frame.empty or frame[names].isnull().all().all():
-        return True  # nothing to write, as ``write_to_online_store`` decides
+    if _nothing_to_write(view, frame):
+        return True
+    names = [f.name for f in view.features]
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
     version = config.entity_key_serialization_version
     keys = [serialize_entity_key(key, entity_key_serialization_version=version)
             for key in _key_protos(view, frame)]
-    events = _datetimes(frame[view.batch_source.timestamp_field])
-    created_column = view.batch_source.created_timestamp_column
-    created = _datetimes(frame[created_column]) if created_column else [None] * len(frame)
+    events, created = _row_times(view, frame)
     values: list[tuple[Any, ...]] = []
     for name in names:
         column = frame[name].to_numpy(dtype=object)
@@ -184,18 +182,32 @@ def _online_rows(view: Any, frame: pd.DataFrame) -> list[tuple[Any, dict[str, An
     ``frame``, as Feast's ``_convert_arrow_fv_to_proto`` builds them for ``push``:
     a null (NaN/None) value is an empty ``Value``; a frame whose feature columns are all
     null is not written (``write_to_online_store`` warns and returns)."""
-    names = [f.name for f in view.features]
-    if frame.empty or frame[names].isnull().all().all():
+    if _nothing_to_write(view, frame):
         return []
+    names = [f.name for f in view.features]
     columns = _value_protos(frame, {f.name: f.dtype.to_value_type() for f in view.features})
     keys = _key_protos(view, frame)
     features = [dict(zip(names, vals, strict=True))
                 for vals in zip(*(columns[n] for n in names), strict=True)]
+    events, created = _row_times(view, frame)
+    return list(zip(keys, features, events, created, strict=True))
+
+
+def _nothing_to_write(view: Any, frame: pd.DataFrame) -> bool:
+    """No rows, or every feature value null: Feast's ``write_to_online_store`` warns and
+    writes nothing for such a frame."""
+    names = [f.name for f in view.features]
+    return frame.empty or bool(frame[names].isnull().all().all())
+
+
+def _row_times(view: Any, frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
+    """Each row's event time and created time (``None`` without a created column), as
+    ``online_write_batch`` takes them."""
     source = view.batch_source
     events = _datetimes(frame[source.timestamp_field])
     created = (_datetimes(frame[source.created_timestamp_column])
                if source.created_timestamp_column else [None] * len(frame))
-    return list(zip(keys, features, events, created, strict=True))
+    return events, created
 
 
 def _value_protos(frame: pd.DataFrame, kinds: dict[str, Any]) -> dict[str, list[Any]]:
