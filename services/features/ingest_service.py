@@ -42,7 +42,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,7 @@ class _Write:
     oldest: dict[str, datetime]
     future: Future[int] | None = None
     attempts: int = 0
-    errors: list[str] = field(default_factory=list)
+    last_error: str = ""
 
 
 class IngestService(StreamService):
@@ -226,9 +226,9 @@ class IngestService(StreamService):
         self._collect(wait=True)
         if not self._start_write():
             return 0
-        write = self._in_flight
+        batches = self._in_flight.batches if self._in_flight else []
         self._collect(wait=True)
-        return sum(len(batch.frame) for batch in write.batches) if write else 0
+        return sum(len(batch.frame) for batch in batches)
 
     def _start_write(self) -> bool:
         """Hand the buffer to the writer thread; ``False`` when there was nothing to write."""
@@ -265,17 +265,17 @@ class IngestService(StreamService):
             try:
                 rows = write.future.result()
             except Exception as exc:
-                write.errors.append(f"{type(exc).__name__}: {exc}")
+                write.last_error = f"{type(exc).__name__}: {exc}"
                 if write.attempts >= self.write_attempts:
                     self._in_flight = None
                     self._refused = True
                     raise StoreWriteFailed(
                         f"ingest: the stores refused {write.attempts} writes of the same "
                         f"{sum(len(b.frame) for b in write.batches)} rows (last: "
-                        f"{write.errors[-1]}); stopping with their offsets uncommitted"
+                        f"{write.last_error}); stopping with their offsets uncommitted"
                     ) from exc
                 log.warning("ingest: write failed (try %d of %d), retrying: %s",
-                            write.attempts, self.write_attempts, write.errors[-1])
+                            write.attempts, self.write_attempts, write.last_error)
                 time.sleep(min(0.5 * 2 ** (write.attempts - 1), 5.0))
                 self._submit(write)
                 continue

@@ -95,6 +95,8 @@ def scaled_miss(miss: float, sd: float) -> float:
     label sd, capped at 1 (any miss is 1 while the labels have no spread). The learner's
     detector and the champion watch read the same scale."""
     return min(miss / (ERROR_SDS * sd), 1.0) if sd > 0 else float(miss > 0)
+
+
 Prediction = float | tuple[float, ...]
 """binary: P(label == 1); multiclass: probabilities in ``classes`` order; regression: a value."""
 

@@ -53,8 +53,8 @@ def check_settled(frame: pd.DataFrame, spec: ModelSpec, drift: DriftSettings,
     halves are compared whole): the caller skips the check for a seasonal model.
     """
     n = len(frame)
-    half = n // 2
-    if half < MIN_HALF_ROWS or n - half < MIN_HALF_ROWS:
+    half = n // 2  # the smaller half
+    if half < MIN_HALF_ROWS:
         return Settling(False, None, half, n - half)
     times = pd.to_datetime(frame[time_column], utc=True)
     order = np.argsort(times.to_numpy(), kind="stable")
