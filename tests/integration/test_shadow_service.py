@@ -240,6 +240,21 @@ def _register_linear(registry: ModelRegistry, model: str, weight: float, parent:
     return reg.version, reg.manifest_sha256
 
 
+def _send_linear(producer: EventProducer, settings: Settings, model: str, prefix: str,
+                 rng: np.random.Generator, n: int = 300, noise_sd: float = 0.0) -> None:
+    """``n`` regression events one second apart from T0 (ids ``<prefix><i>``), ``x``
+    standard normal and labelled ``2x`` (plus normal noise of ``noise_sd``)."""
+    for i in range(n):
+        x = float(rng.normal())
+        at = T0 + timedelta(seconds=i)
+        label = 2.0 * x + (float(rng.normal(0, noise_sd)) if noise_sd else 0.0)
+        producer.send(settings.topic("features"), FeatureEvent(
+            event_id=f"{prefix}{i}", model=model, entity_id="e", event_time=at,
+            features={"x": x}), "e", span=False)
+        producer.send(settings.topic("labels"), LabelEvent(
+            event_id=f"{prefix}{i}", model=model, label=label, event_time=at), "e", span=False)
+
+
 def test_regression_candidate_promoted_on_squared_error_other_task_refused(
     settings: Settings,
 ) -> None:
@@ -266,15 +281,8 @@ def test_regression_candidate_promoted_on_squared_error_other_task_refused(
     assert refused.reason == ("candidate task binary differs from the champion's regression: "
                               "their losses are not comparable")
     with EventProducer(settings, "test") as producer:
-        for i in range(300):  # y = 2x + noise: the candidate's squared error is 1/5th
-            x = float(rng.normal())
-            at = T0 + timedelta(seconds=i)
-            producer.send(settings.topic("features"), FeatureEvent(
-                event_id=f"p{i}", model=model, entity_id="e", event_time=at,
-                features={"x": x}), "e", span=False)
-            producer.send(settings.topic("labels"), LabelEvent(
-                event_id=f"p{i}", model=model, label=2.0 * x + float(rng.normal(0, 0.5)),
-                event_time=at), "e", span=False)
+        # y = 2x + noise: the candidate's squared error is 1/5th
+        _send_linear(producer, settings, model, "p", rng, noise_sd=0.5)
     service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
                             batch_size=100)
     service.run(until=lambda: len(service.published) >= 2, idle_timeout_s=30)
@@ -400,14 +408,7 @@ def test_a_candidate_is_judged_only_on_traffic_after_its_training_window(
             event_id="cand-window", model=model, version=cand.version, parent_version=v1,
             request_id="req-window", registry_uri=registry.uri(model, cand.version),
             sha256=cand.manifest_sha256), model)
-        for i in range(300):  # its training window and as much after it
-            x = float(rng.normal())
-            at = T0 + timedelta(seconds=i)
-            producer.send(settings.topic("features"), FeatureEvent(
-                event_id=f"w{i}", model=model, entity_id="e", event_time=at,
-                features={"x": x}), "e", span=False)
-            producer.send(settings.topic("labels"), LabelEvent(
-                event_id=f"w{i}", model=model, label=2.0 * x, event_time=at), "e", span=False)
+        _send_linear(producer, settings, model, "w", rng)  # its window and as much after
     service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
                             batch_size=100)
     run = lambda: service.book.runs.get(model, {}).get(cand.version)  # noqa: E731
