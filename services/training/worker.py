@@ -597,6 +597,8 @@ class TrainingWorker(StreamService):
             return change, window
         layout = load_layout(self.store, request.model)
         for number in range(1, rounds + 1):
+            if window.labelled < 2 * MIN_HALF_ROWS:  # too few to check: no join for it
+                return change, window
             frame, _ = build_training_frame(self.store, layout, window.start, window.end)
             settling = check_settled(frame, spec, model_settings.drift, TIMESTAMP_COLUMN)
             span.add_event("settle.check", {
