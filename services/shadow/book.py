@@ -97,6 +97,9 @@ class RollbackWatch:
             "live": list(self.monitor.state()),
             "snapshots": [[x.n, x.mean, x.variance] for x in self.monitor.snapshots],
             "policy": self.monitor.policy.model_dump(mode="json"),
+            "pairs": None if self.monitor.pairs is None else {
+                "moments": _moments(self.monitor.pairs.moments),
+                "snapshots": [_moments(s) for s in self.monitor.pairs.snapshots]},
         }
 
     @classmethod
@@ -104,9 +107,12 @@ class RollbackWatch:
         """A saved watch; ``policy`` is used only for watches saved without their own."""
         if d.get("policy") is not None:
             policy = RollbackPolicy.model_validate(d["policy"])
+        pairs = d.get("pairs")  # absent from watches saved before the paired test
         monitor = RollbackMonitor.restore(
             policy, LossSummary(*d["shadow"]), tuple(d["live"]),
             [LossSummary(*x) for x in d["snapshots"]],
+            None if pairs is None else (Moments(**pairs["moments"]),
+                                        [Moments(**x) for x in pairs["snapshots"]]),
         )
         return cls(d["model"], d["champion"], d["previous"], monitor)
 
@@ -180,7 +186,9 @@ class ShadowBook:
                 run.stats.add(pair.champion_loss, loss)
         watch = self.watches.get(model)
         if watch is not None:
-            watch.monitor.add(pair.champion_loss)
+            previous = (None if watch.previous is None
+                        else pair.candidate_losses.get(watch.previous))
+            watch.monitor.add(pair.champion_loss, previous)
 
     def decide(self, model: str, now: datetime) -> list[Verdict]:
         """Runs of ``model`` that reached a decision now (removed from the book).
@@ -202,16 +210,19 @@ class ShadowBook:
     def promoted(self, model: str, run: ShadowRun) -> list[Verdict]:
         """``run`` became champion: watch it, reject the other runs (stale baseline).
 
-        No watch when its shadow estimate cannot carry one (fewer than 2 pairs, or a mean
-        loss of 0: a regression model exact on every shadow event has no relative margin).
+        The watch is paired with the previous champion (the service scores it on the
+        watched events, :meth:`scored_beside`). No watch when the shadow estimate cannot
+        carry one (fewer than 2 pairs, or a mean loss of 0: a regression model exact on
+        every shadow event has no relative margin).
         """
         m = run.stats.moments
         previous = self.champions.get(model)
         self.watches.pop(model, None)
         if m.n >= 2 and m.mean_candidate > 0:
             shadow = LossSummary(m.n, m.mean_candidate, m.m2_candidate / max(m.n - 1, 1))
-            self.watches[model] = RollbackWatch(
-                model, run.version, previous, RollbackMonitor(self.rollback_policy(model), shadow))
+            monitor = RollbackMonitor(self.rollback_policy(model), shadow,
+                                      paired=previous is not None)
+            self.watches[model] = RollbackWatch(model, run.version, previous, monitor)
         return self.set_champion(model, run.version, keep_watch=True)
 
     def sync_champion(self, model: str, version: int | None) -> list[Verdict]:
@@ -244,6 +255,18 @@ class ShadowBook:
                 self._forget(run)
                 out.append(Verdict(run, stale))
         return out
+
+    def scored_beside(self, model: str) -> int | None:
+        """The version to score beside the champion for its watch: the previous champion
+        of a paired watch (None without one)."""
+        watch = self.watches.get(model)
+        if watch is None or not watch.monitor.paired:
+            return None
+        return watch.previous
+
+    def end_watch(self, model: str) -> None:
+        """Stop watching ``model``'s champion (its previous one cannot be scored)."""
+        self.watches.pop(model, None)
 
     def rollback_status(self, model: str) -> RollbackStatus | None:
         """The watch's status (``confirmed`` ends the watch)."""

@@ -103,15 +103,19 @@ class PairingBuffer(BoundedJoin[_Pending, float]):
         for p in self.waiting():
             p.candidates.pop(version, None)
 
-    def promote(self, version: int) -> int:
-        """Candidate ``version`` became champion: its held predictions become the champion's.
+    def promote(self, version: int, previous: int | None = None) -> int:
+        """Candidate ``version`` became champion: its held predictions become the champion's,
+        and the old champion's are kept as those of ``previous`` (its version, for the
+        rollback watch that compares the two), when given.
 
         Entries it did not score (it was not in shadow yet) are dropped; returns how many
         were dropped (counted as ``discarded``).
         """
         dropped = self.discard_waiting(lambda p: version not in p.candidates)
         for p in self.waiting():
-            p.champion = p.candidates.pop(version)
+            old, p.champion = p.champion, p.candidates.pop(version)
+            if previous is not None:
+                p.candidates[previous] = old
         self.counters.discarded += dropped
         return dropped
 

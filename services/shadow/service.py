@@ -25,11 +25,13 @@ After each batch, :func:`~services.shadow.decision.decide` runs per candidate:
   the candidate was compared with), then a ``ShadowVerdict`` and a ``ModelPromotion``
   (cause ``shadow``) are produced and flushed in one trace with the candidate event; the
   other candidates of that model are rejected (their baseline changed) and the new
-  champion is watched for rollback;
+  champion is watched for rollback: the previous champion goes on scoring the same
+  events beside it, and :mod:`~services.shadow.rollback` compares the two;
 * reject: a ``ShadowVerdict`` with the reason;
-* rollback: when the watch fires, ``champion`` moves back to the previous version the
-  same way (``driftloop models rollback`` uses the same path) and a ``ModelPromotion``
-  with cause ``rollback`` is published.
+* rollback: when the watch finds the new champion significantly worse than the previous
+  one on the same events, ``champion`` moves back to the previous version the same way
+  (``driftloop models rollback`` uses the same path) and a ``ModelPromotion`` with cause
+  ``rollback`` is published.
 
 Champion changes made elsewhere (``models.promotions``: manual, rollback by another
 process) are read back from the registry, which is the authority (the event is only the
@@ -203,7 +205,7 @@ class ShadowService(StreamService):
         if actual is None:
             self.pairing(model).clear_predictions()
         else:  # held predictions: the new champion's, if it scored them as a candidate
-            self.pairing(model).promote(actual)
+            self.pairing(model).promote(actual, previous=self.book.champions.get(model))
         self._publish_all(self.book.sync_champion(model, actual))
         return True
 
@@ -344,15 +346,33 @@ class ShadowService(StreamService):
             for v, run in self.book.runs.get(model, {}).items()
         }
         trained_until = {v: self._trained_until(model, v) for v in p_candidates}
+        previous = self._previous_predictions(model, rows)
         for i, event in enumerate(events):
-            pair = pairing.add_predictions(
-                event.event_id, _row(p_champion, i),
-                {v: _row(p, i) for v, p in p_candidates.items()
-                 if unseen_by(event.event_time, trained_until[v])}, mono,
-            )
+            scored = {v: _row(p, i) for v, p in p_candidates.items()
+                      if unseen_by(event.event_time, trained_until[v])}
+            if previous is not None:
+                scored[previous[0]] = _row(previous[1], i)
+            pair = pairing.add_predictions(event.event_id, _row(p_champion, i), scored, mono)
             if pair is not None:
                 self.book.add_pair(model, pair)
                 self.metrics.record_shadow_pairs(model)
+
+    def _previous_predictions(
+        self, model: str, rows: list[dict[str, Any]]
+    ) -> tuple[int, np.ndarray] | None:
+        """The previous champion's predictions of ``rows``, for a paired rollback watch
+        (None without one). A previous champion that cannot be loaded ends the watch: it
+        could not be rolled back to either."""
+        version = self.book.scored_beside(model)
+        if version is None:
+            return None
+        try:
+            return version, self._scorer(model, version).predict(rows)
+        except RegistryError as exc:
+            log.warning("shadow: %s watch ended: previous champion v%d cannot be loaded, so "
+                        "no rollback to it: %s", model, version, exc)
+            self.book.end_watch(model)
+            return None
 
     def _trained_until(self, model: str, version: int) -> datetime | None:
         """The end of the event-time window ``version`` was trained on (its lineage), read
@@ -390,8 +410,9 @@ class ShadowService(StreamService):
         self._record_verdict(event)
         self.metrics.record_promotion(run.model, "shadow",
                                       self._retrain_reason(run.model, run.version))
-        # held predictions: the new champion's are those it made as a candidate
-        self.pairing(run.model).promote(run.version)
+        # held predictions: the new champion's are those it made as a candidate; the old
+        # champion's stay, as the watch's reference
+        self.pairing(run.model).promote(run.version, previous=run.champion)
         self._publish_all(self.book.promoted(run.model, run))
 
     def _retrain_reason(self, model: str, version: int) -> str | None:

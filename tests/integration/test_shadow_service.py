@@ -9,6 +9,7 @@ a regression model is compared on squared error and a candidate of another task 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -297,21 +298,28 @@ def test_regression_candidate_promoted_on_squared_error_other_task_refused(
     assert not service.loop.dead_letters.counts  # every regression label fits
 
 
-def test_promotion_that_goes_bad_live_is_rolled_back(settings: Settings) -> None:
+def test_promotion_that_goes_bad_live_is_rolled_back(
+    settings: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
     registry, v1, v2 = _setup(settings)
     # promoted on the first 200 pairs (look 1); watched over the next 300, from pair <= 300
     # (batches of 100): labels flip from event 300 on, so the watch sees it go bad
     _publish_events(settings, 1000, flip_after=300, seed=2)
     service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
                             batch_size=100)
-    service.run(until=lambda: any(isinstance(e, ModelPromotion) and e.cause == "rollback"
-                                  for e in service.published), idle_timeout_s=30)
+    with caplog.at_level(logging.WARNING, logger="services.shadow.service"):
+        service.run(until=lambda: any(isinstance(e, ModelPromotion) and e.cause == "rollback"
+                                      for e in service.published), idle_timeout_s=30)
     causes = [e.cause for e in service.published if isinstance(e, ModelPromotion)]
     assert causes == ["shadow", "rollback"]
     rollback = service.published[-1]
     assert isinstance(rollback, ModelPromotion)
     assert rollback.new_champion == v1 and rollback.previous_champion == v2
     assert registry.get_alias(MODEL, "champion") == v1
+    # judged against v1 scored on the same events (the service kept scoring it), not
+    # against v2's shadow estimate
+    (why,) = [r.getMessage() for r in caplog.records if "rolled back" in r.getMessage()]
+    assert "exceeds the previous champion's" in why, why
 
 
 def test_crash_between_alias_move_and_events_is_completed_at_restart(

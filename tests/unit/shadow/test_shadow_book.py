@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -57,17 +58,52 @@ def test_promotion_rejects_the_other_runs_and_starts_a_watch() -> None:
     assert book.watches["m"].monitor.shadow.mean < 0.45
 
 
-def test_watch_confirms_or_triggers_rollback() -> None:
-    for live, expected in ((0.4, "confirmed"), (0.9, "rollback")):
-        book = _book()
-        _add(book, 2, parent=1)
-        _feed(book, 100, 0.6, {2: 0.4})
-        (verdict,) = book.decide("m", T0)
-        book.promoted("m", verdict.run)
-        _feed(book, 200, live, {}, seed=1)  # the new champion's live losses
+def _promoted_book() -> ShadowBook:
+    """v2 promoted over v1 on 100 shadow pairs (0.4 against 0.6)."""
+    book = _book()
+    _add(book, 2, parent=1)
+    _feed(book, 100, 0.6, {2: 0.4})
+    (verdict,) = book.decide("m", T0)
+    book.promoted("m", verdict.run)
+    return book
+
+
+def test_watch_compares_the_new_champion_with_the_previous_one_on_the_same_events() -> None:
+    # (new champion's live loss, previous champion's on the same events, outcome)
+    cases = ((0.4, 0.6, "confirmed"), (0.9, 0.6, "rollback"),
+             # both far above the shadow estimate 0.4 (traffic got harder), the new one
+             # still the better: rolling back would restore the worse model
+             (0.9, 1.2, "confirmed"))
+    for live, previous, expected in cases:
+        book = _promoted_book()
+        assert book.scored_beside("m") == 1  # the service scores v1 beside v2
+        _feed(book, 200, live, {1: previous}, seed=1)
         status = book.rollback_status("m")
-        assert status is not None and status.action == expected
+        assert status is not None and status.action == expected, (live, previous, status)
         assert "m" not in book.watches
+
+
+def test_a_paired_watch_counts_only_events_the_previous_champion_scored() -> None:
+    book = _promoted_book()
+    _feed(book, 150, 0.9, {}, seed=1)  # no loss of v1: not comparable, not counted
+    assert book.watches["m"].monitor.n == 0
+    _feed(book, 200, 0.9, {1: 0.6}, seed=2)
+    status = book.rollback_status("m")
+    assert status is not None and status.action == "rollback" and status.live is not None
+    assert status.live.n == 100  # the first look, on paired events only
+
+
+def test_first_champion_is_watched_against_its_shadow_estimate() -> None:
+    book = ShadowBook(POLICY, ROLLBACK)
+    book.add_candidate("m", 1, None, "r1", "uri/1", "0" * 64, None, T0)
+    book.runs["m"][1].stats.add_many(np.full(100, 0.6), np.full(100, 0.4) +
+                                     np.random.default_rng(0).normal(0, 0.05, 100))
+    book.promoted("m", book.runs["m"].pop(1))
+    assert book.scored_beside("m") is None and not book.watches["m"].monitor.paired
+    _feed(book, 200, 0.9, {}, seed=1)
+    status = book.rollback_status("m")
+    assert status is not None and status.action == "rollback"
+    assert "shadow estimate" in status.reason
 
 
 def test_external_champion_change_rejects_runs_on_the_old_parent() -> None:
@@ -85,10 +121,16 @@ def test_json_round_trip_keeps_runs_statistics_and_watches() -> None:
     _feed(book, 150, 0.6, {2: 0.4, 3: 0.6})
     (verdict,) = book.decide("m", T0)
     book.promoted("m", verdict.run)
-    _feed(book, 50, 0.4, {}, seed=2)
+    _feed(book, 50, 0.4, {1: 0.6}, seed=2)
     again = ShadowBook.from_json(book.to_json(), POLICY, ROLLBACK)
     assert again.to_json() == book.to_json()
-    assert again.watches["m"].monitor.n == 50
+    monitor = again.watches["m"].monitor
+    assert monitor.n == 50 and monitor.pairs is not None and monitor.pairs.n == 50
+    # the restored pairs go on: 50 + 150 reach the last look (200); lost pairs would not
+    _feed(again, 150, 0.9, {1: 0.6}, seed=3)
+    status = again.rollback_status("m")
+    assert status is not None and status.action == "rollback" and status.live is not None
+    assert status.live.n == 200
     restored = ShadowBook.from_json(_with_run(), POLICY, ROLLBACK)
     run = restored.runs["m"][4]
     assert run.stats.n == 150 and [s.n for s in run.stats.snapshots] == [100]
@@ -99,3 +141,18 @@ def _with_run() -> str:
     _add(book, 4, parent=1)
     _feed(book, 150, 0.6, {4: 0.6})
     return book.to_json()
+
+
+def test_a_watch_saved_before_the_paired_test_goes_on_against_its_shadow_estimate() -> None:
+    book = _promoted_book()
+    _feed(book, 50, 0.9, {1: 1.2}, seed=2)
+    state = json.loads(book.to_json())
+    for watch in state["watches"]:
+        del watch["pairs"]  # the format the service wrote before
+    restored = ShadowBook.from_json(json.dumps(state), POLICY, ROLLBACK)
+    monitor = restored.watches["m"].monitor
+    assert not monitor.paired and monitor.n == 50
+    _feed(restored, 150, 0.9, {}, seed=3)  # events without v1's loss count again
+    status = restored.rollback_status("m")
+    assert status is not None and status.action == "rollback"
+    assert "shadow estimate" in status.reason

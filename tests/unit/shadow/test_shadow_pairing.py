@@ -122,3 +122,13 @@ def test_promote_rebases_held_predictions_on_the_new_champion() -> None:
     assert pair is not None
     assert pair.champion_loss == pytest.approx(-math.log(0.9))
     assert set(pair.candidate_losses) == {3}
+
+
+def test_promote_keeps_the_old_champions_predictions_as_the_previous_version() -> None:
+    buf = PairingBuffer()
+    buf.add_predictions("e1", 0.5, {2: 0.9}, now=0.0)
+    assert buf.promote(2, previous=1) == 0
+    pair = buf.add_label("e1", 1.0, now=1.0)
+    assert pair is not None  # held events stay comparable for the rollback watch
+    assert pair.champion_loss == pytest.approx(-math.log(0.9))
+    assert pair.candidate_losses == {1: pytest.approx(-math.log(0.5))}
