@@ -75,7 +75,7 @@ class RunOptions:
     """How big and how fast one run is (the model's section is built from these)."""
 
     initial_steps: int = 300  # champion v1 and the oracle, from scratch
-    retrain_steps: int = 150  # each fine-tune
+    retrain_steps: int = 300  # each fine-tune: the same budget as v1 and the oracle
     min_fresh_rows: int = 400
     label_wait_s: float = 30.0
     retry_after_s: float = 5.0  # event time runs fast here: a retry's new data comes quickly
