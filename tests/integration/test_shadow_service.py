@@ -322,6 +322,30 @@ def test_promotion_that_goes_bad_live_is_rolled_back(
     assert "exceeds the previous champion's" in why, why
 
 
+def test_a_watch_whose_previous_champion_cannot_be_loaded_ends_without_a_rollback(
+    settings: Settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry, v1, v2 = _setup(settings)
+    _publish_events(settings, 1000, flip_after=300, seed=3)  # v2 goes bad once watched
+    service = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
+                            batch_size=100)
+    service.run(until=lambda: len(service.published) >= 2, idle_timeout_s=30)
+    assert service.book.watches[MODEL].previous == v1  # stopped with the watch open
+    (Path(settings.registry_uri) / "models" / MODEL / "versions" / str(v1)
+     / "weights.pt").unlink()
+    restarted = ShadowService(settings, registry=registry, policy=POLICY, rollback=ROLLBACK,
+                              batch_size=100)
+    with caplog.at_level(logging.WARNING, logger="services.shadow.service"):
+        restarted.run(until=quiet_for(restarted, 3.0), idle_timeout_s=30)
+    # no rollback to a version that cannot serve, the watch ended with a reason, and the
+    # loop went on to the end of the stream
+    assert registry.get_alias(MODEL, "champion") == v2
+    assert not restarted.published and MODEL not in restarted.book.watches
+    assert any(f"previous champion v{v1} cannot be loaded" in r.getMessage()
+               for r in caplog.records)
+    assert restarted.loop.stats.consumed > 0
+
+
 def test_crash_between_alias_move_and_events_is_completed_at_restart(
     settings: Settings,
 ) -> None:
