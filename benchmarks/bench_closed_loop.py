@@ -76,7 +76,9 @@ def row(result: dict[str, Any]) -> list[str]:
         result["scenario"], result["task"], str(result["seed"]),
         "PASS" if result["passed"] else "FAIL",
         ",".join(f"{k}={v}" for k, v in sorted(result["requests_by_reason"].items())) or "0",
-        str(result["episodes"]), str(result["joined"]), str(len(promotions)), versions,
+        str(result["episodes"]), str(result["joined"]),
+        str(len(promotions)) + (f" ({len(result['rollbacks'])} rolled back)"
+                                if result.get("rollbacks") else ""), versions,
         " ".join(_fmt(p["change_to_promotion_min"], ".0f") for p in promotions) or "-",
         f"{_fmt(losses.get('v1'), '.4f')}/{_fmt(losses.get('final'), '.4f')}/"
         f"{_fmt(losses.get('oracle'), '.4f')}",

@@ -99,6 +99,11 @@ class Tally:
                 seen.setdefault(p.new_champion, p)
         return sorted(seen.values(), key=lambda p: p.promoted_at)
 
+    def rollbacks(self) -> list[ModelPromotion]:
+        """Champion moves back to an earlier version (cause ``rollback``), oldest first."""
+        return sorted((p for p in self.promotions.values() if p.cause == "rollback"),
+                      key=lambda p: p.promoted_at)
+
     def windows_by_champion(self) -> dict[int | None, tuple[int, int]]:
         """``version -> (windows judged against it, of which drifted)``."""
         out: dict[int | None, tuple[int, int]] = {}

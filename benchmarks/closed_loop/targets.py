@@ -3,8 +3,8 @@
 Targets per scenario, judged per seed (a scenario passes when every seed does):
 
 * ``no_drift``, ``recurring``: no retrain request over at least 40 windows;
-* ``covariate``: exactly one promotion (one change), and at least 3 windows judged
-  against the promoted champion of which none drifted;
+* ``covariate``: exactly one promotion (one change), not rolled back, and at least 3
+  windows judged against the promoted champion of which none drifted;
 * ``concept``: a promotion, and the final champion's loss on held-out post-change data
   within 5% of an oracle trained only on post-change data;
 * ``gradual``: at most 2 promotions, and none after the ramp: no promoted candidate
@@ -77,6 +77,8 @@ def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
         "verdicts": {d: sum(1 for v in tally.verdicts.values() if v.decision == d)
                      for d in ("promote", "reject")},
         "promotions": promotions,
+        "rollbacks": [{"from": p.previous_champion, "to": p.new_champion}
+                      for p in tally.rollbacks()],
         "change_min": _minutes(scenario.change_time, scenario.live_start),
         "settled_min": _minutes(scenario.settled_time, scenario.live_start),
     }
@@ -94,6 +96,9 @@ def judge(scenario: str, m: dict[str, Any]) -> tuple[bool, str]:
     if scenario == "covariate":
         if len(promotions) != 1:
             return False, f"{len(promotions)} promotions (want exactly 1)"
+        if m.get("rollbacks"):  # its later windows were judged against the old champion
+            back = m["rollbacks"][-1]
+            return False, f"v{back['from']} rolled back to v{back['to']}"
         last = promotions[-1]
         if last["windows"] < MIN_WINDOWS_AFTER_PROMOTION:
             return False, (f"{last['windows']} windows against v{last['version']} "

@@ -177,6 +177,19 @@ def test_tally_counts_each_event_once_and_only_the_models_own() -> None:
     assert judge("covariate", m) == (True, "1 promotion; 0 of 5 windows against v2 drifted")
 
 
+def test_a_rolled_back_promotion_is_reported_and_fails_covariate() -> None:
+    s = scenario("covariate", change_window=8)
+    tally = covariate_run(s, drifted_after=False)
+    assert measure(s, tally)["rollbacks"] == []
+    tally.fold(ModelPromotion(event_id="p-back", model=MODEL, new_champion=1,
+                              previous_champion=2, cause="rollback",
+                              promoted_at=START + timedelta(minutes=1)))
+    m = measure(s, tally)
+    assert m["rollbacks"] == [{"from": 2, "to": 1}]
+    assert len(m["promotions"]) == 1  # the shadow's promotion, still counted once
+    assert judge("covariate", m) == (False, "v2 rolled back to v1")
+
+
 def test_covariate_fails_when_the_promoted_champion_still_sees_drift() -> None:
     s = scenario("covariate", change_window=8)
     passed, why = judge("covariate", measure(s, covariate_run(s, drifted_after=True)))
