@@ -224,19 +224,23 @@ def create_snapshot(
     cache_root: Path | str | None = None,
     with_profile: bool = True,
     task: Task | None = None,
+    joined: tuple[pd.DataFrame, int] | None = None,
 ) -> Snapshot:
     """Build, persist (saved dataset ``<model>-<hash16>``) and profile one snapshot.
 
     Idempotent: the same data gives the same id, and an existing saved dataset
     with that id is reused rather than rewritten. With the model's ``task``, a stored
     label the task does not allow raises :class:`~services.model.task.LabelError`
-    (naming the label view, column and value) and nothing is saved.
+    (naming the label view, column and value) and nothing is saved. ``joined``: what
+    :func:`build_training_frame` returned for exactly ``[start, end)``, when the caller
+    has it already (the trainer's settle check): the point-in-time join is not run again.
     """
     from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
     from feast.saved_dataset import SavedDataset
 
     layout = load_layout(store, spec.model)
-    frame, labelled = build_training_frame(store, layout, start, end)
+    frame, labelled = (joined if joined is not None
+                       else build_training_frame(store, layout, start, end))
     if frame.empty:
         raise ValueError(f"no labelled events for {spec.model} in [{start}, {end})")
     if task is not None:

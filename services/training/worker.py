@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -101,6 +101,9 @@ from streams.contracts import (
     new_event_id,
 )
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -479,11 +482,11 @@ class TrainingWorker(StreamService):
         if window is None:
             raise ValueError(f"no labelled events for {request.model} after the change point "
                              f"{change.isoformat()}")
-        change, window = self._settle(request, spec, change, window, span)
+        change, window, joined = self._settle(request, spec, change, window, span)
         snapshot = create_snapshot(
             self.store, spec, window.start, window.end,
             cache_root=Path(self.settings.state_dir) / "profiles",
-            task=model_settings.task,
+            task=model_settings.task, joined=joined,
         )
         replay = load_snapshot_frame(self.store, parent.training_snapshot_id)
         span.set_attributes({
@@ -576,15 +579,20 @@ class TrainingWorker(StreamService):
             if self._stop_training.wait(LABEL_POLL_S):
                 return None
 
-    def _settle(self, request: RetrainRequest, spec: Any, change: datetime,
-                window: FreshWindow, span: trace.Span) -> tuple[datetime, FreshWindow]:
+    def _settle(
+        self, request: RetrainRequest, spec: Any, change: datetime, window: FreshWindow,
+        span: trace.Span,
+    ) -> tuple[datetime, FreshWindow, tuple[pd.DataFrame, int] | None]:
         """Move the attempt past a ramp still going (:mod:`services.training.settle`):
         while the newer half of the fresh rows drifts from the older half, start at the
         split (waiting, up to ``retrain.label_wait_s``, only when fewer than
         ``retrain.min_fresh_rows`` rows, or too few to check, lie after it); at most
         ``retrain.settle_rounds`` times. Not for manual requests, refinements,
         concept-only episodes (their features do not move) or a model with a declared
-        cycle (its halves may lie in different phases)."""
+        cycle (its halves may lie in different phases).
+
+        Returns the change point and window to train on, and the point-in-time join of
+        that window when a check made it (the snapshot reuses it), else None."""
         from services.features.feast_repo import TIMESTAMP_COLUMN, load_layout
         from services.features.snapshot import build_training_frame
         from services.training.settle import MIN_HALF_ROWS, check_settled
@@ -594,18 +602,19 @@ class TrainingWorker(StreamService):
         if (rounds == 0 or request.reason == "manual" or request.refinement
                 or model_settings.drift.seasonality is not None
                 or concept_only(self.control.book, request)):
-            return change, window
+            return change, window, None
         layout = load_layout(self.store, request.model)
         for number in range(1, rounds + 1):
             if window.labelled < 2 * MIN_HALF_ROWS:  # too few to check: no join for it
-                return change, window
-            frame, _ = build_training_frame(self.store, layout, window.start, window.end)
+                return change, window, None
+            joined = build_training_frame(self.store, layout, window.start, window.end)
+            frame = joined[0]
             settling = check_settled(frame, spec, model_settings.drift, TIMESTAMP_COLUMN)
             span.add_event("settle.check", {
                 "round": number, "moving": settling.moving, "rows": len(frame),
                 "drifted": ",".join(settling.drifted)})
             if not settling.moving or settling.split is None:
-                return change, window
+                return change, window, joined
             log.info("%s: the newer half of %d fresh rows drifted from the older (%s): the "
                      "data is still moving; starting at %s (round %d of %d)",
                      request.request_id, len(frame), ", ".join(settling.drifted),
@@ -613,13 +622,13 @@ class TrainingWorker(StreamService):
             wanted = max(model_settings.retrain.min_fresh_rows, 2 * MIN_HALF_ROWS)
             counted = self._await_fresh_labels(request, settling.split, span, wanted=wanted)
             if counted is None:  # stopping: train (and be interrupted) on what is settled
-                return change, window
+                return change, window, joined
             moved = fresh_window(settling.split, *counted)
             if moved is None or not enough_rows(moved.labelled,
                                                 model_settings.retrain.min_fresh_rows):
-                return change, window  # too few after the split: the last window that had
+                return change, window, joined  # too few after the split: the last window
             change, window = settling.split, moved
-        return change, window
+        return change, window, None
 
     def _answer_insufficient(self, request: RetrainRequest, change: datetime, labelled: int,
                              span: trace.Span) -> None:

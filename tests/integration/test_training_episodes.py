@@ -24,6 +24,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.episodes.book import attempt_request_id
+from services.features import snapshot as snapshot_module
 from services.features.feast_repo import load_model_spec
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
@@ -355,7 +356,7 @@ MOVED = ("amount", "merchant_risk_score", "distance_from_home_km", "minutes_sinc
 
 
 def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
-    store: Any, settings: Settings
+    store: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stored after the change: a 1.5 sd ramp on seven of the 17 inputs (over the
     monitor's drifted share) over the first 600 events, then 900 at the full shift. The
@@ -364,7 +365,8 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
     there both halves are at the full shift, and it trains.
 
     Bugs caught: a candidate (and drift reference) holding the ramp, which the data
-    after it drifts from (a second episode); a split elsewhere than the median.
+    after it drifts from (a second episode); a split elsewhere than the median; the
+    settled window's point-in-time join run twice (by the check, then the snapshot).
     """
     settings = _settings(settings)
     registry = _champion(store, settings)
@@ -387,6 +389,14 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
     assert median > HISTORY_END + timedelta(seconds=ramp_s)  # past the ramp's end
     request = _request(f"req-{uuid.uuid4().hex[:8]}", change)
     _send(settings, "retrain.requests", request)
+    joins: list[tuple[datetime, datetime]] = []
+    real_join = snapshot_module.build_training_frame
+
+    def counted_join(store: Any, layout: Any, start: datetime, end: datetime) -> Any:
+        joins.append((start, end))
+        return real_join(store, layout, start, end)
+
+    monkeypatch.setattr(snapshot_module, "build_training_frame", counted_join)
 
     telemetry = in_memory_telemetry("driftloop-train-test")
     worker = TrainingWorker(settings, telemetry=telemetry, store=store)
@@ -401,3 +411,5 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
     checks = [dict(e.attributes) for e in run_span.events if e.name == "settle.check"]
     assert [c["moving"] for c in checks] == [True, False]
     assert [c["rows"] for c in checks] == [len(times), len(times) - len(times) // 2]
+    # one join per check; the snapshot took the settled window's from the last one
+    assert [start for start, _ in joins] == [change, median]
