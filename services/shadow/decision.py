@@ -293,6 +293,13 @@ def paired_t(moments: Moments, a: float, b: float) -> tuple[float, float]:
     return stat, float(special.stdtr(moments.n - 1, -stat))
 
 
+def worse_by_more_than(moments: Moments, tolerance: float) -> tuple[float, float]:
+    """One-sided paired t-test of ``E[L_cand] > (1 + tolerance) E[L_champ]`` (the
+    candidate worse by more than ``tolerance``, relative): (statistic, p-value)."""
+    # E[L_cand - (1 + tol) L_champ] > 0  <=>  E[-(1 + tol) L_champ + L_cand] > 0
+    return paired_t(moments, -(1.0 + tolerance), -1.0)
+
+
 def _promotion_test(m: Moments, policy: ShadowPolicy, spending: str) -> PairedTest:
     stat, p = paired_t(m, 1.0 - policy.min_relative_improvement, 1.0)
     return PairedTest(
@@ -305,8 +312,7 @@ def _promotion_test(m: Moments, policy: ShadowPolicy, spending: str) -> PairedTe
 
 
 def _regression_test(m: Moments, policy: ShadowPolicy, spending: str) -> PairedTest:
-    # E[L_cand - (1 + tol) L_champ] > 0  <=>  E[-(1 + tol) L_champ + L_cand] > 0
-    stat, p = paired_t(m, -(1.0 + policy.regression_tolerance), -1.0)
+    stat, p = worse_by_more_than(m, policy.regression_tolerance)
     return PairedTest(
         method=f"paired-t one-sided regression, tolerance {policy.regression_tolerance:g}, "
         f"{spending}",

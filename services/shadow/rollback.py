@@ -8,8 +8,9 @@ relative, so it means the same for every task and label scale.
 
 The reference, when there is a previous champion (``paired``): that champion's loss on
 the *same* events, which the shadow evaluator keeps scoring during the watch. The test is
-the shadow's paired one turned round, ``H0: E[L_new] <= (1 + margin) E[L_previous]``
-(:func:`services.shadow.decision.paired_t`), so a rollback needs the old model to be
+the shadow's own test for rejecting a worse candidate,
+:func:`services.shadow.decision.worse_by_more_than`, of
+``H0: E[L_new] <= (1 + margin) E[L_previous]``, so a rollback needs the old model to be
 better on today's traffic, not merely the new one to be worse than it looked in shadow.
 Why: a candidate promoted at the first look had the best of its shadow run's noise, and
 live traffic that keeps changing raises every model's loss. Both made the unpaired
@@ -38,7 +39,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special
 
-from services.shadow.decision import Moments, PairedStats, paired_t
+from services.shadow.decision import Moments, PairedStats, worse_by_more_than
 
 
 class RollbackPolicy(BaseModel):
@@ -164,8 +165,8 @@ class RollbackMonitor:
     def test_paired(self, pairs: Moments) -> tuple[float, float]:
         """Paired t statistic and one-sided p-value of the new champion's loss above
         (1 + margin) x the previous champion's, on the same events."""
-        # E[L_new - (1 + margin) L_previous] > 0, as a*L_champ - b*L_cand with a, b < 0
-        return paired_t(pairs, -(1.0 + self.policy.margin), -1.0)
+        # the previous champion in the "champion" place, the new one as "candidate"
+        return worse_by_more_than(pairs, self.policy.margin)
 
     def status(self) -> RollbackStatus:
         """Decision from the looks reached so far (idempotent)."""
