@@ -177,8 +177,8 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
         return self.change_point or self.window_start
 
 
-EpisodeStatus = Literal["opened", "joined", "insufficient_data", "retrying", "refining",
-                        "failed"]
+EpisodeStatus = Literal["opened", "joined", "reclassified", "insufficient_data", "retrying",
+                        "refining", "adapted", "failed"]
 
 
 class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
@@ -187,11 +187,17 @@ class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
     ``opened``: a detector asked for the first retrain of a change (its request carries
     the same ``episode_id``). ``joined``: another alarm (the other detector, a request that
     raced the first) joined the open episode instead of asking again; ``evidence`` holds
-    its report ids or detection. ``insufficient_data``: an attempt found too few labelled
+    its report ids or detection. ``reclassified``: the trainer found the inputs moved
+    against the parent's reference in an episode a concept detector opened: it is a
+    covariate episode (``reason``), ``evidence`` names the moved features.
+    ``insufficient_data``: an attempt found too few labelled
     rows after the change point in time and will be retried. ``retrying``: a new attempt
     was requested after a rejected candidate or missing data. ``refining``: the episode
     promoted a candidate trained on few post-change rows and a refinement attempt was
-    requested (see :class:`RetrainRequest`). ``failed``: the episode
+    requested (see :class:`RetrainRequest`). ``adapted``: a candidate trained on the data
+    after the change was rejected against a champion that an earlier episode already
+    adapted: the episode ends without asking again (``evidence``: the verdict and that
+    episode). ``failed``: the episode
     ran out of attempts and the model stays unadapted. Requests, verdicts and
     promotions tell the rest (an episode closes with a promotion of one of its
     candidates).

@@ -12,11 +12,13 @@ monitor keeps up, at most ``lead_windows`` windows ahead of its reports (and at 
 the loop produced into a :class:`~.tally.Tally`.
 
 The run ends once every event is reported on and no retrain request is unanswered
-(or after ``drain_s`` more seconds, or at ``timeout_s``). Then the services stop and the
-losses are measured on held-out rows of the data's final state: champion v1, the final
-champion (both loaded from the registry and scored by
-:mod:`services.model.scoring`), and, for scenarios with a change, an oracle trained
-from scratch (same steps as v1) on a snapshot of the post-change rows the run ingested.
+(or after ``drain_s`` more seconds, or at ``timeout_s``). Then the services stop, each
+promoted version's drift reference (its manifest's training snapshot) is read from the
+Feast store to count its rows from before the change, and the losses are measured on
+held-out rows of the data's final state: champion v1, the final champion (both loaded
+from the registry and scored by :mod:`services.model.scoring`), and, for scenarios with
+a change, an oracle trained from scratch (same steps as v1) on a snapshot of the
+post-change rows the run ingested.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from benchmarks.closed_loop.scenarios import (
     live_frame,
 )
 from benchmarks.closed_loop.tally import Tally
-from benchmarks.closed_loop.targets import measure
+from benchmarks.closed_loop.targets import measure, reference_figures
 from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     DriftReport,
@@ -99,7 +101,7 @@ class RunOptions:
             "window_seconds": 2 * scenario.window_minutes * 60.0,
             "idle_flush_seconds": 3,
         }
-        if scenario.name == "recurring":  # the model declares its daily cycle
+        if scenario.kind == "recurring":  # the model declares its daily cycle
             drift["seasonality"] = {"period": "P1D", "buckets": 24}
         return {
             "task": task,
@@ -358,6 +360,30 @@ def _losses(settings: Settings, store: Any, layout: Any, scenario: Scenario,
     return out
 
 
+def _references(settings: Settings, store: Any, scenario: Scenario,
+                tally: Tally) -> dict[int, dict[str, Any]]:
+    """Per promoted version, its drift reference's make-up: the training snapshot its
+    manifest names (what the drift monitor compares with once it is champion), read from
+    the Feast store by event time; a version that cannot be read records why."""
+    from services.features.feast_repo import TIMESTAMP_COLUMN
+    from services.features.snapshot import load_snapshot_frame
+    from services.registry.store import ModelRegistry
+
+    registry = ModelRegistry(settings.registry_uri)
+    out: dict[int, dict[str, Any]] = {}
+    for p in tally.shadow_promotions():
+        try:
+            snapshot_id = registry.manifest(scenario.model,
+                                            p.new_champion).lineage.training_snapshot_id
+            frame = load_snapshot_frame(store, snapshot_id)
+            out[p.new_champion] = reference_figures(snapshot_id, frame[TIMESTAMP_COLUMN],
+                                                    scenario)
+        except Exception as exc:  # reported (the target fails it), not the run's end
+            log.exception("closed-loop: v%d's reference not measured", p.new_champion)
+            out[p.new_champion] = {"reference_error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
 def _quiet_logs(workdir: Path) -> None:
     """Service logs go to the run's file; the console holds the benchmark's table."""
     from services.cli.logs import JsonLineFormatter
@@ -391,7 +417,7 @@ def run_scenario(scenario: Scenario, options: RunOptions, workdir: Path) -> dict
         run = _loop(settings, scenario, options, layout, tally)
     finally:
         broker.stop()
-    measures = measure(scenario, tally)
+    measures = measure(scenario, tally, _references(settings, store, scenario, tally))
     measures["losses"] = _losses(settings, store, layout, scenario, options, workdir)
     return {"scenario": scenario.name, "task": scenario.task, "seed": scenario.seed,
             "shape": {k: v for k, v in asdict(scenario).items() if k != "start"},

@@ -12,6 +12,10 @@ events spans ``window_minutes`` of event time. The change starts at live window
 * ``no_drift``: nothing changes;
 * ``covariate``: ``x0``, ``x1``, ``x2`` move by 1.5 sd at once; labels follow the same
   function of the moved inputs;
+* ``covariate_long``: the same draw as ``covariate`` for the same seed, in windows of
+  four times the events (``SCENARIO_WINDOW_SCALE``: the online learner asks first) and a
+  longer stream (``SCENARIO_WINDOWS``): at least 40 windows after the promotion, to see
+  whether the loop stays quiet against the new champion;
 * ``concept``: the inputs stay; the score's weights change (``w`` reversed, half of it
   negated), so the same inputs carry other labels;
 * ``gradual``: the covariate move, ramped linearly over ``ramp_windows`` windows;
@@ -34,13 +38,22 @@ SHIFT_SD = 1.5
 CYCLE_SD = 0.6
 DAY_S = 86_400.0
 CLASSES = (0, 1, 2)
-SCENARIOS = ("no_drift", "covariate", "concept", "gradual", "recurring")
+SCENARIOS = ("no_drift", "covariate", "covariate_long", "concept", "gradual", "recurring")
+# The data each scenario draws (``covariate_long`` is ``covariate``'s, longer).
+KINDS = {"covariate_long": "covariate"}
 TASKS = ("binary", "multiclass", "regression")
 LIVE_WINDOWS = 48  # live windows per run by default ...
 # ... and per scenario: a concept episode's first candidate learns from the few rows
 # after the change and is refined once (retrain.concept_refine_rows); the stream goes on
-# long enough for that refinement to be trained and decided in shadow.
-SCENARIO_WINDOWS = {"concept": 80}
+# long enough for that refinement to be trained and decided in shadow. covariate_long
+# wants >= 40 windows against its promoted champion.
+SCENARIO_WINDOWS = {"concept": 80, "covariate_long": 80}
+# Events per window, as a multiple of the run's ``--window``: covariate_long's windows
+# hold four times as many events (the demo's are 5,000), so the drift monitor's two
+# windows take longer than the online learner's detection and its first few hundred
+# labelled rows: the online learner asks first, and its candidate is trained before the
+# monitor joins (the race of the demo's model on a long stream).
+SCENARIO_WINDOW_SCALE = {"covariate_long": 4}
 ENTITY, EVENT_KEY, LABEL = "unit_id", "event_id", "target"
 
 
@@ -77,7 +90,7 @@ class Scenario:
     def make(cls, name: str, task: str, **options: object) -> Scenario:
         """A scenario with its own defaults: two-hour windows for ``recurring``."""
         scenario = cls(name=name, task=task, **options)  # type: ignore[arg-type]
-        if name == "recurring" and "window_minutes" not in options:
+        if KINDS.get(name, name) == "recurring" and "window_minutes" not in options:
             scenario = replace(scenario, window_minutes=120.0, start=None)
         return scenario
 
@@ -97,8 +110,13 @@ class Scenario:
         return self.events // self.window
 
     @property
+    def kind(self) -> str:
+        """The data this scenario draws: its name, or the scenario it is a variant of."""
+        return KINDS.get(self.name, self.name)
+
+    @property
     def has_change(self) -> bool:
-        return self.name in ("covariate", "concept", "gradual")
+        return self.kind in ("covariate", "concept", "gradual")
 
     @property
     def live_start(self) -> datetime:
@@ -109,7 +127,7 @@ class Scenario:
     @property
     def history_spacing_s(self) -> float:
         """History spans at least four days for ``recurring`` (the cycle is in it)."""
-        if self.name == "recurring":
+        if self.kind == "recurring":
             return max(self.spacing_s, 4.5 * DAY_S / self.history)
         return self.spacing_s
 
@@ -130,7 +148,7 @@ class Scenario:
         abrupt)."""
         if self.change_time is None:
             return None
-        ramp = self.ramp_windows * self.window if self.name == "gradual" else 0
+        ramp = self.ramp_windows * self.window if self.kind == "gradual" else 0
         return self.live_start + timedelta(
             seconds=self.offset_s(self.change_window * self.window + ramp))
 
@@ -148,10 +166,10 @@ def _weights(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _move(scenario: Scenario, offsets: np.ndarray) -> np.ndarray:
     """The covariate move's weight (0..1) at each event-time offset from the live start."""
-    if scenario.name not in ("covariate", "gradual"):
+    if scenario.kind not in ("covariate", "gradual"):
         return np.zeros_like(offsets)
     start = scenario.offset_s(scenario.change_window * scenario.window)
-    if scenario.name == "covariate":
+    if scenario.kind == "covariate":
         return (offsets >= start).astype(np.float64)
     ramp = scenario.offset_s(scenario.ramp_windows * scenario.window)
     return np.clip((offsets - start) / ramp, 0.0, 1.0)
@@ -159,7 +177,7 @@ def _move(scenario: Scenario, offsets: np.ndarray) -> np.ndarray:
 
 def _concept(scenario: Scenario, offsets: np.ndarray) -> np.ndarray:
     """Whether the changed concept holds at each offset."""
-    if scenario.name != "concept":
+    if scenario.kind != "concept":
         return np.zeros(offsets.shape, dtype=bool)
     return offsets >= scenario.offset_s(scenario.change_window * scenario.window)
 
@@ -170,15 +188,15 @@ def draw(scenario: Scenario, offsets: np.ndarray, rng: np.random.Generator,
     live start); ``final``: in the data's final state whatever the offset."""
     n = len(offsets)
     x = rng.standard_normal((n, len(FEATURES)))
-    moved = np.ones(n) if final and scenario.name in ("covariate", "gradual") else _move(
+    moved = np.ones(n) if final and scenario.kind in ("covariate", "gradual") else _move(
         scenario, offsets)
     x[:, list(SHIFTED)] += SHIFT_SD * moved[:, None]
-    if scenario.name == "recurring":
+    if scenario.kind == "recurring":
         start_s = scenario.live_start.timestamp()
         phase = np.sin(2.0 * np.pi * ((start_s + offsets) % DAY_S) / DAY_S)
         x[:, list(CYCLIC)] += CYCLE_SD * phase[:, None]
     w, changed, v = _weights(scenario.seed)
-    concept = np.ones(n, dtype=bool) if final and scenario.name == "concept" else _concept(
+    concept = np.ones(n, dtype=bool) if final and scenario.kind == "concept" else _concept(
         scenario, offsets)
     score = np.where(concept, x @ changed, x @ w) + 0.5 * (x[:, 0] ** 2 - 1.0)
     if scenario.task == "binary":

@@ -30,7 +30,8 @@ from streams.contracts import (
     ShadowVerdict,
 )
 
-SETTLING = ("insufficient_data", "failed")  # episode statuses that answer a request
+SETTLING = ("insufficient_data", "adapted", "failed")  # episode statuses that answer a request
+OPENER = {"concept": "online", "covariate": "drift"}  # request reason -> its detector
 
 
 @dataclass
@@ -111,6 +112,29 @@ class Tally:
             n, drifted = out.get(r.champion_version, (0, 0))
             out[r.champion_version] = (n + 1, drifted + int(r.drifted))
         return out
+
+    def opened_by(self) -> str | None:
+        """The detector that opened the model's first episode: the reason of the first
+        attempt-1 request in ``retrain.requests`` order (one partition per model, so the
+        order they were folded in), ``online`` for ``concept`` and ``drift`` for
+        ``covariate``; None without a detector's request."""
+        for r in self.requests.values():
+            if r.attempt == 1 and not r.refinement and r.reason in OPENER:
+                return OPENER[r.reason]
+        return None
+
+    def requests_after_promotion(self) -> list[RetrainRequest] | None:
+        """Requests that open a new episode after the last shadow promotion: attempt 1,
+        not a refinement, ``requested_at`` (wall clock) after that promotion's
+        ``promoted_at``, and not absorbed into an open episode (one that raced the
+        promoted episode's end is part of it, never trained). None without a promotion."""
+        promotions = self.shadow_promotions()
+        if not promotions:
+            return None
+        promoted_at = promotions[-1].promoted_at
+        return [r for r in self.requests.values()
+                if r.attempt == 1 and not r.refinement and r.requested_at > promoted_at
+                and self.book.absorbed(r) is None]
 
     def promoted_request(self, version: int) -> RetrainRequest | None:
         """The request a promoted version answered (through its verdict or candidate)."""

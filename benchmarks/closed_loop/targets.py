@@ -3,8 +3,11 @@
 Targets per scenario, judged per seed (a scenario passes when every seed does):
 
 * ``no_drift``, ``recurring``: no retrain request over at least 40 windows;
-* ``covariate``: exactly one promotion (one change), not rolled back, and at least 3
-  windows judged against the promoted champion of which none drifted;
+* ``covariate``: exactly one promotion (one change), not rolled back, its drift
+  reference (the promoted version's training snapshot) without a row from before the
+  change, at least 3 windows judged against the promoted champion of which none drifted,
+  and no retrain request opening a new episode after the promotion;
+* ``covariate_long``: the same, with at least 40 windows against the promoted champion;
 * ``concept``: a promotion, and the final champion's loss on held-out post-change data
   within 5% of an oracle trained only on post-change data;
 * ``gradual``: at most 2 promotions, and none after the ramp: no promoted candidate
@@ -15,14 +18,20 @@ Targets per scenario, judged per seed (a scenario passes when every seed does):
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+import pandas as pd
 
 from benchmarks.closed_loop.scenarios import Scenario
 from benchmarks.closed_loop.tally import Tally
 
 MIN_QUIET_WINDOWS = 40
 MIN_WINDOWS_AFTER_PROMOTION = 3
+# windows the promoted champion must see, per scenario of the covariate family
+WINDOWS_AFTER_PROMOTION = {"covariate": MIN_WINDOWS_AFTER_PROMOTION, "covariate_long": 40}
 ORACLE_TOLERANCE = 0.05
 MAX_GRADUAL_PROMOTIONS = 2
 
@@ -33,8 +42,33 @@ def _minutes(later: datetime | None, earlier: datetime | None) -> float | None:
     return round((later - earlier).total_seconds() / 60.0, 1)
 
 
-def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
-    """Everything the table and the targets need, as plain JSON-able data."""
+def reference_figures(snapshot_id: str, event_times: pd.Series,
+                      scenario: Scenario) -> dict[str, Any]:
+    """The make-up of a drift reference: its rows, those whose event time is before the
+    change (and, for a ramp, before its end), from the snapshot's event-time column."""
+    times = pd.to_datetime(event_times, utc=True)
+    rows = len(times)
+    out: dict[str, Any] = {"reference_snapshot_id": snapshot_id, "reference_rows": rows,
+                           "reference_pre_change_rows": None,
+                           "reference_pre_change_share": None}
+    if scenario.change_time is not None:
+        pre = int((times < pd.Timestamp(scenario.change_time)).sum())
+        out["reference_pre_change_rows"] = pre
+        out["reference_pre_change_share"] = round(pre / rows, 4) if rows else None
+    if scenario.settled_time is not None and scenario.settled_time != scenario.change_time:
+        out["reference_pre_settled_rows"] = int(
+            (times < pd.Timestamp(scenario.settled_time)).sum())
+    return out
+
+
+def measure(scenario: Scenario, tally: Tally,
+            references: Mapping[int, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything the table and the targets need, as plain JSON-able data.
+
+    ``references``: per promoted version, its drift reference's make-up
+    (:func:`reference_figures`, measured by the harness from the registry and the Feast
+    store after the loop); a version without one gets ``reference_rows`` None."""
+    references = references or {}
     by_champion = tally.windows_by_champion()
     promotions = []
     for p in tally.shadow_promotions():
@@ -60,7 +94,11 @@ def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
                     or (change_start is None and lower is not None
                         and lower >= scenario.settled_time))),
             "windows": windows, "drifted_windows": drifted,
+            "reference_rows": None, "reference_pre_change_rows": None,
+            "reference_pre_change_share": None,
+            **references.get(p.new_champion, {}),
         })
+    after = tally.requests_after_promotion()
     return {
         "windows": len(tally.reports),
         "drifted_windows": sum(d for _, d in by_champion.values()),
@@ -73,6 +111,11 @@ def measure(scenario: Scenario, tally: Tally) -> dict[str, Any]:
         "episode_events": tally.episode_statuses(),
         "joined": tally.episode_statuses().get("joined", 0),
         "absorbed": tally.absorbed(),
+        "opened_by": tally.opened_by(),
+        # requests opening a new episode after the last promotion (None: no promotion)
+        "requests_after_promotion": None if after is None else len(after),
+        "requests_after_promotion_by_reason": None if after is None else dict(
+            Counter(r.reason for r in after)),
         "candidates": len(tally.candidates),
         "verdicts": {d: sum(1 for v in tally.verdicts.values() if v.decision == d)
                      for d in ("promote", "reject")},
@@ -93,21 +136,8 @@ def judge(scenario: str, m: dict[str, Any]) -> tuple[bool, str]:
         if m["requests"]:
             return False, f"{m['requests']} retrain requests {m['requests_by_reason']}"
         return True, f"0 requests over {m['windows']} windows"
-    if scenario == "covariate":
-        if len(promotions) != 1:
-            return False, f"{len(promotions)} promotions (want exactly 1)"
-        if m.get("rollbacks"):  # its later windows were judged against the old champion
-            back = m["rollbacks"][-1]
-            return False, f"v{back['from']} rolled back to v{back['to']}"
-        last = promotions[-1]
-        if last["windows"] < MIN_WINDOWS_AFTER_PROMOTION:
-            return False, (f"{last['windows']} windows against v{last['version']} "
-                           f"(< {MIN_WINDOWS_AFTER_PROMOTION}: too few to judge)")
-        if last["drifted_windows"]:
-            return False, (f"{last['drifted_windows']} of {last['windows']} windows against "
-                           f"v{last['version']} drifted")
-        return True, (f"1 promotion; 0 of {last['windows']} windows against "
-                      f"v{last['version']} drifted")
+    if scenario in WINDOWS_AFTER_PROMOTION:
+        return _judge_covariate(m, WINDOWS_AFTER_PROMOTION[scenario])
     if scenario == "concept":
         if not promotions:
             return False, "no promotion"
@@ -126,3 +156,42 @@ def judge(scenario: str, m: dict[str, Any]) -> tuple[bool, str]:
             return False, f"{len(after)} promotions after the ramp (v{after[0]['version']})"
         return True, f"{len(promotions)} promotions over the ramp, none after it"
     raise ValueError(f"unknown scenario {scenario!r}")
+
+
+def _judge_covariate(m: dict[str, Any], min_windows: int) -> tuple[bool, str]:
+    """One promotion, kept, whose reference is post-change only, that sees at least
+    ``min_windows`` windows with none drifted and no new episode after it; every rule
+    that fails is named."""
+    promotions = m["promotions"]
+    if len(promotions) != 1:
+        return False, f"{len(promotions)} promotions (want exactly 1)"
+    last = promotions[-1]
+    v = f"v{last['version']}"
+    failed = []
+    if m.get("rollbacks"):  # its later windows were judged against the old champion
+        back = m["rollbacks"][-1]
+        failed.append(f"v{back['from']} rolled back to v{back['to']}")
+    pre = last.get("reference_pre_change_rows")
+    if pre is None:
+        failed.append(f"{v}'s reference not measured")
+    elif pre:
+        share = last.get("reference_pre_change_share") or 0.0
+        failed.append(f"{v}'s reference holds {pre} rows from before the change "
+                      f"({share:.0%})")
+    if last["windows"] < min_windows:
+        failed.append(f"{last['windows']} windows against {v} "
+                      f"(< {min_windows}: too few to judge)")
+    if last["drifted_windows"]:
+        failed.append(f"{last['drifted_windows']} of {last['windows']} windows against "
+                      f"{v} drifted")
+    after = m.get("requests_after_promotion")
+    if after is None:
+        failed.append(f"requests after {v}'s promotion not measured")
+    elif after:
+        failed.append(f"{after} requests after {v}'s promotion "
+                      f"{m.get('requests_after_promotion_by_reason') or {}}")
+    if failed:
+        return False, "; ".join(failed)
+    return True, (f"1 promotion; 0 of {last['windows']} windows against {v} drifted; "
+                  f"its reference has no pre-change row of {last.get('reference_rows')}; "
+                  f"0 requests after it")

@@ -8,8 +8,11 @@ detector sends for it (``retrain.requests``, attempt 1). Until the episode close
 * a rejected candidate (``models.verdicts`` ``reject``) or an attempt without enough
   post-change data (``insufficient_data``) leaves it open for the next attempt.
 
-It closes with the promotion of one of its candidates (a ``promote`` verdict naming one of
-its requests) or as ``failed`` (``retrain.episodes``). A promoted episode may still get
+Its reason is what the evidence says: a concept detector's episode whose inputs the
+trainer found moved is ``reclassified`` as covariate. It closes with the promotion of one
+of its candidates (a ``promote`` verdict naming one of its requests), as ``adapted`` (a
+candidate no better than a champion an earlier episode adapted) or as ``failed``
+(``retrain.episodes``). A promoted episode may still get
 one *refinement* attempt (``RetrainRequest.refinement``): it stays closed (no alarm joins
 it, nothing waits for it) and a promotion of the refinement's candidate becomes its
 ``promoted_version``. Manual requests are episodes of
@@ -31,7 +34,7 @@ from typing import Any, Literal
 
 from streams.contracts import EpisodeEvent, RetrainRequest, ShadowVerdict
 
-State = Literal["open", "promoted", "failed"]
+State = Literal["open", "promoted", "adapted", "failed"]
 DETECTOR_OF_REASON = {"covariate": "drift", "concept": "online", "manual": "manual"}
 
 
@@ -48,8 +51,8 @@ class Episode:
 
     episode_id: str
     model: str
-    reason: str
-    detector: str
+    reason: str  # the opener's, until the evidence says otherwise (``reclassified``)
+    detector: str  # who opened it
     change_point: datetime
     opened_at: datetime  # the first request's ``requested_at`` (wall clock)
     last_activity: datetime  # wall clock of the latest event that touched it
@@ -62,7 +65,7 @@ class Episode:
     state: State = "open"
     closed_at: datetime | None = None
     promoted_version: int | None = None
-    failure: str = ""
+    failure: str = ""  # why it ended without a promotion (failed, adapted)
     refinements: list[str] = field(default_factory=list)  # refinement request ids
     # change points the other detectors estimated (joined alarms, absorbed requests)
     other_change_points: list[datetime] = field(default_factory=list)
@@ -72,6 +75,11 @@ class Episode:
         """The latest of every detector's estimate of where the change began: the rows
         after it are post-change by every detector's account."""
         return max([self.change_point, *self.other_change_points])
+
+    @property
+    def earliest_change_point(self) -> datetime:
+        """The earliest of every detector's estimate: where a search for the change starts."""
+        return min([self.change_point, *self.other_change_points])
 
     @property
     def is_open(self) -> bool:
@@ -211,12 +219,14 @@ class EpisodeBook:
                 episode.joined.append(event)
                 if event.change_point is not None:
                     episode.other_change_points.append(event.change_point)
+        elif event.status == "reclassified" and event.reason is not None:
+            episode.reason = event.reason
         elif event.status == "insufficient_data":
             episode.insufficient += 1
         elif event.status in ("retrying", "refining"):
             episode.attempts = max(episode.attempts, event.attempt)
-        elif event.status == "failed" and episode.is_open:
-            self._close(episode, "failed", event.at)
+        elif event.status in ("failed", "adapted") and episode.is_open:
+            self._close(episode, event.status, event.at)
             episode.failure = event.detail
 
     def _verdict(self, verdict: ShadowVerdict) -> None:

@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from services.episodes.book import EpisodeBook, attempt_request_id
-from streams.contracts import EpisodeEvent, EpisodeStatus, RetrainRequest, new_event_id
+from services.episodes.book import Episode, EpisodeBook, attempt_request_id
+from streams.contracts import (
+    EpisodeEvent,
+    EpisodeStatus,
+    Reason,
+    RetrainRequest,
+    new_event_id,
+)
 
-Next = Literal["retry", "failed"]
+Next = Literal["retry", "failed", "adapted"]
 ONE_TICK = timedelta(microseconds=1)  # snapshots store event times in microseconds
 
 
@@ -95,10 +101,16 @@ def after_attempt(attempt: int, episode_attempts: int) -> Next:
     return "retry" if attempt < episode_attempts else "failed"
 
 
-def after_rejection(book: EpisodeBook, request: RetrainRequest,
-                    episode_attempts: int) -> Next | None:
+def after_rejection(book: EpisodeBook, request: RetrainRequest, episode_attempts: int,
+                    champion: int | None = None) -> Next | None:
     """What a ``reject`` verdict on ``request``'s candidate calls for; ``None``: nothing
-    (a manual request, an episode already closed, or its next attempt already asked for)."""
+    (a manual request, an episode already closed, or its next attempt already asked for).
+
+    ``adapted`` when the champion it lost to (``champion``) is the promoted version of an
+    earlier episode of the model: a candidate trained on the data after this change is
+    no better than a champion already adapted, so another attempt at the same change
+    would only spend a training and a shadow (measured before this rule: a third request
+    for one change after a rejection, then a 30,000-pair shadow on nothing)."""
     if request.reason == "manual" or request.refinement:
         return None
     episode = book.of_request(request.request_id)
@@ -106,19 +118,46 @@ def after_rejection(book: EpisodeBook, request: RetrainRequest,
         return None
     if book.of_request(attempt_request_id(episode.episode_id, request.attempt + 1)):
         return None
+    if adapted_by(book, request.model, champion, episode.episode_id) is not None:
+        return "adapted"
     return after_attempt(request.attempt, episode_attempts)
+
+
+def adapted_by(book: EpisodeBook, model: str, version: int | None,
+               other_than: str) -> Episode | None:
+    """The earlier episode of ``model`` (not ``other_than``) that promoted ``version``."""
+    if version is None:
+        return None
+    for episode in book.for_model(model):
+        if (episode.episode_id != other_than and episode.state == "promoted"
+                and episode.promoted_version == version):
+            return episode
+    return None
 
 
 def concept_only(book: EpisodeBook, request: RetrainRequest) -> bool:
     """Whether ``request``'s episode is a change of the labels' relation alone: a
-    ``concept`` request whose episode the drift monitor has not joined. When the features
+    ``concept`` episode that the drift monitor has not joined and the trainer has not
+    ``reclassified`` (its inputs moved against the parent's reference). When the features
     moved too (a covariate shift raises the champion's error as well, so a concept
     detector may open its episode first), the parent's labels still hold where its data
-    was: that episode replays and is not refined like a concept one."""
-    if request.reason != "concept":
+    was: that episode replays, is settled and located, and is not refined like a concept
+    one."""
+    if request.reason == "manual":
         return False
     episode = book.of_request(request.request_id)
-    return episode is None or not any(e.detector == "drift" for e in episode.joined)
+    if episode is None:
+        return request.reason == "concept"
+    return episode.reason == "concept" and not any(e.detector == "drift"
+                                                    for e in episode.joined)
+
+
+def episode_reason(book: EpisodeBook, request: RetrainRequest) -> Reason:
+    """What the evidence says ``request``'s episode is (its opener's reason until it was
+    reclassified); manual requests: manual."""
+    if request.reason == "manual":
+        return "manual"
+    return "concept" if concept_only(book, request) else "covariate"
 
 
 def wants_refinement(book: EpisodeBook, request: RetrainRequest, fresh_rows: int | None,
@@ -159,13 +198,15 @@ def next_attempt(request: RetrainRequest, now: datetime, retry_after_s: float, *
 
 def episode_event(request: RetrainRequest, status: EpisodeStatus, at: datetime, *,
                   detail: str = "", attempt: int | None = None,
-                  request_id: str | None = None) -> EpisodeEvent:
+                  request_id: str | None = None, evidence: list[str] | None = None,
+                  reason: Reason | None = None) -> EpisodeEvent:
     """A trainer's step of ``request``'s episode (by default about ``request`` itself)."""
     return EpisodeEvent(
         event_id=new_event_id(), episode_id=request.episode, model=request.model,
         status=status, attempt=attempt or request.attempt,
         request_id=request_id or request.request_id, detector="trainer",
-        reason=request.reason, change_point=request.change_start, detail=detail, at=at,
+        reason=reason or request.reason, change_point=request.change_start, detail=detail,
+        evidence=list(evidence or ()), at=at,
     )
 
 

@@ -18,7 +18,13 @@ the partitions):
    runs, so a retry sees what arrived since. That change point is the latest estimate
    the book holds for the episode when the attempt starts (the request's, the joined
    alarms', the absorbed requests': :func:`~services.training.attempts.attempt_change_start`),
-   so a detector's early estimate does not let pre-change rows in. The worker waits (up to
+   so a detector's early estimate does not let pre-change rows in. Where the rows after it
+   drift from the parent's reference (the inputs moved: a covariate episode, whichever
+   detector opened it; a concept one is ``reclassified``), the fresh data starts where
+   the moved features locate the change (:mod:`services.training.shift`), searched from
+   the episode's earliest estimate, so both detectors train on the same post-change rows
+   and none from before; then a ramp still going is waited out
+   (:mod:`services.training.settle`). The worker waits (up to
    ``retrain.label_wait_s``) for ``retrain.min_fresh_rows`` of them; a detector's
    attempt that does not get them is answered ``insufficient_data`` on
    ``retrain.episodes`` and followed by the next attempt (see 6). The fresh rows are
@@ -34,7 +40,10 @@ the partitions):
    leaves the request uncommitted.
 6. An attempt that did not adapt the model -- too few labelled rows after the change,
    or a ``reject`` verdict on its candidate (read from the control topics, answered
-   once per rejected attempt) -- is followed by the next attempt of its episode: a
+   once per rejected attempt) -- is followed by the next attempt of its episode, unless
+   the champion it lost to was promoted by an earlier episode (the episode ends
+   ``adapted``, with the verdict as evidence: that champion is as good as a model of
+   the data after this change): a
    request with the deterministic id of that attempt (two workers deciding it train
    once), ``not_before`` = now + ``retrain.retry_after_s``, and a ``retrying`` event.
    At ``retrain.episode_attempts`` the episode is reported ``failed`` instead (event,
@@ -80,6 +89,7 @@ from services.runtime import StreamService
 from services.training.attempts import (
     FreshWindow,
     Next,
+    adapted_by,
     after_attempt,
     after_rejection,
     attempt_change_start,
@@ -87,6 +97,7 @@ from services.training.attempts import (
     concept_only,
     enough_rows,
     episode_event,
+    episode_reason,
     fresh_window,
     next_attempt,
     skip_reason,
@@ -339,16 +350,34 @@ class TrainingWorker(StreamService):
                  lineage.fresh_rows, refine.request_id)
 
     def _after_rejection(self, request: RetrainRequest, verdict: ShadowVerdict) -> None:
+        book = self.control.book
         limit = self.settings.model(request.model).retrain.episode_attempts
-        decision = after_rejection(self.control.book, request, limit)
+        decision = after_rejection(book, request, limit, champion=verdict.champion)
         if decision is None:
             return
-        self._continue_episode(
-            request, decision, f"candidate v{verdict.candidate} of attempt {request.attempt} "
-                               f"rejected ({verdict.reason})")
+        cause = (f"candidate v{verdict.candidate} of attempt {request.attempt} rejected "
+                 f"({verdict.reason})")
+        evidence: list[str] = []
+        if decision == "adapted":
+            episode = book.of_request(request.request_id)
+            earlier = adapted_by(book, request.model, verdict.champion,
+                                 episode.episode_id if episode is not None else "")
+            assert earlier is not None
+            cause = (f"{cause}: champion v{verdict.champion}, promoted by episode "
+                     f"{earlier.episode_id} (change point {earlier.change_point.isoformat()}), "
+                     f"is already as good as a model of the data after this change")
+            evidence = [
+                f"verdict {verdict.event_id}: {verdict.metric} v{verdict.candidate} "
+                f"{verdict.candidate_metric:.6g} vs v{verdict.champion} "
+                f"{verdict.champion_metric:.6g} over {verdict.samples} pairs",
+                f"episode {earlier.episode_id} promoted v{verdict.champion}",
+            ]
+        self._continue_episode(request, decision, cause, evidence)
 
-    def _continue_episode(self, request: RetrainRequest, decision: Next, cause: str) -> None:
-        """Ask for the next attempt of ``request``'s episode, or report it failed."""
+    def _continue_episode(self, request: RetrainRequest, decision: Next, cause: str,
+                          evidence: list[str] | None = None) -> None:
+        """Ask for the next attempt of ``request``'s episode, or report it adapted already
+        or failed."""
         retrain = self.settings.model(request.model).retrain
         now = datetime.now(UTC)
         if decision == "retry":
@@ -362,6 +391,11 @@ class TrainingWorker(StreamService):
             self.stats.retries += 1
             log.info("%s: episode %s: %s; attempt %d requested (%s)", request.model,
                      request.episode, cause, retry.attempt, retry.request_id)
+        elif decision == "adapted":
+            self._send_episode(episode_event(request, "adapted", now, detail=cause,
+                                             evidence=evidence))
+            log.warning("%s: episode %s ends without another attempt: %s", request.model,
+                        request.episode, cause)
         else:
             self._send_episode(episode_event(
                 request, "failed", now,
@@ -482,6 +516,14 @@ class TrainingWorker(StreamService):
         if window is None:
             raise ValueError(f"no labelled events for {request.model} after the change point "
                              f"{change.isoformat()}")
+        located = self._locate(request, spec, parent, change, window, span)
+        if located is None:
+            return False
+        change, window = located
+        if (request.reason != "manual"
+                and not enough_rows(window.labelled, model_settings.retrain.min_fresh_rows)):
+            self._answer_insufficient(request, change, window.labelled, span)
+            return True
         change, window, joined = self._settle(request, spec, change, window, span)
         snapshot = create_snapshot(
             self.store, spec, window.start, window.end,
@@ -500,7 +542,8 @@ class TrainingWorker(StreamService):
         config = attempt_training_config(request, model_settings, self.control.book)
         span.set_attribute("driftloop.replay_ratio", config.data.replay_ratio)
         job = TrainingJob(
-            model=request.model, request_id=request.request_id, reason=request.reason,
+            model=request.model, request_id=request.request_id,
+            reason=episode_reason(self.control.book, request),
             training_snapshot_id=snapshot.snapshot_id, fresh=load_snapshot_frame(
                 self.store, snapshot.snapshot_id),
             parent=parent, replay=replay,
@@ -578,6 +621,83 @@ class TrainingWorker(StreamService):
                      request.request_id, labelled, wanted)
             if self._stop_training.wait(LABEL_POLL_S):
                 return None
+
+    def _locate(
+        self, request: RetrainRequest, spec: Any, parent: Any, change: datetime,
+        window: FreshWindow, span: trace.Span,
+    ) -> tuple[datetime, FreshWindow] | None:
+        """Where the new normal starts, from the inputs (:mod:`services.training.shift`).
+
+        The rows after ``change`` are checked against the parent's reference by the drift
+        policy; where they moved, the episode is a covariate one whoever opened it (a
+        concept episode is ``reclassified``), and the fresh data starts where the moved
+        features located the change, searched from the episode's earliest estimate: both
+        detectors' episodes train on the same post-change rows, and none from before.
+        Fewer than ``retrain.min_fresh_rows`` after the located start: waits for them
+        (``retrain.label_wait_s``). Not for manual requests, refinements or a model with a
+        declared cycle. Returns the change point and window to go on with; ``None`` when
+        stopped meanwhile."""
+        import pandas as pd
+
+        from services.features.feast_repo import TIMESTAMP_COLUMN, load_layout
+        from services.features.snapshot import build_training_frame, load_profile_for_snapshot
+        from services.training.shift import inputs_moved, locate_shift
+
+        model_settings = self.settings.model(request.model)
+        if (request.reason == "manual" or request.refinement
+                or model_settings.drift.seasonality is not None):
+            return change, window
+        book = self.control.book
+        episode = book.of_request(request.request_id)
+        earliest = min(change, request.change_start,
+                       episode.earliest_change_point if episode is not None else change)
+        layout = load_layout(self.store, request.model)
+        frame, _ = build_training_frame(self.store, layout, earliest, window.end)
+        if frame.empty:
+            return change, window
+        times = pd.to_datetime(frame[TIMESTAMP_COLUMN], utc=True)
+        reference = load_profile_for_snapshot(
+            self.store, spec, parent.training_snapshot_id,
+            cache_root=Path(self.settings.state_dir) / "profiles")
+        evidence = inputs_moved(frame[times >= pd.Timestamp(change)], spec, reference,
+                                model_settings.drift, TIMESTAMP_COLUMN)
+        span.add_event("shift.evidence", {"moved": evidence.moved, "rows": evidence.rows,
+                                          "features": ",".join(evidence.features)})
+        if not evidence.moved:
+            return change, window
+        if concept_only(book, request):
+            event = episode_event(
+                request, "reclassified", datetime.now(UTC), reason="covariate",
+                evidence=[f"moved against v{parent.version}'s reference: "
+                          + ", ".join(evidence.features)],
+                detail=f"{evidence.rows} rows after the change point drift from the "
+                       f"parent's reference: a covariate episode")
+            self._send_episode(event)
+            self.producer.flush()
+            book.fold(event)
+            log.info("%s: episode %s is a covariate one: %s moved against v%d's reference",
+                     request.model, request.episode, ", ".join(evidence.features),
+                     parent.version)
+        located = locate_shift(frame, reference, evidence.features, TIMESTAMP_COLUMN)
+        span.add_event("shift.located", {
+            "rows": located.rows, "split_row": located.split_row,
+            "margin_rows": located.margin_rows, "divergence": located.divergence,
+            "ramp_rounds": located.ramp_rounds,
+            "start": located.start.isoformat() if located.start is not None else ""})
+        if located.start is None or located.start == change:
+            return change, window
+        log.info("%s: request %s: the inputs moved at %s (%d of %d rows searched before it, "
+                 "%d skipped after): the fresh data starts there, not at %s", request.model,
+                 request.request_id, located.start.isoformat(), located.split_row,
+                 located.rows, located.margin_rows, change.isoformat())
+        counted = self._await_fresh_labels(request, located.start, span,
+                                           wait=located.start > change)
+        if counted is None:
+            return None
+        moved = fresh_window(located.start, *counted)
+        if moved is None:
+            return located.start, FreshWindow(located.start, window.end, 0)
+        return located.start, moved
 
     def _settle(
         self, request: RetrainRequest, spec: Any, change: datetime, window: FreshWindow,

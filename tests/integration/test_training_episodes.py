@@ -10,6 +10,11 @@
   verdict delivered twice; the rejected last attempt fails the episode.
 - A request absorbed into an open episode (the other detector's, racing the first) is
   not trained.
+- A concept request (the online learner's) for what is a shift of the inputs, with a
+  change point 400 events early: the episode is reclassified covariate and trains on
+  the rows after the located change only, with the covariate replay and settle check.
+- A rejection against a champion that an earlier episode promoted ends the episode
+  ``adapted``, without another attempt.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pandas as pd
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -128,13 +134,14 @@ def _read_all(settings: Settings, topic: str, event_type: type, wait: float = 3.
     return got
 
 
-def _reject(rid: str, candidate: int) -> ShadowVerdict:
+def _reject(rid: str, candidate: int, champion: int = 1,
+            decision: str = "reject") -> ShadowVerdict:
     return ShadowVerdict(
-        event_id=new_event_id(), model="fraud", candidate=candidate, champion=1, samples=500,
-        metric="log_loss", candidate_metric=0.7, champion_metric=0.6,
+        event_id=new_event_id(), model="fraud", candidate=candidate, champion=champion,
+        samples=500, metric="log_loss", candidate_metric=0.7, champion_metric=0.6,
         test=PairedTest(method="paired_t", statistic=-2.0, p_value=0.9, mean_difference=-0.1,
                         relative_improvement=-0.15),
-        decision="reject", reason="worse than the champion", decided_at=datetime.now(UTC),
+        decision=decision, reason="worse than the champion", decided_at=datetime.now(UTC),
         request_id=rid,
     )
 
@@ -360,13 +367,16 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
 ) -> None:
     """Stored after the change: a 1.5 sd ramp on seven of the 17 inputs (over the
     monitor's drifted share) over the first 600 events, then 900 at the full shift. The
-    covariate request's change point is the ramp's start. The fresh rows' newer half
-    drifts from the older (the ramp), so the attempt starts at their median event time;
-    there both halves are at the full shift, and it trains.
+    covariate request's change point is the ramp's start. The inputs moved against the
+    parent's reference, so the trainer locates the change (``services.training.shift``):
+    the estimate falls halfway up the ramp, and the rows after it are still moving, so
+    the start moves on to their newer half, past the ramp's end; the settle check then
+    finds that window settled, and it trains.
 
     Bugs caught: a candidate (and drift reference) holding the ramp, which the data
-    after it drifts from (a second episode); a split elsewhere than the median; the
-    settled window's point-in-time join run twice (by the check, then the snapshot).
+    after it drifts from (a second episode): measured before the ramp test in the
+    locator, the start halfway up the ramp and the settle check's halves not drifted;
+    the settled window's point-in-time join run twice (by the check, then the snapshot).
     """
     settings = _settings(settings)
     registry = _champion(store, settings)
@@ -380,13 +390,8 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
     ))
     fresh = gen.history(HISTORY_END + timedelta(seconds=1500 / RATE), 1500)
     write_history(store, fresh, mode="append")
-    labelled = fresh[fresh["is_fraud"].notna()]
-    times = pd.to_datetime(labelled["event_timestamp"], utc=True).sort_values(
-        ignore_index=True)
+    ramp_end = pd.Timestamp(HISTORY_END + timedelta(seconds=ramp_s))
     change = HISTORY_END + timedelta(milliseconds=1)  # after the champion's last row
-    times = times[times >= pd.Timestamp(change)].reset_index(drop=True)
-    median = times.iloc[len(times) // 2].to_pydatetime()  # where the newer half starts
-    assert median > HISTORY_END + timedelta(seconds=ramp_s)  # past the ramp's end
     request = _request(f"req-{uuid.uuid4().hex[:8]}", change)
     _send(settings, "retrain.requests", request)
     joins: list[tuple[datetime, datetime]] = []
@@ -403,13 +408,107 @@ def test_a_ramp_still_going_is_waited_out_and_the_reference_is_where_it_arrived(
     worker.run(until=lambda: worker.stats.trained >= 1, idle_timeout_s=120)
     assert worker.stats.trained == 1
     lineage = registry.manifest("fraud", 2).lineage
-    assert lineage.change_point == median and lineage.window_start == median
+    assert lineage.change_point is not None and lineage.change_point > ramp_end
+    assert lineage.window_start == lineage.change_point
     snapshot = load_snapshot_frame(store, lineage.training_snapshot_id)
-    assert snapshot["event_timestamp"].min() >= pd.Timestamp(median)
-    assert lineage.fresh_rows == len(times) - len(times) // 2
+    assert snapshot["event_timestamp"].min() > ramp_end  # no ramp row in the reference
+    labelled = fresh[fresh["is_fraud"].notna()]
+    after = pd.to_datetime(labelled["event_timestamp"], utc=True) >= pd.Timestamp(
+        lineage.change_point)
+    assert lineage.fresh_rows == int(after.sum()) > 300  # the newest part: most of it
     run_span, = [s for s in telemetry.finished_spans() if s.name == "training run"]
+    located, = [dict(e.attributes) for e in run_span.events if e.name == "shift.located"]
+    assert located["ramp_rounds"] >= 1 and located["split_row"] < 600
     checks = [dict(e.attributes) for e in run_span.events if e.name == "settle.check"]
-    assert [c["moving"] for c in checks] == [True, False]
-    assert [c["rows"] for c in checks] == [len(times), len(times) - len(times) // 2]
-    # one join per check; the snapshot took the settled window's from the last one
-    assert [start for start, _ in joins] == [change, median]
+    assert [c["moving"] for c in checks] == [False]
+    assert [c["rows"] for c in checks] == [lineage.fresh_rows]
+    # the locator's join from the change point, then one for the check; the snapshot
+    # took the settled window's from the check
+    assert [start for start, _ in joins] == [change, lineage.change_point]
+
+
+def test_a_shift_first_seen_by_the_online_learner_trains_on_the_rows_after_it_only(
+    store: Any, settings: Settings
+) -> None:
+    """400 events as before, then 1,200 with seven of the 17 inputs moved 1.5 sd at once;
+    the online learner's concept request puts the change at the first of the 400 (its
+    error saw the shift, and its cut point came early: 487 events early on the demo).
+
+    Bugs caught (issue: the loop settles whichever detector speaks first): the candidate,
+    and so its drift reference once promoted, holding the 400 pre-change rows (measured:
+    13% and 27% of v2's reference, and the monitor alarming against it); the episode
+    kept as ``concept`` (no replay of the parent's rows, no settle check, a concept
+    refinement, ``concept`` in the lineage)."""
+    settings = _settings(settings)
+    registry = _champion(store, settings)
+    shift_at = HISTORY_END + timedelta(seconds=400 / RATE)
+    gen = Generator(GeneratorConfig(
+        seed=11, events_per_second=RATE,
+        drift=DriftSpec(covariate=tuple(
+            CovariateShift(feature=name, start=shift_at, mean_shift=1.5) for name in MOVED)),
+    ))
+    fresh = gen.history(HISTORY_END + timedelta(seconds=1600 / RATE), 1600)
+    write_history(store, fresh, mode="append")
+    labelled = fresh[fresh["is_fraud"].notna()]
+    times = pd.to_datetime(labelled["event_timestamp"], utc=True)
+    post = labelled[times >= pd.Timestamp(shift_at)]
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END + timedelta(milliseconds=1),
+                       reason="concept")
+    _send(settings, "retrain.requests", request)
+
+    telemetry = in_memory_telemetry("driftloop-train-test")
+    worker = TrainingWorker(settings, telemetry=telemetry, store=store)
+    worker.run(until=lambda: worker.stats.trained >= 1, idle_timeout_s=120)
+    assert worker.stats.trained == 1
+    lineage = registry.manifest("fraud", 2).lineage
+    snapshot = load_snapshot_frame(store, lineage.training_snapshot_id)
+    assert snapshot["event_timestamp"].min() >= pd.Timestamp(shift_at)  # no pre-change row
+    assert lineage.change_point is not None and lineage.change_point >= shift_at
+    assert len(post) - 40 <= lineage.fresh_rows <= len(post)  # a margin's rows at most lost
+    assert lineage.reason == "covariate"
+    assert lineage.replay_share == pytest.approx(0.3, abs=0.01)  # covariate's replay
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    assert [(e.status, e.reason, e.episode_id) for e in steps] == [
+        ("reclassified", "covariate", request.request_id)]
+    named = set(steps[0].evidence[0].split(": ")[1].split(", "))
+    assert len(named & set(MOVED)) >= 5  # (amount's derived features move with it)
+    run_span, = [s for s in telemetry.finished_spans() if s.name == "training run"]
+    names = [e.name for e in run_span.events]
+    assert "shift.located" in names and "settle.check" in names
+
+
+def test_a_rejection_against_a_champion_an_earlier_episode_promoted_ends_adapted(
+    store: Any, settings: Settings
+) -> None:
+    """Bug caught: after an episode promoted v5, a second episode's candidate lost to v5
+    and the trainer asked again for the same change (measured: a third request, another
+    training and a 30,000-pair shadow on nothing)."""
+    settings = _settings(settings, episode_attempts=3)
+    registry = _champion(store, settings)
+    _shifted(store, 600)
+    # three hours ago: whatever order the topics are read in, the next request is a
+    # change of its own, not one racing this episode
+    hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    earlier = msgspec.structs.replace(
+        _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END), requested_at=hours_ago)
+    _send(settings, "retrain.requests", earlier)
+    _send(settings, "models.verdicts", msgspec.structs.replace(
+        _reject(earlier.request_id, 5, decision="promote"), decided_at=hours_ago))
+    request = _request(f"req-{uuid.uuid4().hex[:8]}", HISTORY_END)
+    _send(settings, "retrain.requests", request)
+    worker = TrainingWorker(settings, store=store)
+    worker.run(until=lambda: worker.stats.trained >= 1, idle_timeout_s=120)
+    assert (worker.stats.trained, worker.stats.skipped) == (1, 1)  # the promoted one skipped
+    assert registry.find_by_request_id("fraud", request.request_id) == 2
+
+    _send(settings, "models.verdicts", _reject(request.request_id, 2, champion=5))
+    again = TrainingWorker(settings, store=store)
+    again.run(until=lambda: any(e.status == "adapted" for e in _read_all(
+        settings, "retrain.episodes", EpisodeEvent, wait=0.5)), idle_timeout_s=60)
+    assert (again.stats.retries, again.stats.trained, again.stats.episodes_failed) == (0, 0, 0)
+    requests = _read_all(settings, "retrain.requests", RetrainRequest)
+    assert [r.request_id for r in requests] == [earlier.request_id, request.request_id]
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    assert [(e.status, e.episode_id) for e in steps] == [("adapted", request.request_id)]
+    assert any("v5" in line and "over 500 pairs" in line for line in steps[0].evidence)
+    assert f"episode {earlier.request_id}" in steps[0].detail

@@ -10,6 +10,8 @@ import pytest
 
 from benchmarks.closed_loop.scenarios import (
     DAY_S,
+    FEATURES,
+    SCENARIO_WINDOWS,
     Scenario,
     draw,
     heldout_frame,
@@ -17,7 +19,7 @@ from benchmarks.closed_loop.scenarios import (
     live_frame,
 )
 from benchmarks.closed_loop.tally import Tally
-from benchmarks.closed_loop.targets import judge, measure
+from benchmarks.closed_loop.targets import judge, measure, reference_figures
 from streams.contracts import (
     DriftReport,
     EpisodeEvent,
@@ -160,9 +162,14 @@ def covariate_run(s: Scenario, drifted_after: bool) -> Tally:
     return tally
 
 
+# v2's reference as the harness measures it: post-change rows only
+CLEAN_REF = {2: {"reference_snapshot_id": "snap-v2", "reference_rows": 3000,
+                 "reference_pre_change_rows": 0, "reference_pre_change_share": 0.0}}
+
+
 def test_tally_counts_each_event_once_and_only_the_models_own() -> None:
     s = scenario("covariate", change_window=8)
-    m = measure(s, covariate_run(s, drifted_after=False))
+    m = measure(s, covariate_run(s, drifted_after=False), CLEAN_REF)
     assert m["windows"] == 15
     assert m["windows_by_champion"] == {"1": {"windows": 10, "drifted": 2},
                                         "2": {"windows": 5, "drifted": 0}}
@@ -174,17 +181,21 @@ def test_tally_counts_each_event_once_and_only_the_models_own() -> None:
     assert (p["after_min"], p["by_min"]) == (50.0, 55.0)
     assert p["change_to_promotion_min"] == 55.0 - 40.0
     assert p["request_to_promotion_s"] == 42.0
-    assert judge("covariate", m) == (True, "1 promotion; 0 of 5 windows against v2 drifted")
+    assert (m["opened_by"], m["requests_after_promotion"]) == ("drift", 0)
+    assert p["reference_pre_change_rows"] == 0
+    assert judge("covariate", m) == (
+        True, "1 promotion; 0 of 5 windows against v2 drifted; its reference has no "
+        "pre-change row of 3000; 0 requests after it")
 
 
 def test_a_rolled_back_promotion_is_reported_and_fails_covariate() -> None:
     s = scenario("covariate", change_window=8)
     tally = covariate_run(s, drifted_after=False)
-    assert measure(s, tally)["rollbacks"] == []
+    assert measure(s, tally, CLEAN_REF)["rollbacks"] == []
     tally.fold(ModelPromotion(event_id="p-back", model=MODEL, new_champion=1,
                               previous_champion=2, cause="rollback",
                               promoted_at=START + timedelta(minutes=1)))
-    m = measure(s, tally)
+    m = measure(s, tally, CLEAN_REF)
     assert m["rollbacks"] == [{"from": 2, "to": 1}]
     assert len(m["promotions"]) == 1  # the shadow's promotion, still counted once
     assert judge("covariate", m) == (False, "v2 rolled back to v1")
@@ -192,7 +203,8 @@ def test_a_rolled_back_promotion_is_reported_and_fails_covariate() -> None:
 
 def test_covariate_fails_when_the_promoted_champion_still_sees_drift() -> None:
     s = scenario("covariate", change_window=8)
-    passed, why = judge("covariate", measure(s, covariate_run(s, drifted_after=True)))
+    passed, why = judge("covariate", measure(s, covariate_run(s, drifted_after=True),
+                                             CLEAN_REF))
     assert not passed and why == "5 of 5 windows against v2 drifted"
 
 
@@ -271,3 +283,122 @@ def test_a_request_racing_the_open_episode_is_absorbed_not_a_second_episode() ->
         tally.fold(event)
     m = measure(s, tally)
     assert (m["requests"], m["episodes"], m["absorbed"]) == (2, 1, 1)
+
+
+# -- issue 26: the promoted champion's reference, who opened, what came after ------------
+
+def test_covariate_long_draws_covariates_data_over_a_longer_stream() -> None:
+    """Bug caught: a variant keyed on its own name in ``_move``/``has_change`` draws no
+    change at all (or another draw), so it measures a stationary stream."""
+    short, long = scenario("covariate"), scenario("covariate_long")
+    assert long.has_change and long.change_time == short.change_time
+    a, b = live_frame(short), live_frame(long)
+    np.testing.assert_array_equal(a[list(FEATURES)].to_numpy(), b[list(FEATURES)].to_numpy())
+    np.testing.assert_array_equal(a["target"].to_numpy(), b["target"].to_numpy())
+    np.testing.assert_array_equal(heldout_frame(short)[list(FEATURES)].to_numpy(),
+                                  heldout_frame(long)[list(FEATURES)].to_numpy())
+    # at four times the events per window, the promotion came by window 30 in a trial run
+    assert SCENARIO_WINDOWS["covariate_long"] >= 40 + 30
+
+
+def test_reference_figures_count_rows_before_the_change_only() -> None:
+    """Bug caught: ``<=`` instead of ``<`` (the first moved event, at the change time
+    itself, counted as pre-change) or the share taken of the wrong total."""
+    s = scenario("covariate", change_window=8)
+    times = live_frame(s)["event_timestamp"]
+    change = s.change_window * s.window
+    ref = reference_figures("snap", times.iloc[change - 10:change + 30], s)
+    assert (ref["reference_rows"], ref["reference_pre_change_rows"]) == (40, 10)
+    assert ref["reference_pre_change_share"] == 0.25
+    assert "reference_pre_settled_rows" not in ref  # abrupt: nothing more to say
+    g = scenario("gradual", change_window=2, ramp_windows=4)
+    settled = (g.change_window + g.ramp_windows) * g.window
+    ref = reference_figures("snap", live_frame(g)["event_timestamp"].iloc[:settled + 5], g)
+    assert ref["reference_pre_change_rows"] == g.change_window * g.window
+    assert ref["reference_pre_settled_rows"] == settled
+
+
+def covariate_measures(**promoted: object) -> dict[str, object]:
+    """A clean covariate run's measures; ``promoted`` overrides v2's figures."""
+    v2 = {"version": 2, "windows": 14, "drifted_windows": 0, "reference_rows": 3600,
+          "reference_pre_change_rows": 0, "reference_pre_change_share": 0.0, **promoted}
+    return {**quiet(49), "requests": 1, "promotions": [v2], "rollbacks": [],
+            "requests_after_promotion": 0, "requests_after_promotion_by_reason": {}}
+
+
+def test_a_reference_holding_pre_change_rows_fails_covariate_with_its_size() -> None:
+    """Bug caught: a promoted champion compared with a reference that reaches back before
+    the change (the replay mixture, or a change point estimated too early) passes because
+    its windows happened not to drift."""
+    assert judge("covariate", covariate_measures())[0]
+    m = covariate_measures(reference_pre_change_rows=472, reference_pre_change_share=0.1311)
+    assert judge("covariate", m) == (
+        False, "v2's reference holds 472 rows from before the change (13%)")
+    unmeasured = covariate_measures(reference_pre_change_rows=None)
+    assert judge("covariate", unmeasured) == (False, "v2's reference not measured")
+
+
+def test_a_request_after_the_promotion_fails_covariate() -> None:
+    """Bug caught: a second episode opened against the promoted champion (the loop not
+    going quiet) passes because only promotions and windows are judged."""
+    m = {**covariate_measures(), "requests_after_promotion": 1,
+         "requests_after_promotion_by_reason": {"concept": 1}}
+    assert judge("covariate", m) == (False, "1 requests after v2's promotion {'concept': 1}")
+    assert judge("covariate_long", {**m, "promotions": [
+        {**m["promotions"][0], "windows": 50}]})[0] is False
+
+
+def test_covariate_long_needs_forty_windows_against_the_promoted_champion() -> None:
+    """Bug caught: the long variant judged with covariate's 3-window minimum, so a
+    promotion near the stream's end passes without the quiet stretch it exists to show."""
+    assert judge("covariate_long", covariate_measures(windows=40))[0]
+    assert judge("covariate_long", covariate_measures(windows=39)) == (
+        False, "39 windows against v2 (< 40: too few to judge)")
+    assert judge("covariate", covariate_measures(windows=39))[0]
+
+
+def test_requests_after_promotion_are_new_episodes_after_its_wall_clock_only() -> None:
+    """Bug caught: counting the promoted episode's own retries or refinements, a request
+    that raced its end and was absorbed into it, or requests from before the promotion."""
+    s = scenario("covariate", change_window=8)
+    tally = Tally(MODEL)
+    promoted_at = START + timedelta(seconds=42)
+    later = promoted_at + timedelta(seconds=5)
+    events: list[object] = [
+        request("r1", s.change_time, at=START), candidate(2, "r1"),
+        # the online learner alarmed before it read the verdict: absorbed into r1's episode
+        RetrainRequest(event_id="r-c1", request_id="c1", model=MODEL, reason="concept",
+                       base_version=1, window_start=s.change_time,
+                       window_end=s.change_time, requested_at=later,
+                       change_point=s.change_time),
+        verdict(2, "r1"), promotion(2, promoted_at),
+        request("r1-2", s.change_time, at=later, attempt=2, episode="r1"),  # a retry
+        RetrainRequest(event_id="r-f", request_id="f1", model=MODEL, reason="concept",
+                       base_version=2, window_start=s.change_time, window_end=s.change_time,
+                       requested_at=later, change_point=s.change_time, attempt=2,
+                       episode_id="r1", refinement=True),
+    ]
+    for event in events:
+        tally.fold(event)
+    m = measure(s, tally)
+    assert (m["opened_by"], m["requests_after_promotion"]) == ("drift", 0)
+    tally.fold(request("r9", s.change_time + timedelta(minutes=60), at=later))
+    m = measure(s, tally)
+    assert m["requests_after_promotion"] == 1
+    assert m["requests_after_promotion_by_reason"] == {"covariate": 1}
+
+
+def test_opened_by_is_the_first_attempt_one_request_in_topic_order() -> None:
+    """Bug caught: taking the most frequent reason, the latest request, or a retry's
+    reason instead of the request that opened the first episode."""
+    s = scenario("covariate", change_window=8)
+    tally = Tally(MODEL)
+    assert measure(s, tally)["opened_by"] is None
+    assert measure(s, tally)["requests_after_promotion"] is None  # no promotion yet
+    tally.fold(RetrainRequest(event_id="r-c", request_id="c", model=MODEL, reason="concept",
+                              base_version=1, window_start=s.change_time,
+                              window_end=s.change_time, requested_at=START,
+                              change_point=s.change_time))
+    for rid in ("a", "b"):
+        tally.fold(request(rid, s.change_time, attempt=2, episode="c"))
+    assert measure(s, tally)["opened_by"] == "online"

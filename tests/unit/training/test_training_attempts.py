@@ -229,3 +229,49 @@ def test_an_attempt_starts_at_the_latest_change_point_its_episode_knows() -> Non
     manual = request("m1", "manual")
     book.fold(manual)
     assert attempt_change_start(book, manual) == CHANGE
+
+
+def test_a_concept_episode_reclassified_by_its_inputs_trains_as_a_covariate_one() -> None:
+    """Bug caught: a covariate shift whose first alarm came from the online learner kept
+    its concept reason: no replay, no settle check, a concept refinement, and a concept
+    reason in the candidate's lineage (issue: the loop settles whichever detector speaks
+    first)."""
+    from services.training.attempts import concept_only, episode_reason
+
+    book = EpisodeBook()
+    first = request("c1", "concept")
+    book.fold(first)
+    assert concept_only(book, first) and episode_reason(book, first) == "concept"
+    book.fold(EpisodeEvent(event_id="rc", episode_id="c1", model="m", status="reclassified",
+                           detector="trainer", reason="covariate", at=T0,
+                           evidence=["moved: x0, x1"]))
+    assert book.episodes["c1"].reason == "covariate"
+    assert not concept_only(book, first) and episode_reason(book, first) == "covariate"
+    book.fold(verdict("c1", "promote"))
+    assert not wants_refinement(book, first, 400, 5000)  # covariate episodes are not refined
+    assert episode_reason(book, request("m1", "manual")) == "manual"
+
+
+def test_a_rejection_against_a_champion_an_earlier_episode_promoted_ends_adapted() -> None:
+    """Bug caught: after the first episode promoted v2, a second episode's candidate lost
+    to v2 and the trainer asked again for the same change (a third training and another
+    30,000-pair shadow on nothing). Against v1, which no episode promoted, a rejection
+    still asks for the next attempt (it has more post-change data)."""
+    book = EpisodeBook()
+    first = request("r1")
+    book.fold(first)
+    book.fold(verdict("r1", "promote"))  # candidate 2 promoted: episode r1 adapted v2
+    second = request("r2", at=T0 + timedelta(minutes=30))
+    book.fold(second)
+    assert book.open_episode("m").episode_id == "r2"
+    lost_to_v2 = verdict("r2", "reject")
+    book.fold(lost_to_v2)
+    assert after_rejection(book, second, 3, champion=2) == "adapted"
+    assert after_rejection(book, second, 3, champion=1) == "retry"  # v1: no episode's
+    assert after_rejection(book, second, 3) == "retry"  # champion unknown
+    book.fold(EpisodeEvent(event_id="ad", episode_id="r2", model="m", status="adapted",
+                           detector="trainer", at=T0, detail="v3 no better than v2"))
+    episode = book.episodes["r2"]
+    assert (episode.state, episode.failure) == ("adapted", "v3 no better than v2")
+    assert book.open_episode("m") is None
+    assert after_rejection(book, second, 3, champion=2) is None  # closed: nothing more
