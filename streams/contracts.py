@@ -20,6 +20,8 @@ Version = Annotated[int, msgspec.Meta(ge=1)]
 FeatureValue = float | str | None
 Reason = Literal["covariate", "concept", "manual"]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+Watched = Literal["learner", "champion"]
+"""Whose error a concept detector watched: the online learner's own, or the champion's."""
 
 
 def new_event_id() -> str:
@@ -149,7 +151,9 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     asks the trainer not to start it earlier. ``refinement``: the next attempt of an
     episode that already promoted a candidate trained on few post-change rows (a concept
     episode's); it trains on everything after the change point that has arrived since,
-    from the promoted champion, and its rejection ends nothing.
+    from the promoted champion, and its rejection ends nothing. ``watched`` (a concept
+    request's): whose error its detector watched, the online learner's own or the
+    champion's (the trainer checks a learner's alarm against the champion's loss).
     """
 
     request_id: NonEmptyStr
@@ -165,6 +169,7 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     attempt: Annotated[int, msgspec.Meta(ge=1)] = 1
     not_before: Timestamp | None = None
     refinement: bool = False
+    watched: Watched | None = None
 
     @property
     def episode(self) -> str:
@@ -214,6 +219,7 @@ class EpisodeEvent(Event, tag="retrain_episode/1", kw_only=True):
     evidence: list[str] = []
     detail: str = ""
     at: Timestamp
+    watched: Watched | None = None
 
 
 class ModelCandidate(Event, tag="model_candidate/1", kw_only=True):

@@ -69,6 +69,8 @@ class Episode:
     refinements: list[str] = field(default_factory=list)  # refinement request ids
     # change points the other detectors estimated (joined alarms, absorbed requests)
     other_change_points: list[datetime] = field(default_factory=list)
+    # whose error the concept alarms behind it watched (``learner``, ``champion``)
+    watched: set[str] = field(default_factory=set)
 
     @property
     def latest_change_point(self) -> datetime:
@@ -173,6 +175,8 @@ class EpisodeBook:
                 episode = self._new(request.episode, request.model, request.reason,
                                     request.change_start, request.requested_at)
         episode.attempts = max(episode.attempts, request.attempt)
+        if request.watched is not None:
+            episode.watched.add(request.watched)
         if request.request_id not in episode.absorbed_requests:
             episode.request_ids.append(request.request_id)
         episode.touch(request.requested_at)
@@ -214,6 +218,8 @@ class EpisodeBook:
                                     event.reason or "covariate",
                                     event.change_point or event.at, event.at)
         episode.touch(event.at)
+        if event.watched is not None and event.status in ("opened", "joined"):
+            episode.watched.add(event.watched)
         if event.status == "joined":
             if all(e.event_id != event.event_id for e in episode.joined):
                 episode.joined.append(event)

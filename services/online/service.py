@@ -119,6 +119,7 @@ from streams.contracts import (
     ModelPromotion,
     RetrainRequest,
     ShadowVerdict,
+    Watched,
     new_event_id,
 )
 from streams.settings import Settings
@@ -438,7 +439,7 @@ class OnlineService(StreamService):
         log.info("online: %s concept drift at %d learned (change from %s)", model,
                  signal.learned, change_point.isoformat())
         self._concept_alarm(model, request_id, change_point,
-                            self._evidence(signal, change_point), joined, inbound)
+                            self._evidence(signal, change_point), joined, inbound, "learner")
 
     def _watch_champion(self, model: str, items: list[tuple[Joined, Inbound[Any]]]) -> None:
         """Score the learned events with the champion and feed its error to the watch."""
@@ -470,7 +471,8 @@ class OnlineService(StreamService):
             self._concept_alarm(
                 model, f"concept-{model}-champion-{watch.uid}-v{signal.version}-"
                        f"{signal.watched}", change_point,
-                self._champion_evidence(signal, change_point), joined[n], items[n][1])
+                self._champion_evidence(signal, change_point), joined[n], items[n][1],
+                "champion")
 
     def _champion_scorer(self, model: str) -> Any:
         """The champion's :class:`~services.model.scoring.Scorer` (the alias read at most
@@ -505,7 +507,8 @@ class OnlineService(StreamService):
             log.warning("online: %s: %s", model, problem)
 
     def _concept_alarm(self, model: str, request_id: str, change_point: datetime,
-                       evidence: str, joined: Joined, inbound: Inbound[Any]) -> None:
+                       evidence: str, joined: Joined, inbound: Inbound[Any],
+                       watched: Watched) -> None:
         """A concept detection: it joins the model's open episode, or through the trigger
         it opens one with a ``concept`` request."""
         at = joined.label_time
@@ -518,7 +521,7 @@ class OnlineService(StreamService):
                 self.control.book.of_request(in_flight) is None):
             open_id = in_flight
         if open_id is not None:
-            self._join(model, open_id, request_id, evidence, change_point, inbound)
+            self._join(model, open_id, request_id, evidence, change_point, inbound, watched)
             return
         decision = self.triggers[model].observe(True, at, window_id=request_id)
         log.info("online: %s concept alarm %s: %s", model, request_id, decision.reason)
@@ -538,6 +541,7 @@ class OnlineService(StreamService):
             change_point=change_point,
             episode_id=request_id,
             attempt=1,
+            watched=watched,
         )
         context = inbound.trace_context()
         self.producer.send(self.settings.topic("retrain.requests"), request, model,
@@ -547,7 +551,8 @@ class OnlineService(StreamService):
         self._send_episode(EpisodeEvent(
             event_id=f"{request_id}-opened", episode_id=request_id, model=model,
             status="opened", request_id=request_id, detector="online", reason="concept",
-            change_point=change_point, evidence=[evidence], at=requested_at), inbound)
+            change_point=change_point, evidence=[evidence], at=requested_at,
+            watched=watched), inbound)
 
     def change_point(self, model: str, signal: DriftSignal, joined: Joined) -> datetime:
         """The event time where ``signal``'s change began: the time of its first
@@ -558,14 +563,14 @@ class OnlineService(StreamService):
         return min(found or joined.event_time, joined.label_time)
 
     def _join(self, model: str, episode_id: str, request_id: str, evidence: str,
-              change_point: datetime, inbound: Inbound[Any]) -> None:
+              change_point: datetime, inbound: Inbound[Any], watched: Watched) -> None:
         """The model's episode is open: the detection joins it as evidence, no request."""
         log.info("online: %s concept alarm %s joins open episode %s", model, request_id,
                  episode_id)
         self._send_episode(EpisodeEvent(
             event_id=f"{request_id}-joined", episode_id=episode_id, model=model,
             status="joined", detector="online", reason="concept", change_point=change_point,
-            evidence=[evidence], at=datetime.now(UTC)), inbound)
+            evidence=[evidence], at=datetime.now(UTC), watched=watched), inbound)
 
     def _send_episode(self, event: EpisodeEvent, inbound: Inbound[Any]) -> None:
         self.producer.send(self.settings.topic("retrain.episodes"), event, event.model,

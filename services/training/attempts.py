@@ -152,6 +152,15 @@ def concept_only(book: EpisodeBook, request: RetrainRequest) -> bool:
                                                     for e in episode.joined)
 
 
+def champion_alarmed(book: EpisodeBook, request: RetrainRequest) -> bool:
+    """Whether a concept alarm behind ``request``'s episode watched the champion's own
+    error (the champion watch): evidence about the champion itself, which an alarm on
+    the online learner's error is not."""
+    episode = book.of_request(request.request_id)
+    watched = episode.watched if episode is not None else set()
+    return request.watched == "champion" or "champion" in watched
+
+
 def episode_reason(book: EpisodeBook, request: RetrainRequest) -> Reason:
     """What the evidence says ``request``'s episode is (its opener's reason until it was
     reclassified); manual requests: manual."""
@@ -185,7 +194,7 @@ def next_attempt(request: RetrainRequest, now: datetime, retry_after_s: float, *
     (``refinement``: of a promoted episode, based on its promoted candidate)."""
     attempt = request.attempt + 1
     return RetrainRequest(
-        event_id=new_event_id(),
+        event_id=new_event_id(), watched=request.watched,
         request_id=attempt_request_id(request.episode, attempt),
         model=request.model, reason=request.reason,
         base_version=request.base_version if base_version is None else base_version,

@@ -24,7 +24,10 @@ the partitions):
    the moved features locate the change (:mod:`services.training.shift`), searched from
    the episode's earliest estimate, so both detectors train on the same post-change rows
    and none from before; then a ramp still going is waited out
-   (:mod:`services.training.settle`). The worker waits (up to
+   (:mod:`services.training.settle`). A concept episode that only the online learner's
+   own error stands behind is checked against the champion's loss first
+   (:mod:`services.training.concept`): not risen after the change point, it ends
+   ``adapted`` untrained. The worker waits (up to
    ``retrain.label_wait_s``) for ``retrain.min_fresh_rows`` of them; a detector's
    attempt that does not get them is answered ``insufficient_data`` on
    ``retrain.episodes`` and followed by the next attempt (see 6). The fresh rows are
@@ -94,6 +97,7 @@ from services.training.attempts import (
     after_rejection,
     attempt_change_start,
     attempt_training_config,
+    champion_alarmed,
     concept_only,
     enough_rows,
     episode_event,
@@ -141,6 +145,7 @@ class WorkerStats:
     retries: int = 0  # next attempts requested
     episodes_failed: int = 0
     refinements: int = 0  # refinement attempts requested after a promotion
+    adapted: int = 0  # concept attempts not trained: the champion's loss did not rise
 
 
 class _SpanProgress:
@@ -520,6 +525,8 @@ class TrainingWorker(StreamService):
         if located is None:
             return False
         change, window = located
+        if not self._concept_holds(request, spec, parent, change, window, span):
+            return True
         if (request.reason != "manual"
                 and not enough_rows(window.labelled, model_settings.retrain.min_fresh_rows)):
             self._answer_insufficient(request, change, window.labelled, span)
@@ -698,6 +705,61 @@ class TrainingWorker(StreamService):
         if moved is None:
             return located.start, FreshWindow(located.start, window.end, 0)
         return located.start, moved
+
+    def _concept_holds(
+        self, request: RetrainRequest, spec: Any, parent: Any, change: datetime,
+        window: FreshWindow, span: trace.Span,
+    ) -> bool:
+        """A concept-only attempt's premise, checked with labels
+        (:mod:`services.training.concept`): the champion's loss on the rows after the
+        change point is higher than on those before it since its own training window
+        (at most as long in event time). When it is not, the champion already fits the
+        data after the change: the episode ends ``adapted`` with both losses, nothing is
+        trained, and ``False`` is returned. Only an alarm on the online learner's own
+        error is checked: manual requests, refinements, covariate episodes, episodes the
+        champion watch alarmed in (its alarm is about the champion already) and a
+        champion without a recorded training window: ``True``."""
+        from services.features.feast_repo import load_layout
+        from services.features.snapshot import build_training_frame
+        from services.model.scoring import Scorer
+        from services.training.concept import loss_rose
+
+        book = self.control.book
+        since = parent.manifest.lineage.window_end
+        if (request.reason == "manual" or request.refinement
+                or not concept_only(book, request) or champion_alarmed(book, request)
+                or since is None or since >= change):
+            return True
+        layout = load_layout(self.store, request.model)
+        start = max(since, change - (window.end - change))
+        before, _ = build_training_frame(self.store, layout, start, change)
+        after, _ = build_training_frame(self.store, layout, change, window.end)
+        scorer = Scorer.from_loaded(parent)
+        task = self.settings.model(request.model).task
+        features = list(spec.names)
+
+        def losses(frame: Any) -> Any:
+            if frame.empty:
+                return frame[spec.label].to_numpy(dtype=float)
+            return task.batch_loss(frame[spec.label].to_numpy(), scorer.predict(frame[features]))
+
+        check = loss_rose(losses(before), losses(after))
+        span.add_event("concept.check", {
+            "rose": check.rose, "before": check.before, "after": check.after,
+            "before_rows": check.before_rows, "after_rows": check.after_rows,
+            "p_value": check.p_value})
+        if check.rose:
+            return True
+        detail = (f"the champion's loss did not rise after the change point: "
+                  f"{check.describe(parent.version)}; it already fits the data after it")
+        self.stats.adapted += 1
+        span.set_attribute("driftloop.adapted", True)
+        self._send_episode(episode_event(request, "adapted", datetime.now(UTC), detail=detail,
+                                         evidence=[check.describe(parent.version)]))
+        self.producer.flush()
+        log.warning("%s: episode %s ends without training: %s", request.model,
+                    request.episode, detail)
+        return False
 
     def _settle(
         self, request: RetrainRequest, spec: Any, change: datetime, window: FreshWindow,

@@ -15,6 +15,8 @@
   the rows after the located change only, with the covariate replay and settle check.
 - A rejection against a champion that an earlier episode promoted ends the episode
   ``adapted``, without another attempt.
+- The online learner's concept alarm on a change that left the champion's loss where
+  it was ends ``adapted`` without training; the champion watch's alarm trains.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from services.episodes.book import attempt_request_id
 from services.features import snapshot as snapshot_module
 from services.features.feast_repo import load_model_spec
-from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
+from services.features.generate import (
+    CovariateShift,
+    DriftSpec,
+    Generator,
+    GeneratorConfig,
+)
 from services.features.history import write_history
 from services.features.snapshot import create_snapshot, load_snapshot_frame
 from services.observability.setup import in_memory_telemetry
@@ -81,7 +88,8 @@ def _champion(store: Any, settings: Settings) -> ModelRegistry:
     first = run_job(
         TrainingJob(model="fraud", request_id="initial", reason="manual",
                     training_snapshot_id=base.snapshot_id,
-                    fresh=load_snapshot_frame(store, base.snapshot_id)),
+                    fresh=load_snapshot_frame(store, base.snapshot_id),
+                    window_start=HISTORY_END - timedelta(days=2), window_end=HISTORY_END),
         spec, registry, settings.state_dir / "runs", load_config(None, {"max_steps": STEPS}),
         progress=None,
     )
@@ -512,3 +520,44 @@ def test_a_rejection_against_a_champion_an_earlier_episode_promoted_ends_adapted
     assert [(e.status, e.episode_id) for e in steps] == [("adapted", request.request_id)]
     assert any("v5" in line and "over 500 pairs" in line for line in steps[0].evidence)
     assert f"episode {earlier.request_id}" in steps[0].detail
+
+
+@pytest.mark.parametrize("watched", ["learner", "champion"])
+def test_a_learners_concept_alarm_trains_only_when_the_champions_loss_rose(
+    store: Any, settings: Settings, watched: str
+) -> None:
+    """800 stationary events after the champion's window; a concept request puts a
+    change at the 400th. The online learner's alarm (its own error) is checked against
+    the champion's loss, which did not rise: the episode ends ``adapted`` untrained. The
+    champion watch's alarm is about the champion already: it trains unchecked.
+
+    Bugs caught: an alarm on the online learner's own error, with nothing changed for
+    the champion (measured: three hours after a promotion), training and promoting a
+    second version for one change; the champion watch's alarm second-guessed."""
+    settings = _settings(settings)
+    registry = _champion(store, settings)
+    change = HISTORY_END + timedelta(seconds=400 / RATE)
+    gen = Generator(GeneratorConfig(seed=12, events_per_second=RATE))
+    write_history(store, gen.history(HISTORY_END + timedelta(seconds=800 / RATE), 800),
+                  mode="append")
+    request = msgspec.structs.replace(
+        _request(f"req-{uuid.uuid4().hex[:8]}", change, reason="concept"), watched=watched)
+    _send(settings, "retrain.requests", request)
+    telemetry = in_memory_telemetry("driftloop-train-test")
+    worker = TrainingWorker(settings, telemetry=telemetry, store=store)
+    worker.run(until=lambda: worker.stats.trained + worker.stats.adapted >= 1,
+               idle_timeout_s=120)
+    run_span, = [s for s in telemetry.finished_spans() if s.name == "training run"]
+    checks = [dict(e.attributes) for e in run_span.events if e.name == "concept.check"]
+    steps = _read_all(settings, "retrain.episodes", EpisodeEvent)
+    if watched == "champion":
+        assert checks == []
+        assert (worker.stats.trained, worker.stats.adapted) == (1, 0)
+        assert registry.list_versions("fraud") == [1, 2] and steps == []
+        return
+    check, = checks
+    assert check["before_rows"] > 300 and check["after_rows"] > 300 and not check["rose"]
+    assert (worker.stats.trained, worker.stats.adapted) == (0, 1)
+    assert registry.list_versions("fraud") == [1]
+    assert [(e.status, e.episode_id) for e in steps] == [("adapted", request.request_id)]
+    assert "did not rise" in steps[0].detail and "v1's loss" in steps[0].evidence[0]

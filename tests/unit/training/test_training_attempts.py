@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from services.episodes.book import EpisodeBook, attempt_request_id
 from services.training.attempts import (
     after_attempt,
@@ -275,3 +277,21 @@ def test_a_rejection_against_a_champion_an_earlier_episode_promoted_ends_adapted
     assert (episode.state, episode.failure) == ("adapted", "v3 no better than v2")
     assert book.open_episode("m") is None
     assert after_rejection(book, second, 3, champion=2) is None  # closed: nothing more
+
+
+def test_whose_error_a_concept_alarm_watched_is_kept_per_episode() -> None:
+    """Bugs caught: the champion watch's evidence lost when it joins (or retries) an
+    episode the learner's alarm opened, so the trainer second-guesses it; a learner's
+    alarm taken for the champion's."""
+    from services.training.attempts import champion_alarmed
+
+    book = EpisodeBook()
+    opener = msgspec.structs.replace(request("c1", "concept"), watched="learner")
+    book.fold(opener)
+    assert not champion_alarmed(book, opener)
+    retry = next_attempt(opener, T0, 0)
+    assert retry.watched == "learner"
+    book.fold(EpisodeEvent(event_id="j", episode_id="c1", model="m", status="joined",
+                           detector="online", watched="champion", at=T0))
+    assert champion_alarmed(book, opener) and book.episodes["c1"].watched == {
+        "learner", "champion"}
