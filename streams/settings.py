@@ -10,6 +10,11 @@ settings, the standard ``OTEL_*`` variables (kept verbatim in
 ``observability.otel`` for the telemetry setup) and torchrun's ``LOCAL_RANK``.
 Everything else receives a :class:`Settings` (or one of its sections) as an argument.
 
+An unknown key is an error at every level, the top one included: a key in the YAML file
+or a ``DRIFTLOOP_*`` variable that names no setting stops the load with a message naming
+it, its source and the closest known key (:mod:`streams.settings_keys`). The few
+``DRIFTLOOP_*`` names that other readers own are listed in :data:`NOT_SETTINGS_ENV`.
+
 Kafka client keys are librdkafka's own: the common ones are typed fields, anything
 else goes through ``kafka.extra`` unchanged (``socket.keepalive.enable``,
 ``ssl.endpoint.identification.algorithm``, ...). Secrets are ``SecretStr`` and are
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,10 +45,16 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 from services.model_settings import ModelSettings
+from streams.settings_keys import (
+    ConfigurationError,
+    UnknownSettingError,
+    env_name,
+    environment_problems,
+    file_problems,
+)
 
 TOPIC_NAMES: tuple[str, ...] = (
     "features",
@@ -305,9 +317,9 @@ class Settings(BaseSettings):
         env_prefix="DRIFTLOOP_",
         env_nested_delimiter="__",
         frozen=True,
-        extra="ignore",
+        extra="forbid",
     )
-    _yaml_path: ClassVar[Path | None] = None
+    _file_values: ClassVar[dict[str, Any]] = {}
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
@@ -352,12 +364,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings, env_settings, _FixedSource(settings_cls, cls._legacy)]
-        if cls._yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
-        sources.append(file_secret_settings)
-        return tuple(sources)
+        return (init_settings, env_settings, _FixedSource(settings_cls, cls._legacy),
+                _FixedSource(settings_cls, cls._file_values), file_secret_settings)
 
     def topic(self, name: str) -> str:
         """The full (prefixed) name of one of :data:`TOPIC_NAMES`."""
@@ -377,7 +385,8 @@ class Settings(BaseSettings):
 
 
 class _FixedSource(PydanticBaseSettingsSource):
-    """A settings source holding a prepared (nested) dict: the old environment names."""
+    """A settings source holding a prepared (nested) dict: the YAML file, or values read
+    from the process environment outside ``DRIFTLOOP_*`` (``OTEL_*``)."""
 
     def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
         super().__init__(settings_cls)
@@ -416,11 +425,6 @@ REFUSED_ENV: dict[str, str] = {
 
 class LegacyEnvError(ValueError):
     """An environment variable that is no longer read; the message names its successor."""
-
-
-def env_name(path: tuple[str, ...]) -> str:
-    """The ``DRIFTLOOP_*`` variable of a settings path, e.g. ``DRIFTLOOP_FEAST__REPO``."""
-    return "DRIFTLOOP_" + "__".join(part.upper() for part in path)
 
 
 def legacy_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
@@ -464,19 +468,71 @@ def torchrun_local_rank(default: int = 0) -> int:
     return int(os.environ.get("LOCAL_RANK", default))
 
 
+NOT_SETTINGS_ENV: dict[str, str] = {
+    "DRIFTLOOP_CONFIG": "the YAML file load_settings reads",
+    "DRIFTLOOP_REQUIRE_SERVICES": "tests: a missing PostgreSQL or Redis fails (.ci/run sets it)",
+    "DRIFTLOOP_REQUIRE_BROWSER": "tests: a missing Chromium fails (.ci/run sets it)",
+    "DRIFTLOOP_CHROMIUM": "tests: the Chromium binary of the report's browser check",
+    "DRIFTLOOP_REPORT_SCREENSHOT": "tests: keep the report's screenshot there",
+    "DRIFTLOOP_RELIABILITY_DOC": "chaos tests: where the reliability ledger is written",
+    "DRIFTLOOP_CHAOS_SEED": "chaos tests: the seed of the kill schedules",
+    "DRIFTLOOP_CHAOS_IDEMPOTENT": "chaos tests: run the idempotent broker-restart case",
+}
+"""``DRIFTLOOP_*`` names that are not settings: the loader's own and the test suite's.
+
+Every other ``DRIFTLOOP_*`` variable must name a setting. The test suite's are here
+because the commands it starts inherit them (``.ci/run`` exports two); a test checks
+that each is still read.
+"""
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``, its unknown keys refused."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigurationError(
+            f"configuration file {path} is not valid YAML{line}: "
+            f"{getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            f"configuration file {path} must hold a mapping of settings, "
+            f"not a {type(data).__name__}")
+    checked = {k: v for k, v in data.items() if k != "feature_repo"}  # an old name, below
+    problems = file_problems(Settings, checked, str(path))
+    if problems:
+        raise UnknownSettingError("; ".join(problems))
+    return data
+
+
+def check_environment(env: Mapping[str, str]) -> None:
+    """Refuse every ``DRIFTLOOP_*`` variable of ``env`` that names no setting."""
+    problems = environment_problems(Settings, env, "DRIFTLOOP_", {
+        **NOT_SETTINGS_ENV, **dict.fromkeys(LEGACY_ENV, "")})
+    if problems:
+        raise UnknownSettingError("; ".join(problems))
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Load settings from ``path`` (or ``$DRIFTLOOP_CONFIG``), the environment and overrides.
 
-    A path that is given but missing is an error: a typo must not silently fall back
-    to defaults.
+    A path that is given but missing is an error, and so is a key in it or a
+    ``DRIFTLOOP_*`` variable that names no setting (:class:`UnknownSettingError`): a typo
+    must not silently fall back to defaults.
     """
     chosen = path if path is not None else os.environ.get("DRIFTLOOP_CONFIG")
-    yaml_path: Path | None = None
+    file_values: dict[str, Any] = {}
     if chosen:
         yaml_path = Path(chosen)
         if not yaml_path.is_file():
             raise FileNotFoundError(f"configuration file not found: {yaml_path}")
+        file_values = read_settings_file(yaml_path)
     legacy, notes = legacy_overrides(os.environ)
+    check_environment(os.environ)
     for note in notes:
         warnings.warn(note, FutureWarning, stacklevel=2)
     otel = otel_environment()
@@ -484,12 +540,12 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         observability = dict(legacy.get("observability", {}))
         observability["otel"] = otel
         legacy["observability"] = observability
-    Settings._yaml_path = yaml_path
+    Settings._file_values = file_values
     Settings._legacy = legacy
     try:
         return Settings(**overrides)
     finally:
-        Settings._yaml_path = None
+        Settings._file_values = {}
         Settings._legacy = {}
 
 

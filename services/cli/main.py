@@ -16,12 +16,19 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from services.cli import broker, data, demo, drift, models, predict, report, run, topics, train
 from services.cli.bootstrap import bootstrap_command
 from services.cli.context import CliContext, show_flags_as_flags
 from services.cli.logs import configure_logging
-from streams.settings import LegacyEnvError, config_source_name, load_settings, settings_errors
+from streams.settings import (
+    ConfigurationError,
+    LegacyEnvError,
+    config_source_name,
+    load_settings,
+    settings_errors,
+)
 
 app = typer.Typer(
     name="driftloop",
@@ -69,8 +76,9 @@ def _main(
             settings = load_settings(config)
         for warning in caught:  # old setting names: one line each, naming the new one
             console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
-    except (FileNotFoundError, LegacyEnvError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+    except (FileNotFoundError, ConfigurationError, LegacyEnvError) as exc:
+        # one line: an unknown key names itself, its file or variable, and a guess
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as exc:
         console.print(f"[red]error:[/] invalid settings ({config_source_name(config)}):")
