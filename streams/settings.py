@@ -1,9 +1,9 @@
 """One typed configuration for every driftloop process.
 
 Sources, highest priority first: explicit arguments, ``DRIFTLOOP_*`` environment
-variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the old
-environment names of :data:`LEGACY_ENV` (with a deprecation warning), the YAML file
-named by ``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
+variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the
+``OTEL_*`` variables (as ``observability.otel``), the YAML file named by
+``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
 
 This is the one module that reads the process environment: the ``DRIFTLOOP_*``
 settings, the standard ``OTEL_*`` variables (kept verbatim in
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +38,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -51,7 +49,6 @@ from services.model_settings import ModelSettings
 from streams.settings_keys import (
     ConfigurationError,
     UnknownSettingError,
-    env_name,
     environment_problems,
     file_problems,
 )
@@ -334,21 +331,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
-    _legacy: ClassVar[dict[str, Any]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_feature_repo_key(cls, data: Any) -> Any:
-        """``feature_repo`` (top level) was the repository path before ``feast.repo``."""
-        if isinstance(data, dict) and "feature_repo" in data:
-            data = dict(data)
-            old = data.pop("feature_repo")
-            feast = dict(data.get("feast") or {})
-            feast.setdefault("repo", old)
-            data["feast"] = feast
-            warnings.warn("the setting feature_repo is deprecated; use feast.repo",
-                          FutureWarning, stacklevel=2)
-        return data
+    _process_values: ClassVar[dict[str, Any]] = {}
 
     def model(self, name: str) -> ModelSettings:
         """The typed settings of model ``name`` (defaults when it has no section)."""
@@ -364,7 +347,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FixedSource(settings_cls, cls._legacy),
+        return (init_settings, env_settings, _FixedSource(settings_cls, cls._process_values),
                 _FixedSource(settings_cls, cls._file_values), file_secret_settings)
 
     def topic(self, name: str) -> str:
@@ -397,56 +380,6 @@ class _FixedSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
-
-
-# -- old environment names ---------------------------------------------------------------
-
-LEGACY_ENV: dict[str, tuple[str, ...]] = {
-    "DRIFTLOOP_FEAST_REPO": ("feast", "repo"),
-    "DRIFTLOOP_FEATURE_REPO": ("feast", "repo"),
-    "DRIFTLOOP_FEAST_VARIANT": ("feast", "variant"),
-    "DRIFTLOOP_FEAST_PROJECT": ("feast", "project"),
-    "DRIFTLOOP_FEAST_REGISTRY_URL": ("feast", "registry_url"),
-    "DRIFTLOOP_FEAST_REDIS": ("feast", "redis"),
-    "DRIFTLOOP_OTEL_FILE": ("observability", "otel_file"),
-    "DRIFTLOOP_PROGRESS": ("observability", "progress"),
-    "DRIFTLOOP_ONLINE_SNAPSHOT_KEY": ("online", "snapshot_key_file"),
-    "DRIFTLOOP_HEALTH_PORT": ("http", "port"),
-    "DRIFTLOOP_HEALTH_HOST": ("http", "host"),
-}
-"""Names used before this configuration existed: honoured for one release, with a
-``FutureWarning`` naming the new variable (the new one wins when both are set)."""
-
-REFUSED_ENV: dict[str, str] = {
-    "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS": "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE",
-}
-"""Old names refused outright (fault injection must never switch on by accident)."""
-
-
-class LegacyEnvError(ValueError):
-    """An environment variable that is no longer read; the message names its successor."""
-
-
-def legacy_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """The settings given by old names in ``env`` and one deprecation note per name.
-
-    Raises :class:`LegacyEnvError` for a refused name.
-    """
-    for old, new in REFUSED_ENV.items():
-        if old in env:
-            raise LegacyEnvError(f"{old} is no longer read; set {new} instead")
-    values: dict[str, Any] = {}
-    notes: list[str] = []
-    for old, path in LEGACY_ENV.items():
-        if old not in env:
-            continue
-        new = env_name(path)
-        notes.append(f"{old} is deprecated and will be removed; set {new} instead")
-        if new in env:
-            continue
-        section = values.setdefault(path[0], {})
-        section.setdefault(path[1], env[old])
-    return values, notes
 
 
 _OTEL_NAME = re.compile(r"^OTEL_[A-Z0-9_]+$")
@@ -502,8 +435,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise ConfigurationError(
             f"configuration file {path} must hold a mapping of settings, "
             f"not a {type(data).__name__}")
-    checked = {k: v for k, v in data.items() if k != "feature_repo"}  # an old name, below
-    problems = file_problems(Settings, checked, str(path))
+    problems = file_problems(Settings, data, str(path))
     if problems:
         raise UnknownSettingError("; ".join(problems))
     return data
@@ -511,8 +443,7 @@ def read_settings_file(path: Path) -> dict[str, Any]:
 
 def check_environment(env: Mapping[str, str]) -> None:
     """Refuse every ``DRIFTLOOP_*`` variable of ``env`` that names no setting."""
-    problems = environment_problems(Settings, env, "DRIFTLOOP_", {
-        **NOT_SETTINGS_ENV, **dict.fromkeys(LEGACY_ENV, "")})
+    problems = environment_problems(Settings, env, "DRIFTLOOP_", NOT_SETTINGS_ENV)
     if problems:
         raise UnknownSettingError("; ".join(problems))
 
@@ -531,22 +462,15 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
         if not yaml_path.is_file():
             raise FileNotFoundError(f"configuration file not found: {yaml_path}")
         file_values = read_settings_file(yaml_path)
-    legacy, notes = legacy_overrides(os.environ)
     check_environment(os.environ)
-    for note in notes:
-        warnings.warn(note, FutureWarning, stacklevel=2)
     otel = otel_environment()
-    if otel:
-        observability = dict(legacy.get("observability", {}))
-        observability["otel"] = otel
-        legacy["observability"] = observability
     Settings._file_values = file_values
-    Settings._legacy = legacy
+    Settings._process_values = {"observability": {"otel": otel}} if otel else {}
     try:
         return Settings(**overrides)
     finally:
         Settings._file_values = {}
-        Settings._legacy = {}
+        Settings._process_values = {}
 
 
 def config_source_name(path: str | Path | None) -> str:

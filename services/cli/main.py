@@ -9,7 +9,6 @@ commands answer at once.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +23,6 @@ from services.cli.context import CliContext, show_flags_as_flags
 from services.cli.logs import configure_logging
 from streams.settings import (
     ConfigurationError,
-    LegacyEnvError,
     config_source_name,
     load_settings,
     settings_errors,
@@ -71,12 +69,8 @@ def _main(
 ) -> None:
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            settings = load_settings(config)
-        for warning in caught:  # old setting names: one line each, naming the new one
-            console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
-    except (FileNotFoundError, ConfigurationError, LegacyEnvError) as exc:
+        settings = load_settings(config)
+    except (FileNotFoundError, ConfigurationError) as exc:
         # one line: an unknown key names itself, its file or variable, and a guess
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None

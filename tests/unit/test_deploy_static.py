@@ -394,8 +394,8 @@ def test_network_policy_covers_every_pod_and_its_http_port() -> None:
 
 
 # ---------------------------------------------------------------- names, commands, files
-# Every DRIFTLOOP_* name in deploy/ and the Dockerfile must be a setting (a typo stops
-# the process at start: caught here, before a deploy), never an old name nor a whole
+# Every DRIFTLOOP_* name in deploy/ and the Dockerfile must be a setting (a typo or an
+# old name stops the process at start: caught here, before a deploy), never a whole
 # section; every `driftloop ...` command must parse with the real command line; every
 # driftloop container has a read-only root filesystem and a volume under each path its
 # settings write to.
@@ -412,13 +412,9 @@ def env_name_problem(name: str) -> str | None:
     The loader's own check (``variable_path``) decides, and a whole section (which the
     loader takes as JSON) is a problem here too: deploy files set one setting per name.
     """
-    from streams.settings import LEGACY_ENV, REFUSED_ENV, Settings, env_name
+    from streams.settings import Settings
     from streams.settings_keys import UnknownSettingError, variable_path
 
-    if name in REFUSED_ENV:
-        return f"{name} is refused; use {REFUSED_ENV[name]}"
-    if name in LEGACY_ENV:
-        return f"{name} is deprecated; use {env_name(LEGACY_ENV[name])}"
     if name in LOADER_NAMES:
         return None
     try:
@@ -689,7 +685,7 @@ def test_the_checks_fail_on_fake_names_commands_and_writable_roots() -> None:
     assert not [p for p in problems if p.startswith("compose good:")]
     expected = {
         "typo": ["unknown setting 'kafka.bootstrap_server'",
-                 "DRIFTLOOP_FEAST_REPO is deprecated; use DRIFTLOOP_FEAST__REPO",
+                 "DRIFTLOOP_FEAST_REPO (did you mean DRIFTLOOP_FEAST__REPO?)",
                  "unknown setting 'state'", "No such command 'retrian'",
                  "not read-only", "no writable /tmp"],
         "unsafe": ["unknown service(s) ['drfit']", "not read-only", "no writable /tmp"],
@@ -711,8 +707,9 @@ def test_env_names_are_checked_down_to_the_leaf() -> None:
         "DRIFTLOOP_MODELS__FRAUD__WINDOW (did you mean DRIFTLOOP_MODELS__FRAUD__ROLLBACK__WINDOW?)")
     assert "unknown setting 'state_dir.x'" in str(env_name_problem("DRIFTLOOP_STATE_DIR__X"))
     assert "is a section" in str(env_name_problem("DRIFTLOOP_KAFKA"))
-    assert "deprecated" in str(env_name_problem("DRIFTLOOP_HEALTH_PORT"))
-    assert "refused" in str(env_name_problem("DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"))
+    assert "(did you mean DRIFTLOOP_HTTP__PORT?)" in str(env_name_problem("DRIFTLOOP_HEALTH_PORT"))
+    assert "(did you mean DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE?)" in str(
+        env_name_problem("DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"))
     assert env_text_problems("set DRIFTLOOP_* or DRIFTLOOP_FEAST__VARIANT", "x") == []
 
 

@@ -116,17 +116,11 @@ def test_the_cli_names_each_invalid_setting_without_values_or_a_traceback(
     assert "s3cret-value" not in result.output and "Traceback" not in result.output
 
 
-def test_http_section_takes_the_deployed_health_port_names(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from streams.settings import load_settings
-
-    monkeypatch.setenv("DRIFTLOOP_HEALTH_PORT", "8081")
-    monkeypatch.setenv("DRIFTLOOP_HEALTH_HOST", "127.0.0.1")
+def test_http_section_is_set_by_its_own_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOOP_HTTP__PORT", "8081")
+    monkeypatch.setenv("DRIFTLOOP_HTTP__HOST", "127.0.0.1")
     http = load_settings().http
     assert (http.host, http.port, http.request_deadline_s) == ("127.0.0.1", 8081, 10.0)
-    monkeypatch.setenv("DRIFTLOOP_HTTP__PORT", "9090")  # the section's own name wins
-    assert load_settings().http.port == 9090
 
 
 def test_validation_limits_must_be_timezone_aware() -> None:
