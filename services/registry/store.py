@@ -172,7 +172,7 @@ class LoadedModel:
 
     @property
     def task(self) -> Task:
-        """What this version predicts (binary for versions written before tasks)."""
+        """What this version predicts (binary for a version registered without a task)."""
         return Task.from_manifest(self.manifest.task)
 
 
