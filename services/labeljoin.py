@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 E = TypeVar("E")  # what an event leaves waiting (features, predictions)
 L = TypeVar("L")  # what a label brings
@@ -41,16 +41,6 @@ class JoinCounters:
     early_labels_evicted: int = 0
     duplicates: int = 0
     early_labels_held: int = 0
-
-    def __getstate__(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def __setstate__(self, state: Any) -> None:
-        """Counters pickled by an older release (without the newer fields) read as zero."""
-        if isinstance(state, tuple):  # a slotted object's default state: (dict, slots)
-            state = {**(state[0] or {}), **(state[1] or {})}
-        for f in fields(self):
-            object.__setattr__(self, f.name, int(state.get(f.name, 0)))
 
 
 @dataclass

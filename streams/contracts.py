@@ -110,8 +110,8 @@ class FeatureDrift(msgspec.Struct, frozen=True, kw_only=True):
     bins: list[str] = []
     reference_shares: list[float] = []
     window_shares: list[float] = []
-    # Reference and window summary statistics (reports written before they existed have
-    # none).
+    # Reference and window summary statistics: none where the report was built without
+    # them (``driftloop drift check`` over files builds none).
     reference_summary: Summary | None = None
     window_summary: Summary | None = None
 
@@ -146,8 +146,9 @@ class RetrainRequest(Event, tag="retrain_request/1", kw_only=True):
     ``episode_id`` with a higher ``attempt``. ``change_point`` is the detector's estimate
     of when the change began (the start of the drift monitor's first alarming window,
     the online learner's detector cut point): the trainer's fresh data is what came after
-    it. Requests written before these fields existed read as attempt 1 of their own
-    episode with the window's start as the change point. ``not_before`` (a retry's)
+    it. A request written by hand (a ``manual`` retrain from an operator's tool) may leave
+    them out: it is attempt 1 of its own episode, with the window's start as the change
+    point. ``not_before`` (a retry's)
     asks the trainer not to start it earlier. ``refinement``: the next attempt of an
     episode that already promoted a candidate trained on few post-change rows (a concept
     episode's); it trains on everything after the change point that has arrived since,
@@ -248,8 +249,8 @@ class ShadowVerdict(Event, tag="shadow_verdict/1", kw_only=True):
 
     ``request_id`` is the retrain request the candidate answers (its
     ``ModelCandidate.request_id``), so the services that keep a request in flight can
-    clear it from the verdict alone. It is optional: verdicts written before it existed,
-    and candidates registered by hand, carry none.
+    clear it from the verdict alone. It is optional: a candidate registered by hand answers
+    no request, and its verdict carries none.
     """
 
     model: ModelName

@@ -1,14 +1,19 @@
 """One typed configuration for every driftloop process.
 
 Sources, highest priority first: explicit arguments, ``DRIFTLOOP_*`` environment
-variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the old
-environment names of :data:`LEGACY_ENV` (with a deprecation warning), the YAML file
-named by ``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
+variables (nested with ``__``, e.g. ``DRIFTLOOP_KAFKA__BOOTSTRAP_SERVERS``), the
+``OTEL_*`` variables (as ``observability.otel``), the YAML file named by
+``DRIFTLOOP_CONFIG`` (or passed to :func:`load_settings`), defaults.
 
 This is the one module that reads the process environment: the ``DRIFTLOOP_*``
 settings, the standard ``OTEL_*`` variables (kept verbatim in
 ``observability.otel`` for the telemetry setup) and torchrun's ``LOCAL_RANK``.
 Everything else receives a :class:`Settings` (or one of its sections) as an argument.
+
+An unknown key is an error at every level, the top one included: a key in the YAML file
+or a ``DRIFTLOOP_*`` variable that names no setting stops the load with a message naming
+it, its source and the closest known key (:mod:`streams.settings_keys`). The few
+``DRIFTLOOP_*`` names that other readers own are listed in :data:`NOT_SETTINGS_ENV`.
 
 Kafka client keys are librdkafka's own: the common ones are typed fields, anything
 else goes through ``kafka.extra`` unchanged (``socket.keepalive.enable``,
@@ -20,12 +25,12 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,16 +38,20 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 from services.model_settings import ModelSettings
+from streams.settings_keys import (
+    ConfigurationError,
+    UnknownSettingError,
+    environment_problems,
+    file_problems,
+)
 
 TOPIC_NAMES: tuple[str, ...] = (
     "features",
@@ -305,9 +314,9 @@ class Settings(BaseSettings):
         env_prefix="DRIFTLOOP_",
         env_nested_delimiter="__",
         frozen=True,
-        extra="ignore",
+        extra="forbid",
     )
-    _yaml_path: ClassVar[Path | None] = None
+    _file_values: ClassVar[dict[str, Any]] = {}
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
@@ -322,21 +331,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
-    _legacy: ClassVar[dict[str, Any]] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_feature_repo_key(cls, data: Any) -> Any:
-        """``feature_repo`` (top level) was the repository path before ``feast.repo``."""
-        if isinstance(data, dict) and "feature_repo" in data:
-            data = dict(data)
-            old = data.pop("feature_repo")
-            feast = dict(data.get("feast") or {})
-            feast.setdefault("repo", old)
-            data["feast"] = feast
-            warnings.warn("the setting feature_repo is deprecated; use feast.repo",
-                          FutureWarning, stacklevel=2)
-        return data
+    _process_values: ClassVar[dict[str, Any]] = {}
 
     def model(self, name: str) -> ModelSettings:
         """The typed settings of model ``name`` (defaults when it has no section)."""
@@ -352,12 +347,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [
-            init_settings, env_settings, _FixedSource(settings_cls, cls._legacy)]
-        if cls._yaml_path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._yaml_path))
-        sources.append(file_secret_settings)
-        return tuple(sources)
+        return (init_settings, env_settings, _FixedSource(settings_cls, cls._process_values),
+                _FixedSource(settings_cls, cls._file_values), file_secret_settings)
 
     def topic(self, name: str) -> str:
         """The full (prefixed) name of one of :data:`TOPIC_NAMES`."""
@@ -377,7 +368,8 @@ class Settings(BaseSettings):
 
 
 class _FixedSource(PydanticBaseSettingsSource):
-    """A settings source holding a prepared (nested) dict: the old environment names."""
+    """A settings source holding a prepared (nested) dict: the YAML file, or values read
+    from the process environment outside ``DRIFTLOOP_*`` (``OTEL_*``)."""
 
     def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
         super().__init__(settings_cls)
@@ -388,61 +380,6 @@ class _FixedSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._values)
-
-
-# -- old environment names ---------------------------------------------------------------
-
-LEGACY_ENV: dict[str, tuple[str, ...]] = {
-    "DRIFTLOOP_FEAST_REPO": ("feast", "repo"),
-    "DRIFTLOOP_FEATURE_REPO": ("feast", "repo"),
-    "DRIFTLOOP_FEAST_VARIANT": ("feast", "variant"),
-    "DRIFTLOOP_FEAST_PROJECT": ("feast", "project"),
-    "DRIFTLOOP_FEAST_REGISTRY_URL": ("feast", "registry_url"),
-    "DRIFTLOOP_FEAST_REDIS": ("feast", "redis"),
-    "DRIFTLOOP_OTEL_FILE": ("observability", "otel_file"),
-    "DRIFTLOOP_PROGRESS": ("observability", "progress"),
-    "DRIFTLOOP_ONLINE_SNAPSHOT_KEY": ("online", "snapshot_key_file"),
-    "DRIFTLOOP_HEALTH_PORT": ("http", "port"),
-    "DRIFTLOOP_HEALTH_HOST": ("http", "host"),
-}
-"""Names used before this configuration existed: honoured for one release, with a
-``FutureWarning`` naming the new variable (the new one wins when both are set)."""
-
-REFUSED_ENV: dict[str, str] = {
-    "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS": "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE",
-}
-"""Old names refused outright (fault injection must never switch on by accident)."""
-
-
-class LegacyEnvError(ValueError):
-    """An environment variable that is no longer read; the message names its successor."""
-
-
-def env_name(path: tuple[str, ...]) -> str:
-    """The ``DRIFTLOOP_*`` variable of a settings path, e.g. ``DRIFTLOOP_FEAST__REPO``."""
-    return "DRIFTLOOP_" + "__".join(part.upper() for part in path)
-
-
-def legacy_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """The settings given by old names in ``env`` and one deprecation note per name.
-
-    Raises :class:`LegacyEnvError` for a refused name.
-    """
-    for old, new in REFUSED_ENV.items():
-        if old in env:
-            raise LegacyEnvError(f"{old} is no longer read; set {new} instead")
-    values: dict[str, Any] = {}
-    notes: list[str] = []
-    for old, path in LEGACY_ENV.items():
-        if old not in env:
-            continue
-        new = env_name(path)
-        notes.append(f"{old} is deprecated and will be removed; set {new} instead")
-        if new in env:
-            continue
-        section = values.setdefault(path[0], {})
-        section.setdefault(path[1], env[old])
-    return values, notes
 
 
 _OTEL_NAME = re.compile(r"^OTEL_[A-Z0-9_]+$")
@@ -464,33 +401,76 @@ def torchrun_local_rank(default: int = 0) -> int:
     return int(os.environ.get("LOCAL_RANK", default))
 
 
+NOT_SETTINGS_ENV: dict[str, str] = {
+    "DRIFTLOOP_CONFIG": "the YAML file load_settings reads",
+    "DRIFTLOOP_REQUIRE_SERVICES": "tests: a missing PostgreSQL or Redis fails (.ci/run sets it)",
+    "DRIFTLOOP_REQUIRE_BROWSER": "tests: a missing Chromium fails (.ci/run sets it)",
+    "DRIFTLOOP_CHROMIUM": "tests: the Chromium binary of the report's browser check",
+    "DRIFTLOOP_REPORT_SCREENSHOT": "tests: keep the report's screenshot there",
+    "DRIFTLOOP_RELIABILITY_DOC": "chaos tests: where the reliability ledger is written",
+    "DRIFTLOOP_CHAOS_SEED": "chaos tests: the seed of the kill schedules",
+    "DRIFTLOOP_CHAOS_IDEMPOTENT": "chaos tests: run the idempotent broker-restart case",
+}
+"""``DRIFTLOOP_*`` names that are not settings: the loader's own and the test suite's.
+
+Every other ``DRIFTLOOP_*`` variable must name a setting. The test suite's are here
+because the commands it starts inherit them (``.ci/run`` exports two); a test checks
+that each is still read.
+"""
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``, its unknown keys refused."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigurationError(
+            f"configuration file {path} is not valid YAML{line}: "
+            f"{getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            f"configuration file {path} must hold a mapping of settings, "
+            f"not a {type(data).__name__}")
+    problems = file_problems(Settings, data, str(path))
+    if problems:
+        raise UnknownSettingError("; ".join(problems))
+    return data
+
+
+def check_environment(env: Mapping[str, str]) -> None:
+    """Refuse every ``DRIFTLOOP_*`` variable of ``env`` that names no setting."""
+    problems = environment_problems(Settings, env, "DRIFTLOOP_", NOT_SETTINGS_ENV)
+    if problems:
+        raise UnknownSettingError("; ".join(problems))
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Load settings from ``path`` (or ``$DRIFTLOOP_CONFIG``), the environment and overrides.
 
-    A path that is given but missing is an error: a typo must not silently fall back
-    to defaults.
+    A path that is given but missing is an error, and so is a key in it or a
+    ``DRIFTLOOP_*`` variable that names no setting (:class:`UnknownSettingError`): a typo
+    must not silently fall back to defaults.
     """
     chosen = path if path is not None else os.environ.get("DRIFTLOOP_CONFIG")
-    yaml_path: Path | None = None
+    file_values: dict[str, Any] = {}
     if chosen:
         yaml_path = Path(chosen)
         if not yaml_path.is_file():
             raise FileNotFoundError(f"configuration file not found: {yaml_path}")
-    legacy, notes = legacy_overrides(os.environ)
-    for note in notes:
-        warnings.warn(note, FutureWarning, stacklevel=2)
+        file_values = read_settings_file(yaml_path)
+    check_environment(os.environ)
     otel = otel_environment()
-    if otel:
-        observability = dict(legacy.get("observability", {}))
-        observability["otel"] = otel
-        legacy["observability"] = observability
-    Settings._yaml_path = yaml_path
-    Settings._legacy = legacy
+    Settings._file_values = file_values
+    Settings._process_values = {"observability": {"otel": otel}} if otel else {}
     try:
         return Settings(**overrides)
     finally:
-        Settings._yaml_path = None
-        Settings._legacy = {}
+        Settings._file_values = {}
+        Settings._process_values = {}
 
 
 def config_source_name(path: str | Path | None) -> str:

@@ -9,19 +9,24 @@ commands answer at once.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from services.cli import broker, data, demo, drift, models, predict, report, run, topics, train
 from services.cli.bootstrap import bootstrap_command
 from services.cli.context import CliContext, show_flags_as_flags
 from services.cli.logs import configure_logging
-from streams.settings import LegacyEnvError, config_source_name, load_settings, settings_errors
+from streams.settings import (
+    ConfigurationError,
+    config_source_name,
+    load_settings,
+    settings_errors,
+)
 
 app = typer.Typer(
     name="driftloop",
@@ -64,13 +69,10 @@ def _main(
 ) -> None:
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            settings = load_settings(config)
-        for warning in caught:  # old setting names: one line each, naming the new one
-            console.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
-    except (FileNotFoundError, LegacyEnvError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        settings = load_settings(config)
+    except (FileNotFoundError, ConfigurationError) as exc:
+        # one line: an unknown key names itself, its file or variable, and a guess
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as exc:
         console.print(f"[red]error:[/] invalid settings ({config_source_name(config)}):")

@@ -268,10 +268,10 @@ def is_factory_meta(meta: Mapping[str, Any]) -> bool:
 
 
 def meta_outputs(meta: Mapping[str, Any]) -> int:
-    """Outputs per row of the module ``meta`` describes (old metas: 1)."""
+    """Outputs per row of the module ``meta`` describes."""
     if is_factory_meta(meta):
         return int(meta["schema"]["n_outputs"])
-    return int(meta.get("n_outputs", 1))
+    return int(meta["n_outputs"])
 
 
 def rebuild_factory(meta: Mapping[str, Any]) -> BuiltModel:

@@ -7,7 +7,6 @@ returns ``[batch]`` when ``n_outputs`` is 1 and ``[batch, K]`` otherwise.
 Its shape is described by a small JSON-able ``model_meta`` dict (input widths,
 vocabulary sizes, embedding widths, hidden sizes, dropout, outputs), so a stored state
 dict can be rebuilt without the training config: ``TabularModel.from_meta(meta)``.
-A meta written before heads had several outputs has no ``n_outputs``: it means 1.
 :func:`build_tabular` is the built-in model builder (see :mod:`services.model.builder`).
 """
 
@@ -91,7 +90,7 @@ class TabularModel(nn.Module):
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> TabularModel:
-        """Rebuild an (untrained) module from ``meta`` (no ``n_outputs``: one output)."""
+        """Rebuild an (untrained) module from ``meta``."""
         if meta.get("format") != META_FORMAT:
             raise ValueError(f"unsupported model meta format {meta.get('format')!r}")
         return cls(
@@ -100,7 +99,7 @@ class TabularModel(nn.Module):
             meta["embedding_dims"],
             meta["hidden_sizes"],
             meta["dropout"],
-            int(meta.get("n_outputs", 1)),
+            int(meta["n_outputs"]),
         )
 
 

@@ -90,7 +90,8 @@ class Task(BaseModel):
 
     @classmethod
     def from_manifest(cls, data: Mapping[str, Any] | None) -> Task:
-        """The task stored in a manifest; versions written before tasks existed are binary."""
+        """The task stored in a manifest; a version registered without one has the default
+        task (binary), as a model without a ``task`` setting does."""
         return cls() if not data else cls.model_validate(dict(data))
 
     # -- labels ----------------------------------------------------------------------

@@ -12,14 +12,11 @@ it). The whole object goes into the online service's snapshot.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.labeljoin import BoundedJoin, JoinCounters
-
-__all__ = ["JoinCounters", "Joined", "LabelJoin"]  # JoinCounters: named in older snapshots
+from services.labeljoin import BoundedJoin
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +28,24 @@ class Joined:
     features: dict[str, Any]
     label: float
     label_time: datetime
-    feature_time: datetime | None = None  # None: held before feature times were kept
+    feature_time: datetime
 
     @property
     def event_time(self) -> datetime:
-        """When the event happened: its features' time, else (later) its label's."""
-        return self.feature_time or self.label_time
+        """When the event happened: its features' time."""
+        return self.feature_time
 
 
 @dataclass
 class LabelJoin(BoundedJoin[tuple[Any, ...], tuple[float, datetime]]):
     """Features waiting for labels and labels waiting for features, both bounded.
 
-    Held features are ``(model, features, event_time)`` (``(model, features)`` in
-    snapshots written before feature times were kept).
+    Held features are ``(model, features, event_time)``.
     """
 
     def add_features(
         self, event_id: str, model: str, features: dict[str, Any], now: float,
-        event_time: datetime | None = None,
+        event_time: datetime,
     ) -> Joined | None:
         """Hold one event's features; returns the joined event if its label came first."""
         held = (model, features, event_time)
@@ -67,21 +63,5 @@ class LabelJoin(BoundedJoin[tuple[Any, ...], tuple[float, datetime]]):
     ) -> Joined | None:
         if pair is None:
             return None
-        held, (label, label_time) = pair
-        model, features = held[0], held[1]
-        feature_time = held[2] if len(held) > 2 else None
+        (model, features, feature_time), (label, label_time) = pair
         return Joined(event_id, model, features, label, label_time, feature_time)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot's join, also one written before the join was shared: then
-        features waited in ``_features`` as ``(at, model, features)`` and early labels as
-        ``(at, model, label, label_time)``."""
-        if "_features" in state:
-            state = dict(state)
-            features = state.pop("_features")
-            state["_pending"] = OrderedDict(
-                (eid, (at, (model, feats))) for eid, (at, model, feats) in features.items())
-            state["_early"] = OrderedDict(
-                (eid, (at, (label, label_time)))
-                for eid, (at, _model, label, label_time) in state["_early"].items())
-        self.__dict__.update(state)

@@ -381,23 +381,6 @@ class OnlineLearner:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("refused_values", 0)
-        state.setdefault("refused_updates", 0)
-        # A snapshot from before tasks: a binary learner with its metrics as attributes.
-        state.setdefault("task", Task())
-        state.setdefault("label_spread", stats.Var())
-        if "rolling" not in state:
-            state["rolling"] = {"rolling_accuracy": state.pop("accuracy"),
-                                "rolling_log_loss": state.pop("log_loss"),
-                                "rolling_roc_auc": state.pop("roc_auc")}
-        config = state.get("config")
-        if config is not None and set(LearnerConfig.model_fields) - set(config.__dict__):
-            # A snapshot from an older configuration: its config lacks the new fields.
-            state["config"] = LearnerConfig.model_validate(
-                {k: v for k, v in config.__dict__.items() if k in LearnerConfig.model_fields})
-        if "recent_errors" not in state:  # a snapshot from before change-point estimates
-            config = state.get("config")
-            state["recent_errors"] = deque(maxlen=getattr(config, "cut_window", 8192))
         self.__dict__.update(state)
         if self.healthy:
             self._remember()

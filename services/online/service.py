@@ -63,10 +63,10 @@ Retrain request ids are ``concept-<model>-<learner uid>-<events learned>`` (the 
 ``concept-<model>-champion-<watch uid>-v<version>-<events watched>``): replaying the
 same events after a restart from a snapshot yields the same id, and the trainer's
 idempotency turns a repeat into a no-op. A request stays in flight until its verdict:
-the ``models.verdicts`` event names the request it answers and clears it; for a verdict
-without one (written before verdicts carried it) and for a ``shadow``
-``models.promotions`` event, the ``models.candidates`` event seen for that version maps it
-to its request id. ``base_version`` is the registry's ``champion`` when there is one.
+the ``models.verdicts`` event names the request it answers and clears it; for a ``shadow``
+``models.promotions`` event, which names none, the ``models.candidates`` event seen for
+that version maps it to its request id. ``base_version`` is the registry's ``champion``
+when there is one.
 
 Each model's learner follows its task (``settings.model(m).task``: estimator, drift
 input, rolling metrics, see :mod:`services.online.learner`). A snapshot's learner of

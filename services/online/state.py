@@ -91,16 +91,6 @@ class OnlineState:
     timelines: dict[str, EventTimeline] = field(default_factory=dict)
     watches: dict[str, ChampionWatch] = field(default_factory=dict)
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        """Restore a snapshot, also one written before a field existed (its default)."""
-        state = dict(state)
-        state.setdefault("join", LabelJoin())
-        state.setdefault("triggers", {})
-        state.setdefault("requests", {})
-        state.setdefault("timelines", {})
-        state.setdefault("watches", {})
-        self.__dict__.update(state)
-
     def timeline(self, model: str) -> EventTimeline:
         """The model's event timeline (created on first use)."""
         found = self.timelines.get(model)

@@ -109,8 +109,8 @@ class Manifest:
     seeds: dict[str, int] = field(default_factory=dict)
     code: dict[str, str | None] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    # What the version predicts (``services.model.task.Task.to_dict``); empty: written
-    # before tasks existed, i.e. binary.
+    # What the version predicts (``services.model.task.Task.to_dict``); empty: registered
+    # without a task (``ModelRegistry.register``'s is optional), i.e. the default, binary.
     task: dict[str, Any] = field(default_factory=dict)
     format: int = MANIFEST_FORMAT
 

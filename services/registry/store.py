@@ -7,7 +7,7 @@ Layout under the root (any fsspec URL; a plain path is a local directory)::
     models/<model>/versions/<n>/preprocessing.json
     models/<model>/versions/<n>/manifest.json     written last: its presence commits n
     models/<model>/requests/<sha256(request id)>.json   request id -> version (exclusive)
-    models/<model>/aliases/<alias>.json       {"version", "previous", "updated_at"}
+    models/<model>/aliases/<alias>.json       {"version", "previous", "history", "updated_at"}
     models/<model>/aliases/<alias>.lock       held while an alias changes
 
 Why it is safe with concurrent writers:
@@ -172,7 +172,7 @@ class LoadedModel:
 
     @property
     def task(self) -> Task:
-        """What this version predicts (binary for versions written before tasks)."""
+        """What this version predicts (binary for a version registered without a task)."""
         return Task.from_manifest(self.manifest.task)
 
 
@@ -491,7 +491,7 @@ class ModelRegistry:
         return f"{self._model_dir(model)}/aliases/{validate_name(alias, 'alias')}"
 
     def alias_record(self, model: str, alias: str) -> dict[str, Any] | None:
-        """``{"version", "previous", "updated_at"}`` of an alias, or None."""
+        """``{"version", "previous", "history", "updated_at"}`` of an alias, or None."""
         if self._alias_log is not None:
             return self._alias_log.record(self._alias_dir(model, alias))
         try:
@@ -650,7 +650,7 @@ def moved_history(
     A forward move appends the current version; a move ``back`` (a rollback) to a version
     in the history drops it and everything after it, so rollbacks never go forward.
     """
-    history = [int(v) for v in (old or {}).get("history", [])]
+    history = [int(v) for v in old["history"]] if old is not None else []
     current = None if old is None else old.get("version")
     if back and version in history:
         return history[: history.index(version)]

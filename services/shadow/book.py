@@ -58,10 +58,9 @@ class ShadowRun:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], policy: ShadowPolicy) -> ShadowRun:
-        """A saved run; ``policy`` is used only for runs saved without their own."""
-        if d.get("policy") is not None:
-            policy = ShadowPolicy.model_validate(d["policy"])
+    def from_dict(cls, d: dict[str, Any]) -> ShadowRun:
+        """A saved run, with the policy it started with."""
+        policy = ShadowPolicy.model_validate(d["policy"])
         stats = PairedStats.restore(
             policy.looks(), Moments(**d["moments"]), [Moments(**s) for s in d["snapshots"]]
         )
@@ -69,7 +68,7 @@ class ShadowRun:
             model=d["model"], version=d["version"], parent=d["parent"], champion=d["champion"],
             request_id=d["request_id"], registry_uri=d["registry_uri"], sha256=d["sha256"],
             started_at=datetime.fromisoformat(d["started_at"]), stats=stats,
-            traceparent=d.get("traceparent"), policy=policy,
+            traceparent=d["traceparent"], policy=policy,
         )
 
 
@@ -103,11 +102,10 @@ class RollbackWatch:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], policy: RollbackPolicy) -> RollbackWatch:
-        """A saved watch; ``policy`` is used only for watches saved without their own."""
-        if d.get("policy") is not None:
-            policy = RollbackPolicy.model_validate(d["policy"])
-        pairs = d.get("pairs")  # absent from watches saved before the paired test
+    def from_dict(cls, d: dict[str, Any]) -> RollbackWatch:
+        """A saved watch, with the policy it started with (``pairs``: None when unpaired)."""
+        policy = RollbackPolicy.model_validate(d["policy"])
+        pairs = d["pairs"]
         monitor = RollbackMonitor.restore(
             policy, LossSummary(*d["shadow"]), tuple(d["live"]),
             [LossSummary(*x) for x in d["snapshots"]],
@@ -303,9 +301,9 @@ class ShadowBook:
         book = cls(policy, rollback, dict(policies or {}), dict(rollbacks or {}),
                    champions=dict(d["champions"]), decided=dict(d["decided"]))
         for r in d["runs"]:
-            run = ShadowRun.from_dict(r, book.shadow_policy(r["model"]))
+            run = ShadowRun.from_dict(r)
             book.runs.setdefault(run.model, {})[run.version] = run
         for w in d["watches"]:
-            watch = RollbackWatch.from_dict(w, book.rollback_policy(w["model"]))
+            watch = RollbackWatch.from_dict(w)
             book.watches[watch.model] = watch
         return book

@@ -315,15 +315,13 @@ def rollback_target(registry: ModelRegistry, model: str, to: int | None) -> tupl
     """(current champion, version to restore), back along the promotion history.
 
     Without ``to``: the champion before the current one; ``to`` must be an earlier
-    champion. A rollback never moves forward (records written before the history was
-    kept fall back to their ``previous``).
+    champion. A rollback never moves forward.
     """
     record = registry.alias_record(model, CHAMPION)
     if record is None:
         raise PromotionError(f"{model} has no champion to roll back")
     current = int(record["version"])
-    history = [int(v) for v in record.get("history", [])] if "history" in record else (
-        [int(record["previous"])] if record.get("previous") is not None else [])
+    history = [int(v) for v in record["history"]]
     if not history:
         raise PromotionError(f"{model} v{current} is the oldest champion on record: "
                              "there is nothing older to roll back to")

@@ -18,10 +18,9 @@ comparison roll back models that were better than the one restored (measured on 
 closed-loop benchmark: a concept refinement at a live 1.85 squared error against its
 shadow estimate 1.28 was replaced by its parent at about 2.5).
 
-Without a previous champion (or for a watch saved before the paired test existed) the
-reference is the new champion's shadow estimate (mean, variance and count of its
-per-event losses there): a one-sided z-test of ``H0: E[live] <= (1 + margin)
-E[shadow]`` whose standard error counts both samples' noise.
+Without a previous champion the reference is the new champion's shadow estimate (mean,
+variance and count of its per-event losses there): a one-sided z-test of ``H0: E[live]
+<= (1 + margin) E[shadow]`` whose standard error counts both samples' noise.
 
 Statistical guard: either test runs only at pre-set looks (``min_events``, then every
 ``look_every`` events, and at ``window``), each at ``alpha / K`` (Bonferroni over the K

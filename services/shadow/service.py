@@ -376,12 +376,12 @@ class ShadowService(StreamService):
 
     def _trained_until(self, model: str, version: int) -> datetime | None:
         """The end of the event-time window ``version`` was trained on (its lineage), read
-        once; None when it has none (a manual training, an older manifest)."""
+        once; None when its lineage has none (a version registered without one)."""
         key = (model, version)
         if key not in self._windows:
             try:
                 self._windows[key] = self.registry.manifest(model, version).lineage.window_end
-            except Exception as exc:  # judged on every event, as before lineage had it
+            except Exception as exc:  # unreadable: judged on every event, as without a window
                 log.warning("shadow: %s v%d's training window unreadable: %s", model,
                             version, exc)
                 self._windows[key] = None

@@ -449,7 +449,7 @@ def _origin(
         model_meta = state["model_meta"]
         return _Origin(
             TrainingConfig.model_validate(state["config"]), str(state["run_id"]),
-            Task.from_manifest(state.get("task")), preprocessor,
+            Task.model_validate(state["task"]), preprocessor,
             module_from_meta(model_meta), model_meta, bool(state["fine_tuned"]),
             float(state["peak_lr"]), state, ckpt,
         )

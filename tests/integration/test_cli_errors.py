@@ -85,14 +85,13 @@ def test_feast_repo_missing_not_applied_and_no_champion(tmp_path: Path, window: 
     assert "RuntimeWarning" not in no_snapshot.stderr  # Feast's experimental-API notice
 
 
-def test_an_old_variable_name_works_with_one_warning_line(tmp_path: Path, window: Path) -> None:
-    copy_repo(tmp_path / "old")
+def test_an_old_variable_name_is_refused_naming_the_new_one(
+    tmp_path: Path, window: Path
+) -> None:
     result = driftloop(tmp_path, "drift", "check", "--model", "fraud", "--input", str(window),
                        DRIFTLOOP_FEAST_REPO=str(tmp_path / "old"), DRIFTLOOP_FEAST__REPO=None)
-    one_error_line(result, 2, "fraud", "apply the Feast repository", str(tmp_path / "old"))
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == ["warning: DRIFTLOOP_FEAST_REPO is deprecated and will be removed; "
-                        "set DRIFTLOOP_FEAST__REPO instead"]
+    one_error_line(result, 2, "environment variable DRIFTLOOP_FEAST_REPO",
+                   "did you mean DRIFTLOOP_FEAST__REPO?")
 
 
 def test_unknown_model_in_the_registry_commands(tmp_path: Path) -> None:

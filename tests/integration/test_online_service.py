@@ -18,6 +18,7 @@ from streams.contracts import (
     FeatureEvent,
     LabelEvent,
     ModelCandidate,
+    ModelPromotion,
     PairedTest,
     RetrainRequest,
     ShadowVerdict,
@@ -103,8 +104,8 @@ def test_concept_drift_becomes_one_retrain_request_and_state_survives_restart(
     again.stop()
     again.run()  # stopped before its first poll: closes its clients (no reconnect spam)
 
-    # a verdict written before verdicts named their request: the candidate event seen for
-    # that version maps it to the request; a verdict for another request clears nothing
+    # a shadow promotion names no request: the candidate event seen for that version maps
+    # it to the request; a verdict for another request clears nothing
     third = OnlineService(settings, specs={"agrawal": SPEC}, store=store,
                           snapshot_interval_s=3600)
     trigger = third.triggers["agrawal"]
@@ -121,7 +122,9 @@ def test_concept_drift_becomes_one_retrain_request_and_state_survives_restart(
                 sha256="0" * 64))
         if "candidate" not in phase and third.state.requests.get("agrawal", {}).get(7):
             phase["candidate"] = trigger.in_flight
-            _send(settings, "models.verdicts", _verdict(7, None))
+            _send(settings, "models.promotions", ModelPromotion(
+                event_id="promotion-7", model="agrawal", new_champion=7, previous_champion=1,
+                cause="shadow", promoted_at=T0))
         return "candidate" in phase and trigger.in_flight is None
 
     third.run(until=until, idle_timeout_s=30)
@@ -129,7 +132,8 @@ def test_concept_drift_becomes_one_retrain_request_and_state_survives_restart(
     assert trigger.in_flight is None
 
 
-def _send(settings: Settings, topic: str, event: ModelCandidate | ShadowVerdict) -> None:
+def _send(settings: Settings, topic: str,
+          event: ModelCandidate | ShadowVerdict | ModelPromotion) -> None:
     with EventProducer(settings, "test") as producer:
         producer.send(settings.topic(topic), event, "agrawal", span=False)
 

@@ -127,7 +127,7 @@ def test_a_multiclass_learner_over_the_broker(settings: Settings) -> None:
     fresh = changed.state.learners[MODEL]
     assert fresh.task.kind == "binary" and fresh.learned == 0
     # a label joined under the former task (pending in the snapshot) is dropped, not learned
-    stale = Joined("ev-old", MODEL, probe, 7.0, T0)
+    stale = Joined("ev-old", MODEL, probe, 7.0, T0, T0)
     changed._learn(MODEL, [(stale, None)])  # type: ignore[list-item]
     assert fresh.learned == 0
     for s in (again, changed):

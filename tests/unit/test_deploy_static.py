@@ -14,7 +14,6 @@ import shlex
 import shutil
 import subprocess
 import tomllib
-import typing
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from typing import Any
@@ -395,9 +394,9 @@ def test_network_policy_covers_every_pod_and_its_http_port() -> None:
 
 
 # ---------------------------------------------------------------- names, commands, files
-# Every DRIFTLOOP_* name in deploy/ and the Dockerfile must be a setting (a typo is
-# silently ignored at start: unknown top-level names are not an error), never an old
-# name; every `driftloop ...` command must parse with the real command line; every
+# Every DRIFTLOOP_* name in deploy/ and the Dockerfile must be a setting (a typo or an
+# old name stops the process at start: caught here, before a deploy), never a whole
+# section; every `driftloop ...` command must parse with the real command line; every
 # driftloop container has a read-only root filesystem and a volume under each path its
 # settings write to.
 
@@ -407,45 +406,22 @@ IMAGE = "driftloop"
 SECRET = "postgresql+psycopg://user:secret@db:5432/feast"  # stands in for secretKeyRef values
 
 
-def _nested_model(annotation: Any) -> Any:
-    """The settings model inside an annotation (``X``, ``X | None``), else None."""
-    from pydantic import BaseModel
-
-    candidates = [annotation, *typing.get_args(annotation)]
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
-                None)
-
-
 def env_name_problem(name: str) -> str | None:
-    """Why ``name`` is not a variable the configuration reads, or None when it is."""
-    from streams.settings import LEGACY_ENV, REFUSED_ENV, Settings, env_name
+    """Why ``name`` is not a variable the configuration reads, or None when it is.
 
-    if name in REFUSED_ENV:
-        return f"{name} is refused; use {REFUSED_ENV[name]}"
-    if name in LEGACY_ENV:
-        return f"{name} is deprecated; use {env_name(LEGACY_ENV[name])}"
+    The loader's own check (``variable_path``) decides, and a whole section (which the
+    loader takes as JSON) is a problem here too: deploy files set one setting per name.
+    """
+    from streams.settings import Settings
+    from streams.settings_keys import UnknownSettingError, variable_path
+
     if name in LOADER_NAMES:
         return None
-    parts = name.removeprefix("DRIFTLOOP_").lower().split("__")
-    model: Any = Settings
-    i = 0
-    while i < len(parts):
-        path = ".".join(parts[: i + 1])
-        field = model.model_fields.get(parts[i])
-        if field is None:
-            return f"{name}: no setting {path}"
-        annotation = field.annotation
-        if typing.get_origin(annotation) is dict:  # models.<name>...: skip the key
-            value = _nested_model(typing.get_args(annotation)[1])
-            if value is None or i + 2 >= len(parts):
-                return None
-            model, i = value, i + 2
-            continue
-        nested = _nested_model(annotation)
-        if nested is None:
-            return None if i == len(parts) - 1 else f"{name}: {path} has no sub-settings"
-        model, i = nested, i + 1
-    return f"{name}: {'.'.join(parts)} is a section, not a setting"
+    try:
+        path, section = variable_path(Settings, name)
+    except UnknownSettingError as exc:
+        return str(exc)
+    return f"{name}: {'.'.join(path)} is a section, not a setting" if section else None
 
 
 def env_text_problems(text: str, where: str) -> list[str]:
@@ -708,8 +684,9 @@ def test_the_checks_fail_on_fake_names_commands_and_writable_roots() -> None:
     problems = compose_problems(yaml.safe_load(SYNTHETIC_COMPOSE))
     assert not [p for p in problems if p.startswith("compose good:")]
     expected = {
-        "typo": ["no setting kafka.bootstrap_server", "DRIFTLOOP_FEAST_REPO is deprecated; "
-                 "use DRIFTLOOP_FEAST__REPO", "no setting state", "No such command 'retrian'",
+        "typo": ["unknown setting 'kafka.bootstrap_server'",
+                 "DRIFTLOOP_FEAST_REPO (did you mean DRIFTLOOP_FEAST__REPO?)",
+                 "unknown setting 'state'", "No such command 'retrian'",
                  "not read-only", "no writable /tmp"],
         "unsafe": ["unknown service(s) ['drfit']", "not read-only", "no writable /tmp"],
         "unmounted": ["settings do not load: "],
@@ -726,11 +703,13 @@ def test_env_names_are_checked_down_to_the_leaf() -> None:
     assert env_name_problem("DRIFTLOOP_KAFKA__SASL_PASSWORD") is None
     assert env_name_problem("DRIFTLOOP_MODELS__FRAUD__TRAINING__MAX_STEPS") is None
     assert env_name_problem("DRIFTLOOP_MODELS__FRAUD__WINDOW") == (
-        "DRIFTLOOP_MODELS__FRAUD__WINDOW: no setting models.fraud.window")
-    assert "has no sub-settings" in str(env_name_problem("DRIFTLOOP_STATE_DIR__X"))
+        "unknown setting 'models.fraud.window' in environment variable "
+        "DRIFTLOOP_MODELS__FRAUD__WINDOW (did you mean DRIFTLOOP_MODELS__FRAUD__ROLLBACK__WINDOW?)")
+    assert "unknown setting 'state_dir.x'" in str(env_name_problem("DRIFTLOOP_STATE_DIR__X"))
     assert "is a section" in str(env_name_problem("DRIFTLOOP_KAFKA"))
-    assert "deprecated" in str(env_name_problem("DRIFTLOOP_HEALTH_PORT"))
-    assert "refused" in str(env_name_problem("DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"))
+    assert "(did you mean DRIFTLOOP_HTTP__PORT?)" in str(env_name_problem("DRIFTLOOP_HEALTH_PORT"))
+    assert "(did you mean DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE?)" in str(
+        env_name_problem("DRIFTLOOP_TEST_CRASH_AFTER_ALIAS"))
     assert env_text_problems("set DRIFTLOOP_* or DRIFTLOOP_FEAST__VARIANT", "x") == []
 
 
@@ -758,7 +737,7 @@ def test_the_kubernetes_checks_fail_on_a_broken_pod() -> None:
     init["initContainers"][0]["args"] = ["bootstrap", "--wait"]  # --model left out
     problems = k8s_problems(resources)
     assert len(problems) == 3, problems
-    assert any("no setting feast.variants" in p for p in problems)
+    assert any("unknown setting 'feast.variants'" in p for p in problems)
     assert any("not read-only" in p for p in problems)
     assert any("Missing option '--model'" in p for p in problems)
     container["env"].pop()

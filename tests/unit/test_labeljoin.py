@@ -48,7 +48,7 @@ Adapter = tuple[Callable[..., Any], Callable[[Any, str, float], Any],
                 Callable[[Any, str, float], Any]]
 ADAPTERS: dict[str, Adapter] = {
     "online": (LabelJoin,
-               lambda j, eid, now: j.add_features(eid, "m", {"x": 1.0}, now),
+               lambda j, eid, now: j.add_features(eid, "m", {"x": 1.0}, now, T),
                lambda j, eid, now: j.add_label(eid, "m", 1.0, T, now)),
     "shadow": (PairingBuffer,
                lambda j, eid, now: j.add_predictions(eid, 0.7, {2: 0.8}, now),

@@ -40,7 +40,7 @@ def test_a_first_request_opens_an_episode_at_its_change_point() -> None:
     episode = book.open_episode("m")
     assert episode is not None and episode.episode_id == "r1"
     assert (episode.change_point, episode.detector, episode.attempts) == (change, "drift", 1)
-    # without a change point (an older request), the window's start is the change point
+    # without a change point (one written by hand), the window's start is the change point
     book.fold(request("x", model="other"))
     assert book.open_episode("other").change_point == T0 - timedelta(minutes=5)
 

@@ -31,7 +31,7 @@ def test_grown_rows_start_as_the_unknown_bucket() -> None:
     assert torch.equal(weight[:4], model.embeddings[0].weight)
 
 
-def test_head_has_one_output_per_class_and_old_meta_means_one() -> None:
+def test_head_has_one_output_per_class_and_its_meta_rebuilds_it() -> None:
     spec = synthetic_spec(n_numeric=3, n_categorical=1)
     pre = Preprocessor.fit(spec, synthetic_frame(100, spec))
     enc = pre.transform(synthetic_frame(5, spec, seed=4))
@@ -41,7 +41,6 @@ def test_head_has_one_output_per_class_and_old_meta_means_one() -> None:
     assert TabularModel.from_meta(multi.meta)(*inputs).shape == (5, 4)
 
     single = build_tabular(pre.schema, ArchitectureConfig(hidden_sizes=(8,)))
-    old_meta = {k: v for k, v in single.meta.items() if k != "n_outputs"}  # before heads grew
-    rebuilt = TabularModel.from_meta(old_meta)
+    rebuilt = TabularModel.from_meta(single.meta)
     rebuilt.load_state_dict(single.state_dict())
     assert rebuilt.n_outputs == 1 and rebuilt(*inputs).shape == (5,)

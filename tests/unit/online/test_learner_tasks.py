@@ -3,7 +3,6 @@ regression values with a unit-free drift input, the task's metrics and label che
 
 from __future__ import annotations
 
-import copy
 import math
 import pickle
 import random
@@ -202,27 +201,6 @@ def test_a_pickled_learner_answers_the_same(task: Task) -> None:
     assert clone.predict(probe) == pytest.approx(learner.predict(probe))
     x, y = events[0]
     assert clone.learn_one(x, y).prediction == pytest.approx(learner.learn_one(x, y).prediction)
-
-
-def test_a_learner_pickled_before_tasks_restores_as_binary() -> None:
-    learner = OnlineLearner(SPEC)
-    _learn(learner, [(x, float(y > 100)) for x, y in _regression_events(13, 200)])
-    state = copy.deepcopy(learner.__getstate__())  # not shared with ``learner``
-    rolling = state.pop("rolling")
-    del state["task"], state["label_spread"]
-    state.update(accuracy=rolling["rolling_accuracy"], log_loss=rolling["rolling_log_loss"],
-                 roc_auc=rolling["rolling_roc_auc"])
-    old_config = dict(learner.config.__dict__)
-    del old_config["scale_target"]
-    state["config"] = LearnerConfig.model_construct(**old_config)  # fields of the time
-    del state["config"].__dict__["scale_target"]
-    old = OnlineLearner.__new__(OnlineLearner)
-    old.__setstate__(state)
-    assert old.task == Task() and old.config.scale_target is True
-    assert old.metrics() == pytest.approx(learner.metrics())
-    probe = {"x0": 60.0, "x1": 50.0, "x2": 50.0}
-    assert old.predict_proba(probe) == learner.predict_proba(probe)
-    assert old.learn_one(probe, 1.0).proba == learner.learn_one(probe, 1.0).proba
 
 
 def test_predict_proba_is_for_binary_models_only() -> None:

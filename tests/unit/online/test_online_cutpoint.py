@@ -3,12 +3,11 @@
 Bugs caught: a change point taken as the detection (or detection minus a constant)
 instead of the detector's cut; ADWIN's kept ``width`` read after river reset it (0);
 the error buffer not cleared at a detection (a second change's estimate reaching back
-into the first); an old snapshot's learner without the buffer failing to restore.
+into the first).
 """
 
 from __future__ import annotations
 
-import pickle
 import random
 
 import pytest
@@ -105,17 +104,6 @@ def test_detector_window_of_kswin_and_others() -> None:
             break
     assert kswin.drift_detected and detector_window(kswin) == 30
     assert detector_window(drift.PageHinkley()) is None
-
-
-def test_a_learner_pickled_before_the_buffer_existed_restores() -> None:
-    learner = _learner()
-    state = learner.__getstate__()
-    del state["recent_errors"]
-    old = OnlineLearner.__new__(OnlineLearner)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.recent_errors.maxlen == 8192
-    old.learn_one({"x": 1.0}, 1.0)
-    assert len(old.recent_errors) == 1
 
 
 def test_an_outlier_at_the_start_is_not_the_change() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -141,18 +140,3 @@ def _with_run() -> str:
     _add(book, 4, parent=1)
     _feed(book, 150, 0.6, {4: 0.6})
     return book.to_json()
-
-
-def test_a_watch_saved_before_the_paired_test_goes_on_against_its_shadow_estimate() -> None:
-    book = _promoted_book()
-    _feed(book, 50, 0.9, {1: 1.2}, seed=2)
-    state = json.loads(book.to_json())
-    for watch in state["watches"]:
-        del watch["pairs"]  # the format the service wrote before
-    restored = ShadowBook.from_json(json.dumps(state), POLICY, ROLLBACK)
-    monitor = restored.watches["m"].monitor
-    assert not monitor.paired and monitor.n == 50
-    _feed(restored, 150, 0.9, {}, seed=3)  # events without v1's loss count again
-    status = restored.rollback_status("m")
-    assert status is not None and status.action == "rollback"
-    assert "shadow estimate" in status.reason

@@ -1,8 +1,7 @@
-"""The typed sections of the configuration and the old environment names.
+"""The typed sections of the configuration, and the names used before it existed.
 
-Old names keep working for one release with a warning that names the new variable,
-the new one wins when both are set, and a refused name stops the load with a message
-naming its successor.
+Nothing was released under the old names, so none is read: each is refused like any
+unknown ``DRIFTLOOP_*`` variable, with the new name as the suggestion.
 """
 
 from __future__ import annotations
@@ -10,16 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from streams.settings import (
-    LEGACY_ENV,
-    REFUSED_ENV,
-    LegacyEnvError,
-    Settings,
-    env_name,
-    load_settings,
-)
+from streams.settings import UnknownSettingError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -31,55 +22,37 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_every_old_name_points_at_a_real_setting() -> None:
-    for old, path in LEGACY_ENV.items():
-        section = Settings.model_fields[path[0]].annotation
-        assert path[1] in section.model_fields, old  # type: ignore[union-attr]
-        assert env_name(path) != old
+OLD_NAMES = {  # the names used before this configuration, and what replaced them
+    "DRIFTLOOP_FEAST_REPO": "DRIFTLOOP_FEAST__REPO",
+    "DRIFTLOOP_FEATURE_REPO": "DRIFTLOOP_FEAST__REPO",
+    "DRIFTLOOP_FEAST_VARIANT": "DRIFTLOOP_FEAST__VARIANT",
+    "DRIFTLOOP_FEAST_PROJECT": "DRIFTLOOP_FEAST__PROJECT",
+    "DRIFTLOOP_FEAST_REGISTRY_URL": "DRIFTLOOP_FEAST__REGISTRY_URL",
+    "DRIFTLOOP_FEAST_REDIS": "DRIFTLOOP_FEAST__REDIS",
+    "DRIFTLOOP_OTEL_FILE": "DRIFTLOOP_OBSERVABILITY__OTEL_FILE",
+    "DRIFTLOOP_PROGRESS": "DRIFTLOOP_OBSERVABILITY__PROGRESS",
+    "DRIFTLOOP_ONLINE_SNAPSHOT_KEY": "DRIFTLOOP_ONLINE__SNAPSHOT_KEY_FILE",
+    "DRIFTLOOP_HEALTH_PORT": "DRIFTLOOP_HTTP__PORT",
+    "DRIFTLOOP_HEALTH_HOST": "DRIFTLOOP_HTTP__HOST",
+    "DRIFTLOOP_TEST_CRASH_AFTER_ALIAS": "DRIFTLOOP_FAULTS__CRASH_AFTER_ALIAS_MOVE",
+}
 
 
-def test_an_old_name_still_works_with_a_warning_naming_the_new_one(
+def test_an_old_name_is_refused_and_the_new_one_suggested(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("DRIFTLOOP_FEAST_REPO", str(tmp_path / "repo"))
-    monkeypatch.setenv("DRIFTLOOP_FEAST_VARIANT", "real")
-    monkeypatch.setenv("DRIFTLOOP_PROGRESS", "log")
-    with pytest.warns(FutureWarning, match="DRIFTLOOP_FEAST_REPO .* DRIFTLOOP_FEAST__REPO"):
-        s = load_settings()
-    assert s.feast.repo == tmp_path / "repo"
-    assert s.feast.variant == "real"
-    assert s.observability.progress == "log"
-
-
-def test_the_new_name_wins_over_the_old_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("DRIFTLOOP_OTEL_FILE", str(tmp_path / "old.jsonl"))
-    monkeypatch.setenv("DRIFTLOOP_OBSERVABILITY__OTEL_FILE", str(tmp_path / "new.jsonl"))
-    with pytest.warns(FutureWarning, match="DRIFTLOOP_OBSERVABILITY__OTEL_FILE"):
-        s = load_settings()
-    assert s.observability.otel_file == tmp_path / "new.jsonl"
-
-
-def test_an_old_name_under_yaml_beats_the_file_but_not_the_new_variable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    path = tmp_path / "driftloop.yaml"
-    path.write_text("feast:\n  repo: from-yaml\n  project: p1\n")
-    monkeypatch.setenv("DRIFTLOOP_FEAST_REPO", "from-old-env")
-    with pytest.warns(FutureWarning):
-        s = load_settings(path)
-    assert (s.feast.repo, s.feast.project) == (Path("from-old-env"), "p1")
-
-
-def test_a_refused_name_stops_the_load_and_names_its_successor(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for old, new in REFUSED_ENV.items():
-        monkeypatch.setenv(old, "1")
-        with pytest.raises(LegacyEnvError, match=new):
+    # catches: an old name read (or dropped in silence) instead of refused, and a
+    # suggestion that does not lead to the name that replaced it
+    for old, new in OLD_NAMES.items():
+        monkeypatch.setenv(old, str(tmp_path / "x"))
+        with pytest.raises(UnknownSettingError) as caught:
             load_settings()
+        assert str(caught.value).endswith(f"environment variable {old} (did you mean {new}?)")
         monkeypatch.delenv(old)
+        valid = {"PORT": "1", "MOVE": "1", "PROGRESS": "log", "VARIANT": "real"}
+        monkeypatch.setenv(new, next((v for k, v in valid.items() if new.endswith(k)), "x"))
+        load_settings()  # the new name is read
+        monkeypatch.delenv(new)
 
 
 def test_otel_variables_are_read_once_into_the_configuration(
@@ -100,12 +73,13 @@ def test_the_fault_switch_is_read_from_its_new_name(monkeypatch: pytest.MonkeyPa
     assert load_settings().faults.crash_after_alias_move
 
 
-def test_the_old_feature_repo_key_maps_to_feast_repo(tmp_path: Path) -> None:
+def test_the_old_feature_repo_key_is_refused_pointing_at_feast_repo(tmp_path: Path) -> None:
+    # catches: the old top-level key mapped to feast.repo, or ignored, instead of refused
     path = tmp_path / "driftloop.yaml"
     path.write_text("feature_repo: /app/feature_repo\n")
-    with pytest.warns(FutureWarning, match="feast.repo"):
-        s = load_settings(path)
-    assert s.feast.repo == Path("/app/feature_repo")
+    with pytest.raises(UnknownSettingError,
+                       match=r"'feature_repo' in .* \(did you mean 'feast\.repo'\?\)"):
+        load_settings(path)
 
 
 def test_model_sections_are_typed_and_strict(tmp_path: Path) -> None:
@@ -130,5 +104,5 @@ def test_model_sections_are_typed_and_strict(tmp_path: Path) -> None:
                          ("shadow", "{min_pair: 1}"), ("rollback", "{windw: 1}"),
                          ("online", "{estimater: x}"), ("drift", "{window_event: 1}")]:
         path.write_text(f"models:\n  fraud:\n    {section}: {bad}\n")
-        with pytest.raises(ValidationError, match=rf"models\.fraud\.{section}"):
+        with pytest.raises(UnknownSettingError, match=rf"'models\.fraud\.{section}\."):
             load_settings(path)
