@@ -413,7 +413,8 @@ def run_scenario(scenario: Scenario, options: RunOptions, workdir: Path) -> dict
         create_topics(settings)
         store, layout = _champion_v1(settings, scenario, options, workdir)
         setup_s = round(time.monotonic() - started, 1)
-        tally = Tally(scenario.model)
+        tally = Tally(scenario.model, min_window_events=settings.model(
+            scenario.model).drift.min_window_events)
         run = _loop(settings, scenario, options, layout, tally)
     finally:
         broker.stop()

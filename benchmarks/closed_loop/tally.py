@@ -46,6 +46,9 @@ class Tally:
     verdicts: dict[int, ShadowVerdict] = field(default_factory=dict)  # by candidate version
     promotions: dict[str, ModelPromotion] = field(default_factory=dict)
     book: EpisodeBook = field(default_factory=EpisodeBook)  # which requests were absorbed
+    # windows with fewer events are reported but never judged (the drift policy's
+    # ``min_window_events``; an idle flush closes such a window when the stream pauses)
+    min_window_events: int = 200
 
     def fold(self, event: Any) -> None:
         """Take one decoded event (of any model; others are ignored)."""
@@ -105,10 +108,13 @@ class Tally:
         return sorted((p for p in self.promotions.values() if p.cause == "rollback"),
                       key=lambda p: p.promoted_at)
 
-    def windows_by_champion(self) -> dict[int | None, tuple[int, int]]:
-        """``version -> (windows judged against it, of which drifted)``."""
+    def windows_by_champion(self, *, small: bool = False) -> dict[int | None, tuple[int, int]]:
+        """``version -> (windows judged against it, of which drifted)``; ``small``: the
+        windows under ``min_window_events`` instead, which the policy never judges."""
         out: dict[int | None, tuple[int, int]] = {}
         for r in self.reports.values():
+            if (r.window.n_events < self.min_window_events) != small:
+                continue
             n, drifted = out.get(r.champion_version, (0, 0))
             out[r.champion_version] = (n + 1, drifted + int(r.drifted))
         return out

@@ -105,6 +105,11 @@ def measure(scenario: Scenario, tally: Tally,
         "windows_by_champion": {str(v): {"windows": n, "drifted": d}
                                 for v, (n, d) in sorted(by_champion.items(),
                                                         key=lambda kv: kv[0] or 0)},
+        # windows under min_window_events (idle flushes): reported, never judged
+        "small_windows_by_champion": {
+            str(v): {"windows": n, "drifted": d}
+            for v, (n, d) in sorted(tally.windows_by_champion(small=True).items(),
+                                    key=lambda kv: kv[0] or 0)},
         "requests": len(tally.requests),
         "requests_by_reason": tally.requests_by_reason(),
         "episodes": len(tally.episodes()),

@@ -104,12 +104,13 @@ def test_unknown_names_are_refused_with_the_known_ones() -> None:
 
 # -- tally ------------------------------------------------------------------------------
 
-def report(i: int, version: int, drifted: bool, s: Scenario) -> DriftReport:
+def report(i: int, version: int, drifted: bool, s: Scenario,
+           n_events: int = 200) -> DriftReport:
     start = s.live_start + timedelta(minutes=5 * i)
     return DriftReport(
         event_id=f"d{i}", model=MODEL, reference_snapshot_id="snap",
         window=WindowBounds(start_time=start, end_time=start + timedelta(minutes=5),
-                            n_events=200),
+                            n_events=n_events),
         champion_version=version, features=[], drifted_share=1.0 if drifted else 0.0,
         drifted=drifted, created_at=start)
 
@@ -402,3 +403,16 @@ def test_opened_by_is_the_first_attempt_one_request_in_topic_order() -> None:
     for rid in ("a", "b"):
         tally.fold(request(rid, s.change_time, attempt=2, episode="c"))
     assert measure(s, tally)["opened_by"] == "online"
+
+
+def test_a_window_under_min_window_events_is_reported_apart_not_judged() -> None:
+    """Bug caught: a window closed by an idle flush with a few dozen events (reported,
+    never judged by the drift policy's ``min_window_events``) counted as a drifted
+    window against the new champion: a covariate_long run failed on 1 of 51 windows."""
+    s = scenario("covariate")
+    tally = Tally(MODEL, min_window_events=200)
+    tally.fold(report(1, 2, False, s))
+    tally.fold(report(2, 2, True, s, n_events=57))
+    tally.fold(report(3, 2, True, s, n_events=200))
+    assert tally.windows_by_champion() == {2: (2, 1)}
+    assert tally.windows_by_champion(small=True) == {2: (1, 1)}
