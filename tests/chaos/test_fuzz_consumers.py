@@ -538,9 +538,15 @@ def test_shadow_service_fuzz(settings: Settings, ledger: FaultRecorder,
     verdicts = [r.event for r in read_all(settings, "models.verdicts", ShadowVerdict)]
 
     outcome = _outcome(settings, messages)
-    _record(ledger, "shadow service", outcome, stats.handled, stats.handled, len(messages))
+    # the events the handler must get, counted from what was produced: those valid by
+    # construction, and the corpus inputs (and the not-binary label) the edge accepts
+    types = {"features": FeatureEvent, "labels": LabelEvent, "models.candidates": ModelCandidate}
+    to_handle = sum(1 for m in messages if m.reason is None or (
+        m.reason == ANY and _edge(m.value, types[m.topic], settings.validation) is None))
+    _record(ledger, "shadow service", outcome, stats.handled, to_handle, len(messages))
     assert stats.consumed == len(messages)
     _assert_table(outcome)
+    assert stats.handled == to_handle, f"{to_handle} valid events sent, {stats.handled} handled"
     n = next(i for i, m in enumerate(messages) if m.value == encode(not_binary))
     [at] = [(settings.topic("labels"), r.partition, r.offset) for r in read_all(settings, "labels")
             if FUZZ_HEADER in r.headers and int(r.headers[FUZZ_HEADER]) == n]
