@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 XDIST ?= 3
 PYTEST := $(BIN)/python -m pytest -n $(XDIST) --dist loadfile
 
-.PHONY: install browser demo test test-unit test-integration soak lint bench clean
+.PHONY: install browser promtool demo test test-unit test-integration soak lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,13 +34,28 @@ browser:
 	      || echo "chromium could not be installed: the browser test will skip"; \
 	  else echo "chromium not installed (needs root and apt-get): the browser test will skip"; fi; }
 
+# promtool for the alert-rule unit tests (deploy/prometheus/alerts_test.yml): the one
+# static binary taken from Debian's prometheus package into the venv, no daemon installed
+# (skipped, with its reason, when it cannot be installed; CI requires it).
+promtool: install
+	@command -v promtool >/dev/null 2>&1 || [ -x $(BIN)/promtool ] || { \
+	  if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then \
+	    tmp=$$(mktemp -d); \
+	    { [ "$$(id -u)" != 0 ] || apt-get update -qq; } \
+	      && (cd $$tmp && apt-get download -qq prometheus >/dev/null 2>&1) \
+	      && dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/root \
+	      && install -m 0755 $$tmp/root/usr/bin/promtool $(BIN)/promtool \
+	      || echo "promtool could not be installed: the alert-rule tests will skip"; \
+	    rm -rf $$tmp; \
+	  else echo "promtool not installed (needs apt-get and dpkg-deb): the alert-rule tests will skip"; fi; }
+
 demo: install
 	$(BIN)/python -m services.demo.run
 
-test: install browser
+test: install browser promtool
 	$(PYTEST) --durations=25 $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install promtool
 	$(PYTEST) -m "not integration and not chaos" $(PYTEST_ARGS)
 
 # Soaks: long fuzz budgets, the multiclass and regression example loops, kills with the

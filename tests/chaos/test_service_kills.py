@@ -17,8 +17,11 @@ input. Afterwards:
 - drift: every event offset lies in the window of at least one ``drift.reports`` event,
   and the one drift episode yielded exactly one retrain request id;
 - train: every retrain request has exactly one registered version, every version loads
-  with its sha256 verified, every checkpoint left on disk loads and verifies, and every
-  version was announced on ``models.candidates``;
+  with its sha256 verified, every checkpoint left on disk loads and verifies, every
+  version was announced on ``models.candidates``, at least
+  :data:`MIN_MID_TRAINING_KILLS` kills landed mid-training (the life's markers show a run
+  started and not finished), and each run killed after a checkpoint was resumed from it
+  (the next life to train it started no earlier than that checkpoint);
 - shadow: every champion the alias pointed to (as observed, and finally) has its
   ``models.promotions`` event, the promotions form one chain, the champion loads, and no
   promotion intent is left in the outbox;
@@ -51,6 +54,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -205,16 +209,79 @@ def test_drift_monitor_survives_kill9(
 
 # -- train ---------------------------------------------------------------------------------
 
-TRAINING = {"max_steps": 30, "eval_every_steps": 10, "batch_size": 128,
-            "checkpoint": {"every_steps": 5, "keep": 3}}
+TRAINING = {"max_steps": 400, "eval_every_steps": 100, "batch_size": 128,
+            "checkpoint": {"every_steps": 40, "keep": 3}}
+"""Long enough (about a second here) that a kill 0 to 0.4 s after a run's first
+checkpoint lands mid-training; with 30 steps most such kills came after the run ended."""
 TRAIN_REQUESTS = 9
 TRAIN_ANCHORS: tuple[kills.Anchor, ...] = (
     (kills.START, 0.2, kills.START_DELAY_S),  # start-up, group join
     ("request ", 0.25, (0.0, 1.5)),  # a request taken up: snapshot, data, first steps
-    ("checkpoint", 0.35, (0.0, 0.4)),  # mid-training, registering, publishing
+    ("checkpoint", 0.35, (0.0, 0.4)),  # mid-training (resumed from the checkpoint)
     (kills.COMMIT_WINDOW, 0.2, kills.COMMIT_DELAY_S),  # candidate flushed, not committed
 )
+TRAIN_MARKER_WAIT_S = 30.0
+"""How long a kill aimed at a marker waits for it: a life joins its group, takes a request
+up and builds its snapshot (seconds) before its first checkpoint, so with the default
+5 s nearly every kill aimed at a checkpoint fell before training had started."""
+MIN_MID_TRAINING_KILLS = 5
+"""Of the plan's 20 kills (13 aimed at a checkpoint), at least this many must land while a
+run is training: started and not finished at the kill."""
 HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class TrainingRun:
+    """One training a life started, from its markers (``train <run> from <step>``,
+    ``checkpoint <step>``, ``finish <status> <step>``)."""
+
+    run_id: str
+    start_step: int
+    checkpoint: int | None = None
+    finished: bool = False
+
+
+def _training_runs(life: kills.Life) -> list[TrainingRun]:
+    try:
+        lines = life.markers.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    runs: list[TrainingRun] = []
+    for line in lines:
+        word, *rest = line.split()
+        if word == "train":
+            runs.append(TrainingRun(rest[0], int(rest[2])))
+        elif word == "checkpoint" and runs:
+            runs[-1].checkpoint = int(rest[0])
+        elif word == "finish" and runs:
+            runs[-1].finished = True
+    return runs
+
+
+def _killed_mid_training(lives: kills.Lives) -> list[tuple[kills.Life, TrainingRun]]:
+    """The killed lives whose last run was training at the kill (started, not finished)."""
+    out = []
+    for life in lives.killed:
+        runs = _training_runs(life)
+        if runs and not runs[-1].finished:
+            out.append((life, runs[-1]))
+    return out
+
+
+def _not_resumed(lives: kills.Lives) -> list[str]:
+    """Runs killed after a checkpoint that the next life to train them did not resume from
+    it (``train <run> from <step>`` below the killed life's last checkpoint)."""
+    wrong = []
+    for life, run in _killed_mid_training(lives):
+        if run.checkpoint is None:
+            continue
+        later = [r for other in lives.lives[life.number + 1:] for r in _training_runs(other)
+                 if r.run_id == run.run_id]
+        if not later or later[0].start_step < run.checkpoint:
+            start = later[0].start_step if later else None
+            wrong.append(f"life {life.number}: {run.run_id} killed after checkpoint "
+                         f"{run.checkpoint}, next started from {start}")
+    return wrong
 
 
 def _feast_with_champion(tmp_path: Path, registry_uri: str) -> tuple[Path, str, int]:
@@ -289,6 +356,7 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     lives = _lives_for(tmp_path, "train", train_worker.main,
                        {**args, "repo": str(repo), "project": project, "training": TRAINING},
                        session_ms)
+    lives.marker_wait_s = max(lives.marker_wait_s, TRAIN_MARKER_WAIT_S)
     for point in plan:
         lives.kill_once(point)
     lives.run_to_end(180, final=True, request_ids=[r.request_id for r in requests])
@@ -322,8 +390,12 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
                    and by_request[r][0] in announced for r in pending)
 
     survived = lives.survived(registered_after)
+    mid_training = _killed_mid_training(lives)
+    not_resumed = _not_resumed(lives)
     elapsed = time.monotonic() - started
-    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(requests)} "
+    detail = (f"seed {seed}; session {session_ms} ms; {lives.summary()}; {len(mid_training)} "
+              f"kills mid-training ({sum(1 for _, r in mid_training if r.checkpoint)} after a "
+              f"checkpoint, resumed from it); {len(requests)} "
               f"requests -> versions {versions} (champion v{champion} before), "
               f"{len(checkpoints)} checkpoints verified, {len(unannounced)} versions not "
               f"announced; setup {setup_s:.0f} s, {elapsed:.0f} s")
@@ -335,6 +407,7 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
     assert len(versions) == len(requests) + 1, versions
     assert not unannounced, f"versions never published on models.candidates: {unannounced}"
     assert not _not_survived(lives, survived), _not_survived(lives, survived)
+    assert not not_resumed, not_resumed
     return lives
 
 
@@ -342,9 +415,15 @@ def train_scenario(settings: Settings, tmp_path: Path, ledger: FaultRecorder,
 def test_training_worker_survives_kill9(
     settings: Settings, tmp_path: Path, spawner: float, ledger: FaultRecorder
 ) -> None:
-    train_scenario(settings, tmp_path, ledger, kills.kill_plan(SEED + 1, anchors=TRAIN_ANCHORS),
-                   SHORT_SESSION_MS, "training worker kill -9 (start-up, snapshot, training, "
-                   "registering, flush-to-commit)", SEED + 1)
+    lives = train_scenario(settings, tmp_path, ledger,
+                           kills.kill_plan(SEED + 1, anchors=TRAIN_ANCHORS), SHORT_SESSION_MS,
+                           "training worker kill -9 (start-up, snapshot, training, "
+                           "registering, flush-to-commit)", SEED + 1)
+    # a kill with nothing in progress proves nothing: enough must land mid-training
+    mid_training = _killed_mid_training(lives)
+    assert len(mid_training) >= MIN_MID_TRAINING_KILLS, (
+        f"{len(mid_training)} of {len(lives.killed)} kills landed mid-training: "
+        f"{lives.summary()}")
 
 
 # -- shadow --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
+import services.features.snapshot as snapshot_module
 from services.features.feast_repo import load_model_spec
 from services.features.generate import CovariateShift, DriftSpec, Generator, GeneratorConfig
 from services.features.history import write_history
@@ -153,10 +154,11 @@ def _dead_letters(settings: Settings, count: int, timeout: float = 30) -> list[t
 
 
 def test_labels_that_do_not_fit_the_task_fail_the_request_once(
-    store: Any, settings: Settings
+    store: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The champion was trained as binary; the model is now declared multiclass with
-    classes 5 and 6: its 0/1 labels must be refused, not trained into a candidate."""
+    classes 5 and 6: its 0/1 labels must be refused, not trained into a candidate. Tried
+    once (``retrain.attempts`` is 3: a refusal is not a transient failure), handled once."""
     settings = load_settings(**{**settings.model_dump(), "models": {"fraud": {
         "task": {"kind": "multiclass", "classes": [5, 6]},
         "training": {"max_steps": 20},
@@ -186,9 +188,22 @@ def test_labels_that_do_not_fit_the_task_fail_the_request_once(
     with EventProducer(settings, "test") as producer:
         producer.send(settings.topic("retrain.requests"), request, key="fraud")
 
-    worker = TrainingWorker(settings, store=store)
+    # each try of the request builds the window's snapshot (where its labels are refused)
+    snapshots: list[tuple[Any, ...]] = []
+
+    def counted_snapshot(*args: Any, **kwargs: Any) -> Any:
+        snapshots.append(args[2:4])  # the fresh window
+        return create_snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot_module, "create_snapshot", counted_snapshot)
+    telemetry = in_memory_telemetry("train-once")
+    worker = TrainingWorker(settings, store=store, telemetry=telemetry)
     worker.run(until=lambda: worker.stats.failed >= 1, idle_timeout_s=120)
     assert worker.stats.failed == 1 and worker.stats.trained == 0
+    assert len(snapshots) == 1, f"{len(snapshots)} tries of the request: {snapshots}"
+    runs = [s for s in telemetry.span_exporter.get_finished_spans() if s.name == "training run"]
+    assert len(runs) == 1, f"the request was handled {len(runs)} times"
+    assert not [e for e in runs[0].events if e.name == "retry"]
     assert registry.list_versions("fraud") == [1]
     (reason, detail), = _dead_letters(settings, 1)
     assert reason == "training_failed"

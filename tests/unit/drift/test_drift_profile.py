@@ -44,6 +44,12 @@ def test_numeric_bins_shares_and_sample() -> None:
     p = build_reference_profile(frame, SPEC, "s1", ks_sample=1_000, seed=3)
     a, ties = p.numeric
     assert a.edges.size == 9 and np.all(np.diff(a.edges) > 0)
+    # deciles of the finite values (NaN and inf left out), ties merged: np.quantile here
+    for profile, column in ((a, "a"), (ties, "ties")):
+        values = frame[column].to_numpy()
+        finite = values[np.isfinite(values)]
+        deciles = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, 11)[1:-1]))
+        assert np.array_equal(profile.edges, deciles), column
     assert a.shares.sum() + a.missing_share == pytest.approx(1.0)
     assert a.missing_share == pytest.approx(40 / 4_000)
     assert a.sample.size == 1_000 and np.all(a.sample[1:] >= a.sample[:-1])

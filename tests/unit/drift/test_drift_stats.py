@@ -41,6 +41,20 @@ def slow_numeric_psi(ref_values: list[float], win_values: list[float], edges: li
     return total
 
 
+def quantile_edges(ref_values: list[float], n_bins: int = 10) -> list[float]:
+    """The documented binning rule, computed here: ``np.quantile`` (linear) of the finite
+    reference values at ``1/n_bins ... (n_bins - 1)/n_bins``, tied edges merged.
+
+    The probabilities are ``np.linspace``'s bit for bit: an edge that lands on a
+    reference value must equal it exactly, since a window value on it is binned up."""
+    values = np.asarray(ref_values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return []
+    probabilities = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    return sorted({float(q) for q in np.quantile(finite, probabilities)})
+
+
 def _bucket(v: object, kept: tuple[str, ...]) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "<missing>"
@@ -108,7 +122,9 @@ def test_numeric_psi_and_ks_on_adversarial_data() -> None:
         stats = engine.compute(w)
         for j, s in enumerate(stats):
             p = profile.numeric[j]
-            expected = slow_numeric_psi(ref[f"x{j}"].tolist(), w[:, j].tolist(), p.edges.tolist())
+            edges = quantile_edges(ref[f"x{j}"].tolist())
+            assert p.edges.tolist() == edges
+            expected = slow_numeric_psi(ref[f"x{j}"].tolist(), w[:, j].tolist(), edges)
             assert s.psi == pytest.approx(expected, abs=1e-12, rel=1e-12)
             assert s.missing_share == np.isnan(w[:, j]).mean()
             assert len(s.bins) == len(s.reference_shares) == len(s.window_shares)
@@ -141,7 +157,9 @@ def test_psi_property(ref: list[float], win: list[float], n_bins: int) -> None:
     profile = build_reference_profile(pd.DataFrame({"x0": ref}), spec, "s", n_bins=n_bins)
     w = np.asarray(win, dtype=np.float64)[:, None]
     (s,) = window_stats(profile, spec, w)
-    expected = slow_numeric_psi(ref, w[:, 0].tolist(), profile.numeric[0].edges.tolist())
+    edges = quantile_edges(ref, n_bins)
+    assert profile.numeric[0].edges.tolist() == edges
+    expected = slow_numeric_psi(ref, w[:, 0].tolist(), edges)
     assert s.psi == pytest.approx(expected, abs=1e-12, rel=1e-12)
 
 

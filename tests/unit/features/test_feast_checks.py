@@ -3,7 +3,8 @@
 
 Each case runs a fresh interpreter: whether Feast is instrumented is decided once, when
 Feast is first imported. Bugs caught: the no-op installed after Feast was imported (no
-effect: every process pays the 14 s again), the package no longer installing it.
+effect: every process pays the 14 s again), the package no longer installing it. The
+probe's positive control imports Feast first: it must find the instrumentation there.
 """
 
 from __future__ import annotations
@@ -11,24 +12,34 @@ from __future__ import annotations
 import subprocess
 import sys
 
+DRIFTLOOP_FIRST = "import services.features  # what every driftloop path to Feast imports first"
+FEAST_FIRST = "import feast  # before driftloop: too late to skip the instrumentation"
 PROBE = """
 import sys
-import services.features  # what every driftloop path to Feast imports first
+{imports}
 import feast.feature_service as fs
+import services.features
 names = fs.FeatureService.__init__.__code__.co_names
 print("instrumented" if "check_argument_types_internal" in names else "plain")
 """
 
 
-def _probe() -> str:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          timeout=120, check=False)
+def _probe(imports: str = DRIFTLOOP_FIRST) -> str:
+    done = subprocess.run([sys.executable, "-c", PROBE.format(imports=imports)],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 
 
 def test_feast_is_imported_without_typeguard_instrumentation() -> None:
     assert _probe() == "plain"
+
+
+def test_the_probe_sees_the_instrumentation_when_feast_comes_first() -> None:
+    """Positive control: Feast imported before driftloop is instrumented, and the probe
+    must say so (else 'plain' above would prove nothing: a typeguard that renamed its
+    check, a Feast that dropped ``@typechecked``)."""
+    assert _probe(FEAST_FIRST) == "instrumented"
 
 
 def test_too_late_changes_nothing_and_says_so() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import numpy as np
@@ -29,14 +30,26 @@ def _losses(rng: np.random.Generator, n: int, improvement: float) -> tuple[np.nd
     return champion, candidate
 
 
+ALPHA, T1, LOOKS = 0.01, 2000 / 50_000, 25
+FIRST_LEVEL = {
+    # A(t) at the first look (t = 2,000 / 50,000), from each spending function's formula
+    "pocock": ALPHA * math.log(1 + (math.e - 1) * T1),
+    "obrien_fleming": 2 * sps.norm.sf(sps.norm.isf(ALPHA / 2) / math.sqrt(T1)),
+    "bonferroni": ALPHA / LOOKS,
+}
+
+
 @pytest.mark.parametrize("spending", ["pocock", "obrien_fleming", "bonferroni"])
 def test_levels_spend_exactly_alpha(spending: str) -> None:
     policy = ShadowPolicy(spending=spending)
     levels = policy.levels()
+    assert policy.alpha == ALPHA
     assert policy.looks()[0] == 2000 and policy.looks()[-1] == 50_000
-    assert len(levels) == len(policy.looks()) == 25
+    assert len(levels) == len(policy.looks()) == LOOKS
     assert all(lv >= 0 for lv in levels)
     assert sum(levels) == pytest.approx(policy.alpha)
+    # any curve ending at alpha sums to alpha: the first look tells the curves apart
+    assert levels[0] == pytest.approx(FIRST_LEVEL[spending], rel=1e-9)
 
 
 def test_look_schedule_ends_at_max_pairs_when_not_aligned() -> None:

@@ -144,15 +144,21 @@ def test_sigkill_mid_run_resumes_at_checkpoint(
     assert killed_at is not None and 10 <= killed_at.step < 60
     saved = load_checkpoint(killed_at)
 
+    # the reference keeps every checkpoint (only retention differs), to compare at the kill
+    reference = train(tmp_path / "ref", spec, *frames,
+                      config.with_overrides({"checkpoint": {"keep": 10}}), progress=None)
+    # the optimizer state in the checkpoint equals the reference run's at that step:
+    # every tensor of every parameter's state (step, exp_avg, exp_avg_sq) and the groups
+    ref_ckpt = load_checkpoint(next(c for c in list_checkpoints(tmp_path / "ref")
+                                    if c.step == killed_at.step))
+    assert saved["optimizer"]["state"], "the checkpoint holds no optimizer state"
+    assert _same_optimizer(ref_ckpt["optimizer"], saved["optimizer"])
+
     recorder = Recorder()
     resumed = train(run, spec, *frames, config, progress=recorder)
     assert resumed.resumed_from_step == killed_at.step
     assert recorder.steps[0] == killed_at.step + 1
-    reference = train(tmp_path / "ref", spec, *frames, config, progress=None)
     assert _same_tensors(resumed.state_dict, reference.state_dict)
-    # the optimizer state in the checkpoint equals the reference run's at that step
-    ref_ckpt = load_checkpoint(next(c for c in list_checkpoints(tmp_path / "ref") if c.step == 60))
-    assert ref_ckpt["optimizer"]["state"].keys() == saved["optimizer"]["state"].keys()
 
 
 def test_finished_run_redelivered_returns_without_training(
