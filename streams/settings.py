@@ -405,6 +405,7 @@ NOT_SETTINGS_ENV: dict[str, str] = {
     "DRIFTLOOP_CONFIG": "the YAML file load_settings reads",
     "DRIFTLOOP_REQUIRE_SERVICES": "tests: a missing PostgreSQL or Redis fails (.ci/run sets it)",
     "DRIFTLOOP_REQUIRE_BROWSER": "tests: a missing Chromium fails (.ci/run sets it)",
+    "DRIFTLOOP_REQUIRE_PROMTOOL": "tests: a missing promtool fails (.ci/run sets it)",
     "DRIFTLOOP_CHROMIUM": "tests: the Chromium binary of the report's browser check",
     "DRIFTLOOP_REPORT_SCREENSHOT": "tests: keep the report's screenshot there",
     "DRIFTLOOP_RELIABILITY_DOC": "chaos tests: where the reliability ledger is written",
