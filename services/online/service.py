@@ -29,6 +29,10 @@ its commit, a rebalance) are skipped and counted as ``redelivered``, so each lab
 event is learned into the state exactly once; what a killed process learned after its
 last snapshot is lost with it and learned again (the at-least-once window).
 
+While the champion watch is live for a model (it scored the current champion past its
+warm-up), an alarm on the learner's own error opens no episode (it joins an open one):
+the champion watch speaks for the champion (``learner_alarms_held`` counts them).
+
 Episodes (one retrain per change): a :class:`~services.episodes.reader.ControlReader`
 reads ``retrain.requests``, ``retrain.episodes`` and ``models.verdicts`` in full (no
 group: this service is one member of its own group, and every request of every model
@@ -220,6 +224,8 @@ class OnlineService(StreamService):
             for m in self.specs
         }
         self.requests_sent: deque[RetrainRequest] = deque(maxlen=1000)  # the latest, bounded
+        # learner alarms not sent while the champion watch was live (evidence only)
+        self.learner_alarms_held: dict[str, int] = {}
         self.detections: deque[tuple[str, DriftSignal | ChampionSignal]] = deque(maxlen=1000)
         self._watched: dict[str, tuple[float, Any]] = {}  # model -> (resolved at, Scorer)
         self._watch_problem: dict[str, str] = {}  # model -> the last problem logged
@@ -523,6 +529,15 @@ class OnlineService(StreamService):
         if open_id is not None:
             self._join(model, open_id, request_id, evidence, change_point, inbound, watched)
             return
+        if watched == "learner" and self._champion_watched(model):
+            # the learner's error moves as it learns; whether the champion needs a
+            # retrain is the champion watch's call (measured: a learner's alarm three
+            # hours after a promotion, where nothing changed, opened a second episode)
+            self.learner_alarms_held[model] = self.learner_alarms_held.get(model, 0) + 1
+            log.info("online: %s learner's alarm %s is evidence only: the champion watch "
+                     "scores v%s on the same events and decides", model, request_id,
+                     self.state.watches[model].version)
+            return
         decision = self.triggers[model].observe(True, at, window_id=request_id)
         log.info("online: %s concept alarm %s: %s", model, request_id, decision.reason)
         if not decision.fire:
@@ -553,6 +568,14 @@ class OnlineService(StreamService):
             status="opened", request_id=request_id, detector="online", reason="concept",
             change_point=change_point, evidence=[evidence], at=requested_at,
             watched=watched), inbound)
+
+    def _champion_watched(self, model: str) -> bool:
+        """Whether the champion watch is live for ``model``: it has scored events of the
+        current champion past its warm-up, so its own detector speaks for the champion."""
+        watch = self.state.watches.get(model)
+        learner = self.state.learners.get(model)
+        return (watch is not None and learner is not None and learner.config.champion_watch
+                and watch.version is not None and watch.watched > watch.settings.warmup)
 
     def change_point(self, model: str, signal: DriftSignal, joined: Joined) -> datetime:
         """The event time where ``signal``'s change began: the time of its first

@@ -117,6 +117,7 @@ def test_concept_drift_through_the_broker(settings: Settings, drift: bool) -> No
     assert len(service.requests_sent) == 1
     request = service.requests_sent[0]
     assert request.reason == "concept" and request.base_version is None  # no champion yet
+    assert request.watched == "learner"  # its own error: the trainer checks the champion's
     # rolling metrics are exported as gauges per model
     assert [a for a, _ in gauges] == [{"driftloop.model": "agrawal"}]
     assert gauges[0][1].value == pytest.approx(learner.metrics()["rolling_accuracy"])
@@ -178,3 +179,24 @@ def _verdict_clears_request_and_next_is_based_on_champion(
     assert third.requests_sent[0].request_id != first.request_id
 
 
+
+
+def test_a_learners_alarm_is_evidence_only_while_the_champion_watch_is_live(
+        settings: Settings) -> None:
+    """The same drifting stream, with the champion watch live (stood in for: the watch's
+    own scoring needs a champion that knows these features): the learner's detection is
+    recorded and counted, but opens no episode; the champion watch decides.
+
+    Bug caught: the learner's own error (which moves as it learns) asking for a retrain
+    of a champion that had not degraded (measured on the closed-loop benchmark: a
+    second episode three hours after a promotion, where nothing changed)."""
+    settings = _with_spec(settings)
+    publish(settings, True)
+    service = build(settings, snapshot_every=5000, snapshot_interval_s=3600,
+                    telemetry=in_memory_telemetry("online-test"))
+    service._champion_watched = lambda model: True  # type: ignore[method-assign]
+    learner = service.state.learners["agrawal"]
+    service.run(until=lambda: learner.learned >= N, idle_timeout_s=60)
+    assert service.detections, "the drift was not detected"
+    assert not service.requests_sent
+    assert service.learner_alarms_held == {"agrawal": len(service.detections)}
