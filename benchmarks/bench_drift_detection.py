@@ -528,25 +528,18 @@ class KafkaReplay:
 def _read_topic(settings: Any, name: str, event_type: type, count: int,
                 timeout_s: float = 60.0) -> list[Any]:
     """``count`` events from every partition of a topic, from the start (no group)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from streams.codec import decode
+    from streams.tail import TopicTail
 
     if count == 0:
         return []
     topic = settings.topic(name)
-    consumer = Consumer(settings.kafka.consumer_config(f"read-{uuid.uuid4().hex[:8]}"))
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list[Any] = []
+    out: list[Any] = []
+    with TopicTail(settings, {topic: event_type}, name="read") as tail:
         deadline = time.monotonic() + timeout_s
         while len(out) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is None:
-                    out.append(decode(msg.value(), event_type))
-    finally:
-        consumer.close()
+            out += tail.drain(timeout=0.5)
+    if tail.undecodable:
+        raise RuntimeError(f"{tail.undecodable} undecodable messages on {topic}")
     if len(out) != count:
         raise RuntimeError(f"read {len(out)} of {count} events from {topic}")
     return out

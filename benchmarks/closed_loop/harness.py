@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from benchmarks.closed_loop.scenarios import (
     FEATURES,
@@ -48,7 +47,6 @@ from benchmarks.closed_loop.scenarios import (
 )
 from benchmarks.closed_loop.tally import Tally
 from benchmarks.closed_loop.targets import measure, reference_figures
-from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     DriftReport,
     EpisodeEvent,
@@ -58,6 +56,7 @@ from streams.contracts import (
     ShadowVerdict,
 )
 from streams.settings import Settings
+from streams.tail import TopicTail
 
 log = logging.getLogger(__name__)
 SERVICES = ("ingest", "drift", "train", "shadow", "online")
@@ -115,37 +114,6 @@ class RunOptions:
                        "look_every": self.shadow_min_pairs,
                        "max_pairs": self.shadow_max_pairs},
         }
-
-
-class TopicReader:
-    """Every partition of the watched topics, from the start, no group."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.types = {settings.topic(name): kind for name, kind in WATCHED.items()}
-        self.consumer = Consumer(settings.kafka.consumer_config(
-            f"closed-loop-bench-{uuid.uuid4().hex[:8]}"))
-        metadata = self.consumer.list_topics(timeout=10)
-        self.consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING)
-                              for t in self.types for p in metadata.topics[t].partitions])
-        self.undecodable = 0
-
-    def drain(self, timeout: float = 0.1) -> list[Any]:
-        events = []
-        while True:
-            messages = self.consumer.consume(num_messages=1000, timeout=timeout)
-            if not messages:
-                return events
-            timeout = 0.0
-            for msg in messages:
-                if msg.error() is not None:
-                    continue
-                try:
-                    events.append(decode(msg.value(), self.types[msg.topic()]))
-                except DecodeFailure:
-                    self.undecodable += 1
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def _settings(workdir: Path, address: str, scenario: Scenario, options: RunOptions) -> Settings:
@@ -262,7 +230,8 @@ def _loop(settings: Settings, scenario: Scenario, options: RunOptions, layout: A
                for n, s in services.items()]
     for thread in threads:
         thread.start()
-    reader = TopicReader(settings)
+    reader = TopicTail(settings, {settings.topic(name): kind for name, kind in WATCHED.items()},
+                       name="closed-loop-bench")
     reported = {"events": 0}
     stop = threading.Event()
     task = settings.model(scenario.model).task
@@ -274,7 +243,7 @@ def _loop(settings: Settings, scenario: Scenario, options: RunOptions, layout: A
     ended, quiet_since, last_output = "settled", None, time.monotonic()
     try:
         while True:
-            events = reader.drain()
+            events = reader.drain(timeout=0.1)
             for event in events:
                 tally.fold(event)
             reported["events"] = tally.reported_events

@@ -24,13 +24,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     DriftReport,
     EpisodeEvent,
@@ -40,6 +38,7 @@ from streams.contracts import (
     ShadowVerdict,
 )
 from streams.settings import Settings
+from streams.tail import TopicTail
 from streams.tracing import header_value
 
 log = logging.getLogger(__name__)
@@ -98,33 +97,23 @@ class Observed:
 
 
 class TopicWatcher:
-    """Reads the loop's output topics (all partitions, from the start, no group)."""
+    """Reads the loop's output topics (a :class:`~streams.tail.TopicTail`: all partitions,
+    from the start, no group) and folds each event, with its headers, into
+    :class:`Observed`."""
 
     def __init__(self, settings: Settings) -> None:
-        self.types = {
+        self.tail = TopicTail(settings, {
             settings.topic("drift.reports"): DriftReport,
             settings.topic("retrain.requests"): RetrainRequest,
             settings.topic("retrain.episodes"): EpisodeEvent,
             settings.topic("models.candidates"): ModelCandidate,
             settings.topic("models.verdicts"): ShadowVerdict,
             settings.topic("models.promotions"): ModelPromotion,
-        }
-        self.consumer = Consumer(settings.kafka.consumer_config("driftloop-demo-watch"))
-        metadata = self.consumer.list_topics(timeout=10)
-        self.consumer.assign([
-            TopicPartition(t, p, OFFSET_BEGINNING)
-            for t in self.types for p in metadata.topics[t].partitions
-        ])
+        }, name="demo-watch")
 
     def poll(self, observed: Observed) -> None:
-        for msg in self.consumer.consume(num_messages=500, timeout=0.1):
-            if msg.error() is not None:
-                continue
-            try:
-                event = decode(msg.value(), self.types[msg.topic()])
-            except DecodeFailure:
-                continue
-            self._fold(event, msg.headers(), observed)
+        for record in self.tail.poll(timeout=0.1):
+            self._fold(record.event, record.headers, observed)
 
     @staticmethod
     def _fold(event: Any, headers: Any, observed: Observed) -> None:
@@ -168,7 +157,7 @@ class TopicWatcher:
                 observed.promotion_trace = traceparent.split("-")[1]
 
     def close(self) -> None:
-        self.consumer.close()
+        self.tail.close()
 
 
 def _prepare(settings: Settings, config: DemoConfig, console: Console) -> tuple[Any, datetime]:

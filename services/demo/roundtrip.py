@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer
 from opentelemetry import trace
 
 from services.model.task import Task
@@ -41,6 +40,7 @@ from streams.contracts import (
 from streams.deadletter import REASON_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
+from streams.tail import TopicTail
 from streams.tracing import header_value
 
 
@@ -179,16 +179,11 @@ def run_private_round_trip(settings: Settings, *, timeout_s: float = 60.0) -> Pr
 
 
 def _dead_letter_reason(settings: Settings, timeout_s: float) -> str | None:
-    """Dead letters are raw bytes, not events: read them with a plain consumer."""
-    reasons: list[str] = []
-    consumer = Consumer(settings.kafka.consumer_config(f"roundtrip-dlq-{new_event_id()[:8]}"))
-    consumer.subscribe([settings.topic("deadletter")])
-    try:
+    """Dead letters are raw bytes, not events: read their topic raw."""
+    with TopicTail(settings, {settings.topic("deadletter"): None}, name="roundtrip-dlq") as tail:
         deadline = time.monotonic() + timeout_s
-        while not reasons and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=100, timeout=0.5):
-                if msg.error() is None and msg.value() == b"{not json":
-                    reasons.append(header_value(msg.headers(), REASON_HEADER) or "")
-    finally:
-        consumer.close()
-    return reasons[0] if reasons else None
+        while time.monotonic() < deadline:
+            for record in tail.poll(timeout=0.5):
+                if record.value == b"{not json":
+                    return header_value(record.headers, REASON_HEADER) or ""
+    return None

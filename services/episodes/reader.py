@@ -6,15 +6,10 @@ model, whatever partitions of its own input it owns; these topics are small.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
 from services.episodes.book import EpisodeBook
-from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     EpisodeEvent,
     ModelCandidate,
@@ -23,8 +18,7 @@ from streams.contracts import (
     ShadowVerdict,
 )
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
+from streams.tail import TopicTail
 
 CONTROL_TOPICS: dict[str, type] = {
     "retrain.requests": RetrainRequest,
@@ -36,54 +30,34 @@ CONTROL_TOPICS: dict[str, type] = {
 
 
 class ControlReader:
-    """Assigns every partition of the control topics from the start; :meth:`drain`
-    returns what arrived since the last call and folds it into :attr:`book`."""
+    """Every partition of the control topics from the start (a
+    :class:`~streams.tail.TopicTail`, whose rules hold: a control topic created later
+    is read once it exists; undecodable messages are skipped, their own consumers
+    dead-letter them); :meth:`drain` returns what arrived since the last call and folds
+    it into :attr:`book`."""
 
     def __init__(self, settings: Settings, *, topics: Sequence[str] = tuple(CONTROL_TOPICS),
                  book: EpisodeBook | None = None, name: str = "control") -> None:
         self._types = {settings.topic(t): CONTROL_TOPICS[t] for t in topics}
         self._settings = settings
         self._name = name
-        self._consumer: Consumer | None = None
+        self._tail: TopicTail | None = None
         self.book = book or EpisodeBook()
 
-    def _open(self) -> Consumer:
-        config = self._settings.kafka.consumer_config(
-            f"driftloop-{self._name}-{uuid.uuid4()}")
-        consumer = Consumer(config)
-        metadata = consumer.list_topics(timeout=10)
-        consumer.assign([
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            for topic in self._types
-            if topic in metadata.topics
-            for p in metadata.topics[topic].partitions
-        ])
-        return consumer
-
     def drain(self) -> list[Any]:
-        """Events that arrived since the last call (the first call waits up to a second
-        to catch up with the history; later calls do not block)."""
+        """Events that arrived since the last call (the first call connects and reads
+        until a second passes without a message, to catch up with the history; later
+        calls do not block)."""
         timeout = 0.0
-        if self._consumer is None:
-            self._consumer = self._open()
+        if self._tail is None:
+            self._tail = TopicTail(self._settings, self._types, name=self._name)
             timeout = 1.0
-        events: list[Any] = []
-        while True:
-            messages = self._consumer.consume(num_messages=1000, timeout=timeout)
-            if not messages:
-                break
-            for msg in messages:
-                if msg.error() is not None:
-                    continue
-                try:
-                    events.append(decode(msg.value(), self._types[msg.topic()]))
-                except DecodeFailure:
-                    continue  # these topics' own consumers dead-letter such messages
+        events = self._tail.drain(timeout)
         self.book.fold_all(events)
         return events
 
     def close(self) -> None:
-        """Leave (no offsets are committed: the next start reads from the beginning)."""
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        """Close the reader (nothing is committed: the next start reads from the beginning)."""
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None

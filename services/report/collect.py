@@ -1,31 +1,26 @@
 """Gather what the report shows: events from the topics, manifests from the registry,
 running candidates from the shadow service's state, thresholds from the drift policy.
 
-Topics are read with a plain consumer under a fresh random group id, assigned every
-partition from the beginning (no group join, nothing committed), until no new message
-has arrived for ``idle_s`` seconds. End offsets are not used to decide when to stop:
+Topics are read with a :class:`~streams.tail.TopicTail` (every partition from the
+beginning, no group join, nothing committed), until no new message has arrived for
+``idle_s`` seconds. End offsets are not used to decide when to stop:
 some brokers (the embedded one among them) report wrong high watermarks.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from services.registry.manifest import Manifest
 from services.registry.store import ModelRegistry, RegistryError
 from services.report.render import ReportData, Thresholds
-from streams.codec import DecodeFailure, decode
 from streams.contracts import (
     DriftReport,
     Event,
@@ -35,8 +30,7 @@ from streams.contracts import (
     ShadowVerdict,
 )
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
+from streams.tail import TopicTail
 
 REPORT_TOPICS: dict[str, type[Event]] = {
     "drift.reports": DriftReport,
@@ -86,46 +80,26 @@ def read_topics(
     max_s: float = 300.0,
 ) -> TopicRead:
     """Every message of ``topics`` (full names -> event type), decoded, in offset order
-    per partition. Stops after ``idle_s`` without a new message (``idle_s +
-    start_grace_s`` before the first one), or after ``max_s`` in all."""
-    config = settings.kafka.consumer_config(f"driftloop-report-{uuid.uuid4().hex}")
-    consumer = Consumer(config)
+    per partition (a :class:`~streams.tail.TopicTail`: undecodable messages are counted,
+    topics not on the broker are named). Stops after ``idle_s`` without a new message
+    (``idle_s + start_grace_s`` before the first one), or after ``max_s`` in all; at once
+    when none of the topics exists."""
     result = TopicRead(events={t: [] for t in topics})
-    try:
-        metadata = consumer.list_topics(timeout=10.0)
-        assignment = []
-        for topic in topics:
-            meta = metadata.topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                result.missing_topics.append(topic)
-                continue
-            assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        if not assignment:
-            return result
-        consumer.assign(assignment)
-        start = last = time.monotonic()
-        got_any = False
-        while True:
-            now = time.monotonic()
-            quiet = now - last
-            if quiet >= idle_s + (0.0 if got_any else start_grace_s) or now - start >= max_s:
-                break
-            for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                error = msg.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("report: consume error on %s: %s", msg.topic(), error)
-                    continue
-                last, got_any = time.monotonic(), True
-                result.messages += 1
-                try:
-                    event = decode(msg.value() or b"", topics[msg.topic()])
-                except DecodeFailure:
-                    result.undecodable += 1
-                    continue
-                result.events[msg.topic()].append(event)
-    finally:
-        consumer.close()
+    with TopicTail(settings, topics, name="report") as tail:
+        if len(tail.missing) < len(topics):
+            start = last = time.monotonic()
+            while True:
+                now = time.monotonic()
+                grace = 0.0 if tail.messages else start_grace_s
+                if now - last >= idle_s + grace or now - start >= max_s:
+                    break
+                seen = tail.messages
+                for record in tail.poll(timeout=0.2):
+                    result.events[record.topic].append(record.event)
+                if tail.messages > seen:
+                    last = time.monotonic()
+        result.messages, result.undecodable = tail.messages, tail.undecodable
+        result.missing_topics = tail.missing
     return result
 
 

@@ -8,13 +8,13 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from streams.broker import EmbeddedBroker
 from streams.contracts import LabelEvent
 from streams.durable import GRPC_OFFSET, SeaweedS3, StorageError, choose_ports
 from streams.producer import EventProducer
 from streams.settings import Settings
+from streams.tail import TopicTail
 
 
 def test_chosen_ports_are_distinct_with_their_grpc_twins() -> None:
@@ -61,15 +61,9 @@ def test_records_survive_restarting_broker_and_storage(
     assert s3_storage.endpoint == endpoint  # same ports, so the broker's settings still hold
     durable_broker.start()
 
-    consumer = Consumer(durable_settings.kafka.consumer_config("durable-read"))
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
     got: set[str] = set()
-    deadline = time.monotonic() + 30
-    try:
+    with TopicTail(durable_settings, {topic: None}, name="durable-read") as tail:
+        deadline = time.monotonic() + 30
         while got != set(sent) and time.monotonic() < deadline:
-            for msg in consumer.consume(100, timeout=0.5):
-                if msg.error() is None:
-                    got.add(msg.key().decode())
-    finally:
-        consumer.close()
+            got |= {r.key.decode() for r in tail.poll(timeout=0.5) if r.key is not None}
     assert got == set(sent)

@@ -44,16 +44,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from chaos.ledger import FaultRecorder
 from chaos.topics import Record
 from streams.broker import free_port
-from streams.codec import decode
 from streams.contracts import DriftReport
 from streams.deadletter import DETAIL_HEADER, REASON_HEADER, SERVICE_HEADER
 from streams.producer import EventProducer
 from streams.settings import Settings
+from streams.tail import TopicTail
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration]
 
@@ -239,25 +239,18 @@ def _round(settings: Settings, services: Services, rows: list[dict[str, Any]], t
 
 def _read(settings: Settings, topic: str, event_type: type | None = None,
           quiet_s: float = 1.0) -> list[Record]:
-    """Every message of ``topic``, by assigned partitions (no group join to wait for)."""
-    consumer = Consumer(settings.kafka.consumer_config(f"reader-{uuid.uuid4().hex[:8]}"))
-    consumer.assign([TopicPartition(settings.topic(topic), p, OFFSET_BEGINNING)
-                     for p in range(settings.topics.partitions)])
+    """Every message of ``topic``, by assigned partitions (no group join to wait for);
+    raw without ``event_type``, and with one, every message must decode."""
     out: list[Record] = []
-    started = time.monotonic()
-    last = started
-    try:
+    with TopicTail(settings, {settings.topic(topic): event_type}, name="reader") as tail:
+        last = time.monotonic()
         # Quiet counts from the first message (the first fetch may take seconds); an empty
         # topic is empty after 10 s.
         while time.monotonic() - last < (quiet_s if out else 10.0):
-            for m in consumer.consume(1000, timeout=0.2):
-                if m.error() is None:
-                    last = time.monotonic()
-                    event = decode(m.value(), event_type) if event_type is not None else None
-                    out.append(Record(m.partition(), m.offset(), m.value(),
-                                      dict(m.headers() or []), event))
-    finally:
-        consumer.close()
+            for r in tail.poll(timeout=0.2):
+                last = time.monotonic()
+                out.append(Record(r.partition, r.offset, r.value, dict(r.headers), r.event))
+    assert not tail.undecodable, f"{tail.undecodable} undecodable messages on {topic}"
     return out
 
 

@@ -5,30 +5,25 @@ from __future__ import annotations
 import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from services.demo.roundtrip import run_private_round_trip
 from streams.admin import list_topics
 from streams.settings import Settings
+from streams.tail import TopicTail
 
 pytestmark = pytest.mark.integration
 
 
 def count_messages(settings: Settings, topics: list[str], idle_s: float = 3.0) -> int:
-    """Messages on ``topics`` read from the beginning until ``idle_s`` pass without one."""
-    consumer = Consumer(settings.kafka.consumer_config(f"{settings.topics.prefix}count"))
-    partitions = list_topics(settings)
-    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions[t])])
-    seen, last = 0, time.monotonic()
-    try:
+    """Messages on ``topics`` read from the beginning until ``idle_s`` pass without one
+    (every topic must exist)."""
+    with TopicTail(settings, dict.fromkeys(topics), name="count") as tail:
+        assert tail.missing == []
+        last = time.monotonic()
         while time.monotonic() - last < idle_s:
-            batch = consumer.consume(num_messages=500, timeout=0.5)
-            got = [m for m in batch if m.error() is None]
-            if got:
-                seen, last = seen + len(got), time.monotonic()
-    finally:
-        consumer.close()
-    return seen
+            if tail.poll(timeout=0.5):
+                last = time.monotonic()
+    return tail.messages
 
 
 def test_the_round_trip_uses_its_own_topics_and_deletes_them(settings: Settings) -> None:

@@ -29,7 +29,6 @@ from typing import Any
 import msgspec
 import pandas as pd
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.episodes.book import attempt_request_id
 from services.features import snapshot as snapshot_module
@@ -47,7 +46,6 @@ from services.registry.store import ModelRegistry
 from services.training.config import load_config
 from services.training.runner import TrainingJob, run_job
 from services.training.worker import TrainingWorker
-from streams.codec import decode
 from streams.contracts import (
     EpisodeEvent,
     PairedTest,
@@ -57,6 +55,7 @@ from streams.contracts import (
 )
 from streams.producer import EventProducer
 from streams.settings import Settings, load_settings
+from streams.tail import TopicTail
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::RuntimeWarning")]
 HISTORY_END = datetime(2026, 6, 1, tzinfo=UTC)
@@ -128,17 +127,14 @@ def _send(settings: Settings, topic: str, *events: Any) -> None:
 
 
 def _read_all(settings: Settings, topic: str, event_type: type, wait: float = 3.0) -> list[Any]:
-    """Every event on ``topic`` (all partitions, from the beginning, no group)."""
-    consumer = Consumer(settings.kafka.consumer_config(f"r-{uuid.uuid4().hex[:8]}"))
-    name = settings.topic(topic)
-    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-    consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+    """Every event on ``topic`` (all partitions, from the beginning, no group), read for
+    ``wait`` seconds; every message must decode."""
     got: list[Any] = []
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        got += [decode(m.value(), event_type) for m in consumer.consume(100, timeout=0.3)
-                if m.error() is None]
-    consumer.close()
+    with TopicTail(settings, {settings.topic(topic): event_type}, name="test") as tail:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            got += tail.drain(timeout=0.3)
+    assert not tail.undecodable, f"{tail.undecodable} undecodable messages on {topic}"
     return got
 
 
